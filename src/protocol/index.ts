@@ -1,0 +1,4 @@
+export * from './codes.js';
+export * from './frame.js';
+export * from './messages.js';
+export * from './position.js';
