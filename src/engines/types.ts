@@ -1,0 +1,123 @@
+import type { PresenceMember, PublisherInfo, StreamPosition } from '../protocol/index.js';
+
+/** A publication as stored and fanned out by an engine. */
+export interface Publication {
+  channel: string;
+  data: unknown;
+  /** Milliseconds since the Unix epoch when it was accepted. */
+  time: number;
+  /** Absent on ephemeral publications. */
+  offset?: number;
+  epoch?: string;
+  publisher?: PublisherInfo;
+  ephemeral?: boolean;
+}
+
+export interface HistoryPolicy {
+  /** Publications retained per channel. */
+  size: number;
+  /** Retention after the last publication, in ms. */
+  ttlMs: number;
+}
+
+export interface PublishOptions {
+  /** Keep the publication in the channel's history. Without it only an offset is assigned. */
+  history?: HistoryPolicy;
+  /** Idempotency key (already scoped by the caller, e.g. user + frame id); a repeat within the window returns the first result. */
+  idempotencyKey?: string;
+  /** Dedupe window for `idempotencyKey`, in ms. */
+  idempotencyWindowMs?: number;
+  publisher?: PublisherInfo;
+  /** Not stored, no offset. */
+  ephemeral?: boolean;
+  /** Client id that must not receive this publication (exclude the sender). */
+  exceptClient?: string;
+}
+
+export interface PublishResult {
+  offset?: number;
+  epoch?: string;
+  /** True when this was a retry inside the idempotency window (nothing new was published). */
+  duplicate?: boolean;
+}
+
+/** Cluster-wide commands delivered to every node (a single node delivers them to itself). */
+export type ControlCommand =
+  | { type: 'disconnect'; user: string; code: number; reason: string }
+  | { type: 'subscribe'; user: string; channel: string }
+  | { type: 'unsubscribe'; user: string; channel: string };
+
+/** What a broker delivers to its node. */
+export type BrokerEvent =
+  | { type: 'publication'; publication: Publication; exceptClient?: string }
+  | { type: 'join' | 'leave'; channel: string; user: string; info?: Record<string, unknown> }
+  | { type: 'control'; command: ControlCommand };
+
+/**
+ * Fan-out. When history is on, appending to history and publishing are one atomic step per
+ * channel, so no node observes offsets out of order or a publication missing from history.
+ */
+export interface Broker {
+  /** Set the one handler that receives every event for channels this node subscribed to, and every control command. */
+  setHandler(handler: (event: BrokerEvent) => void): void;
+  publish(channel: string, data: unknown, options: PublishOptions): Promise<PublishResult>;
+  /** Fan out a join/leave event to every node with subscribers of the channel. */
+  publishPresenceEvent(event: { type: 'join' | 'leave'; channel: string; user: string; info?: Record<string, unknown> }): Promise<void>;
+  /** Deliver a control command to every node, this one included. */
+  publishControl(command: ControlCommand): Promise<void>;
+  /** Start receiving events for a channel (called when the node gets its first local subscriber). */
+  subscribe(channel: string): Promise<void>;
+  /** Stop receiving events for a channel (called when the node's last local subscriber leaves). */
+  unsubscribe(channel: string): Promise<void>;
+}
+
+export interface HistoryReadOptions {
+  /** Only publications after this offset; the epoch must be the stream's or the read fails. */
+  since?: StreamPosition;
+  /** At most this many publications. */
+  limit: number;
+  /** Newest first. */
+  reverse?: boolean;
+}
+
+export interface HistoryReadResult {
+  publications: Publication[];
+  /** The stream's top position (offset of the newest publication, 0 if none) and epoch. */
+  position: StreamPosition;
+  /** The oldest retained offset (top + 1 when nothing is retained). */
+  firstOffset: number;
+}
+
+export interface HistoryStore {
+  /** Read retained publications. Throws ChorusError(UNRECOVERABLE_POSITION) if `since.epoch` is not the stream's. */
+  read(channel: string, options: HistoryReadOptions): Promise<HistoryReadResult>;
+  /** The stream's top position (creates the stream, and its epoch, if it does not exist). */
+  position(channel: string): Promise<StreamPosition>;
+}
+
+export interface PresenceEntry {
+  user: string;
+  info?: Record<string, unknown>;
+}
+
+export interface PresenceStore {
+  /** Add or refresh one connection's entry. `firstForUser` is true when the user had no entry in the channel before. */
+  add(channel: string, clientId: string, entry: PresenceEntry, ttlMs: number): Promise<{ firstForUser: boolean }>;
+  /** Remove one connection's entry. `lastForUser` is true when it was the user's last connection in the channel. */
+  remove(channel: string, clientId: string): Promise<{ lastForUser: boolean; user?: string }>;
+  /** One entry per user with the number of their connections. */
+  list(channel: string): Promise<PresenceMember[]>;
+  stats(channel: string): Promise<{ users: number; connections: number }>;
+}
+
+/** An engine bundles the three stores; the memory engine is one process, Redis many. */
+export interface Engine {
+  readonly name: string;
+  readonly broker: Broker;
+  readonly history: HistoryStore;
+  readonly presence: PresenceStore;
+  /** Called by the server when it starts using the engine. */
+  start(): Promise<void>;
+  /** Release timers and connections. */
+  close(): Promise<void>;
+}

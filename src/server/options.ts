@@ -1,0 +1,350 @@
+import type { IncomingMessage } from 'node:http';
+import type { Logger } from 'pino';
+import type { Registry } from 'prom-client';
+import type { Engine } from '../engines/types.js';
+
+/** Who may subscribe to channels of a namespace. */
+export type SubscribePolicy = 'any' | 'none';
+/** Who may publish from a client: any user, only current subscribers, or nobody (server/API only). */
+export type PublishPolicy = 'any' | 'subscribers' | 'none';
+
+/** Per-namespace channel configuration. The first namespace whose pattern matches a channel name applies. */
+export interface NamespaceOptions {
+  /** Channel-name pattern; `*` matches any run of characters (e.g. `chat:*`, `dash:cpu`). Required. */
+  pattern: string;
+  /** Who may subscribe. Default `'any'` (every authenticated user). */
+  subscribe?: SubscribePolicy;
+  /** Who may publish from a client. Default `'any'`. The HTTP API and server code may always publish. */
+  publish?: PublishPolicy;
+  /**
+   * Personal channels: only the user whose id equals the part of the name after the pattern's
+   * fixed prefix (e.g. `ada` in `user:ada` for `user:*`) may subscribe. Default `false`.
+   */
+  personal?: boolean;
+  /** Publications kept per channel for history and recovery; 0 disables history. Default 0. */
+  historySize?: number;
+  /** How long a channel's history is kept after its last publication, in ms. Default 300000 (5 min). */
+  historyTtlMs?: number;
+  /** Recovery fails (`recovered: false`) when more than this many publications were missed. Default 1000. */
+  recoveryMaxMissed?: number;
+  /** Track presence (who is subscribed). Default `false`. */
+  presence?: boolean;
+  /** Send `join`/`leave` events (needs `presence`). Default: same as `presence`. */
+  joinLeave?: boolean;
+  /**
+   * Above this many members, `join`/`leave` events are not sent for the channel (they are
+   * quadratic in channel size); presence lists and counts stay exact. Default 1000 members.
+   */
+  joinLeaveMaxMembers?: number;
+  /** Allow ephemeral publications (typing, cursors). Default `true`. */
+  ephemeral?: boolean;
+  /** Ephemeral publications allowed per user per channel, per second (burst equal). Default 10. */
+  ephemeralPerSecond?: number;
+}
+
+export type ResolvedNamespace = Required<NamespaceOptions>;
+
+/** JWT verification settings. Exactly one key source is needed unless `authenticate` is given. */
+export interface AuthOptions {
+  /** HS256 shared secret (at least 32 bytes recommended). */
+  secret?: string;
+  /** PEM public key (SPKI) for RS256 / ES256 tokens. */
+  publicKey?: string;
+  /** Algorithms accepted with `publicKey`. Default `['RS256', 'ES256']`. */
+  algorithms?: string[];
+  /** JWKS URL; keys are fetched and cached by `jose`. */
+  jwksUrl?: string;
+  /** Required `iss` claim, if set. */
+  issuer?: string;
+  /** Required `aud` claim, if set. */
+  audience?: string;
+  /** Clock skew tolerated for `exp`/`nbf`, in seconds. Default 5. */
+  clockToleranceSec?: number;
+}
+
+/** What authentication yields for one connection. */
+export interface Identity {
+  /** User id (the JWT `sub`). */
+  user: string;
+  /** Public info shown in presence and as publisher info. */
+  info?: Record<string, unknown>;
+  /** Expiry in ms since the Unix epoch; absent if it never expires. */
+  expiresAt?: number;
+}
+
+export interface Limits {
+  /** Largest WebSocket message accepted, in bytes; larger closes with 1009. Default 65536. Also caps HTTP API bodies. */
+  maxMessageBytes: number;
+  /** Open connections allowed per user; more get HTTP 429 at the handshake. Default 5. */
+  maxConnectionsPerUser: number;
+  /** Subscriptions allowed per connection. Default 512. */
+  maxSubscriptionsPerConnection: number;
+  /** Bytes queued but unsent per connection before it is closed with 4003 (ephemeral frames drop at half). Default 1048576. */
+  maxQueuedBytes: number;
+  /** Token-bucket refill rate per connection, frames per second. Default 50. */
+  ratePerSecond: number;
+  /** Token-bucket capacity per connection, frames. Default 100. */
+  rateBurst: number;
+  /** Faulty frames (bad frame, unknown event, bad data, rate limited) within `faultWindowMs` that close the connection with 1008. Default 10. */
+  maxFaults: number;
+  /** Window for `maxFaults`, in ms. Default 10000. */
+  faultWindowMs: number;
+  /** Longest time authentication of an upgrade may take before HTTP 503, in ms. Default 10000. */
+  handshakeTimeoutMs: number;
+  /** Largest `limit` of a history request (and its default). Default 100. */
+  maxHistoryLimit: number;
+}
+
+export interface HeartbeatOptions {
+  /** How often the server pings each connection, in ms. Default 30000. */
+  intervalMs: number;
+  /** A connection silent for this long is closed with 4002, in ms. Default 90000. */
+  timeoutMs: number;
+}
+
+export interface ShutdownOptions {
+  /** How long graceful shutdown waits for clients to close before terminating them, in ms. Default 10000. */
+  drainTimeoutMs: number;
+  /** Clients are told to reconnect after a random delay below this, in ms. Default 5000. */
+  reconnectSpreadMs: number;
+}
+
+/** Options of `new ChorusServer(options)`. Every field is optional. */
+export interface ServerOptions {
+  /** WebSocket endpoint path. Default `/ws`. */
+  path?: string;
+  /** JWT verification. Ignored when `authenticate` is given. */
+  auth?: AuthOptions;
+  /** Custom authentication: return an identity or throw to reject with 401. Replaces JWT verification. */
+  authenticate?: (token: string | undefined, req: IncomingMessage) => Promise<Identity> | Identity;
+  /**
+   * Allowed browser origins (exact `scheme://host[:port]`, or `*`). Default: only the server's
+   * own origin; requests without an Origin header are always allowed.
+   */
+  allowedOrigins?: string[];
+  /** Bearer key for the HTTP API. Without it the API answers 401. */
+  apiKey?: string;
+  /** Channel namespaces, first match wins. Default `DEFAULT_NAMESPACES` (`user:*` personal, `chat:*`). */
+  namespaces?: NamespaceOptions[];
+  /** Subscribe every connection to its personal channel `user:<sub>` on connect. Default `true`. */
+  personalChannel?: boolean;
+  /** Limits; each field has its own default. */
+  limits?: Partial<Limits>;
+  heartbeat?: Partial<HeartbeatOptions>;
+  shutdown?: Partial<ShutdownOptions>;
+  /** Window in which a retried publish with the same id is applied once, in ms. Default 120000. */
+  idempotencyWindowMs?: number;
+  /** Broker/history/presence engine. Default: a new in-memory engine. */
+  engine?: Engine;
+  /** A pino logger, or pino options' `level`. Default: pino at level `info` to stdout. */
+  logger?: Logger | { level?: string };
+  /** Prometheus registry to register metrics in. Default: a new registry (exposed at `/metrics`). */
+  metricsRegistry?: Registry;
+  /** Node id shown in `connected` and logs. Default: random. */
+  nodeId?: string;
+  /** Answer `/healthz`, `/metrics` and `/api/*` on the attached HTTP server. Default `true`. */
+  http?: boolean;
+}
+
+export interface ResolvedOptions {
+  path: string;
+  auth: AuthOptions;
+  authenticate: ServerOptions['authenticate'];
+  allowedOrigins: string[] | undefined;
+  apiKey: string | undefined;
+  namespaces: ResolvedNamespace[];
+  personalChannel: boolean;
+  limits: Limits;
+  heartbeat: HeartbeatOptions;
+  shutdown: ShutdownOptions;
+  idempotencyWindowMs: number;
+  nodeId: string;
+  http: boolean;
+}
+
+export const DEFAULT_LIMITS: Limits = {
+  maxMessageBytes: 65536,
+  maxConnectionsPerUser: 5,
+  maxSubscriptionsPerConnection: 512,
+  maxQueuedBytes: 1048576,
+  ratePerSecond: 50,
+  rateBurst: 100,
+  maxFaults: 10,
+  faultWindowMs: 10000,
+  handshakeTimeoutMs: 10000,
+  maxHistoryLimit: 100,
+};
+
+export const DEFAULT_HEARTBEAT: HeartbeatOptions = { intervalMs: 30000, timeoutMs: 90000 };
+export const DEFAULT_SHUTDOWN: ShutdownOptions = { drainTimeoutMs: 10000, reconnectSpreadMs: 5000 };
+
+/** Namespaces used when none are configured. */
+export const DEFAULT_NAMESPACES: NamespaceOptions[] = [
+  { pattern: 'user:*', personal: true, publish: 'none' },
+  { pattern: 'chat:*', historySize: 100, historyTtlMs: 300000, presence: true, joinLeave: true },
+];
+
+const NAMESPACE_DEFAULTS: Omit<ResolvedNamespace, 'pattern' | 'joinLeave'> = {
+  subscribe: 'any',
+  publish: 'any',
+  personal: false,
+  historySize: 0,
+  historyTtlMs: 300000,
+  recoveryMaxMissed: 1000,
+  presence: false,
+  joinLeaveMaxMembers: 1000,
+  ephemeral: true,
+  ephemeralPerSecond: 10,
+};
+
+const NAMESPACE_KEYS = new Set<string>([
+  'pattern',
+  'joinLeave',
+  ...Object.keys(NAMESPACE_DEFAULTS),
+]);
+
+function fail(key: string, message: string): never {
+  throw new TypeError(`invalid option ${key}: ${message}`);
+}
+
+function positiveInt(key: string, value: unknown, allowZero = false): number {
+  if (typeof value !== 'number' || !Number.isSafeInteger(value) || value < (allowZero ? 0 : 1)) {
+    fail(key, `must be ${allowZero ? 'a non-negative' : 'a positive'} integer, got ${JSON.stringify(value)}`);
+  }
+  return value;
+}
+
+function positiveNumber(key: string, value: unknown): number {
+  if (typeof value !== 'number' || !Number.isFinite(value) || value <= 0) {
+    fail(key, `must be a positive number, got ${JSON.stringify(value)}`);
+  }
+  return value;
+}
+
+function oneOf<T extends string>(key: string, value: unknown, allowed: readonly T[]): T {
+  if (typeof value !== 'string' || !allowed.includes(value as T)) {
+    fail(key, `must be one of ${allowed.map((a) => JSON.stringify(a)).join(', ')}, got ${JSON.stringify(value)}`);
+  }
+  return value as T;
+}
+
+function bool(key: string, value: unknown): boolean {
+  if (typeof value !== 'boolean') fail(key, `must be true or false, got ${JSON.stringify(value)}`);
+  return value;
+}
+
+export function resolveNamespace(ns: NamespaceOptions, key: string): ResolvedNamespace {
+  if (typeof ns !== 'object' || ns === null) fail(key, 'must be an object');
+  for (const k of Object.keys(ns)) {
+    if (!NAMESPACE_KEYS.has(k)) fail(`${key}.${k}`, 'unknown key');
+  }
+  if (typeof ns.pattern !== 'string' || ns.pattern.length === 0 || ns.pattern.length > 255) {
+    fail(`${key}.pattern`, 'must be a non-empty string of at most 255 characters');
+  }
+  const presence = ns.presence === undefined ? NAMESPACE_DEFAULTS.presence : bool(`${key}.presence`, ns.presence);
+  const joinLeave = ns.joinLeave === undefined ? presence : bool(`${key}.joinLeave`, ns.joinLeave);
+  if (joinLeave && !presence) fail(`${key}.joinLeave`, 'needs presence: true');
+  const resolved: ResolvedNamespace = {
+    pattern: ns.pattern,
+    subscribe:
+      ns.subscribe === undefined ? NAMESPACE_DEFAULTS.subscribe : oneOf(`${key}.subscribe`, ns.subscribe, ['any', 'none'] as const),
+    publish:
+      ns.publish === undefined
+        ? NAMESPACE_DEFAULTS.publish
+        : oneOf(`${key}.publish`, ns.publish, ['any', 'subscribers', 'none'] as const),
+    personal: ns.personal === undefined ? NAMESPACE_DEFAULTS.personal : bool(`${key}.personal`, ns.personal),
+    historySize:
+      ns.historySize === undefined ? NAMESPACE_DEFAULTS.historySize : positiveInt(`${key}.historySize`, ns.historySize, true),
+    historyTtlMs:
+      ns.historyTtlMs === undefined ? NAMESPACE_DEFAULTS.historyTtlMs : positiveInt(`${key}.historyTtlMs`, ns.historyTtlMs),
+    recoveryMaxMissed:
+      ns.recoveryMaxMissed === undefined
+        ? NAMESPACE_DEFAULTS.recoveryMaxMissed
+        : positiveInt(`${key}.recoveryMaxMissed`, ns.recoveryMaxMissed, true),
+    presence,
+    joinLeave,
+    joinLeaveMaxMembers:
+      ns.joinLeaveMaxMembers === undefined
+        ? NAMESPACE_DEFAULTS.joinLeaveMaxMembers
+        : positiveInt(`${key}.joinLeaveMaxMembers`, ns.joinLeaveMaxMembers, true),
+    ephemeral: ns.ephemeral === undefined ? NAMESPACE_DEFAULTS.ephemeral : bool(`${key}.ephemeral`, ns.ephemeral),
+    ephemeralPerSecond:
+      ns.ephemeralPerSecond === undefined
+        ? NAMESPACE_DEFAULTS.ephemeralPerSecond
+        : positiveNumber(`${key}.ephemeralPerSecond`, ns.ephemeralPerSecond),
+  };
+  if (resolved.personal && !resolved.pattern.endsWith('*')) {
+    fail(`${key}.personal`, 'needs a pattern ending in * (e.g. "user:*")');
+  }
+  return resolved;
+}
+
+function resolveNumbers<T extends object>(
+  prefix: string,
+  given: Partial<T> | undefined,
+  defaults: T,
+  allowZero: ReadonlySet<string> = new Set(),
+): T {
+  const out = { ...defaults };
+  if (given === undefined) return out;
+  if (typeof given !== 'object' || given === null) fail(prefix, 'must be an object');
+  for (const [k, v] of Object.entries(given)) {
+    if (!(k in defaults)) fail(`${prefix}.${k}`, 'unknown key');
+    if (v === undefined) continue;
+    (out as Record<string, number>)[k] = positiveInt(`${prefix}.${k}`, v, allowZero.has(k));
+  }
+  return out;
+}
+
+/** Merge options over the defaults and validate them; throws a TypeError naming the bad key. */
+export function resolveOptions(options: ServerOptions = {}): ResolvedOptions {
+  const path = options.path ?? '/ws';
+  if (typeof path !== 'string' || !path.startsWith('/')) fail('path', 'must start with "/"');
+  const auth = options.auth ?? {};
+  if (auth.secret !== undefined && (typeof auth.secret !== 'string' || auth.secret.length === 0)) {
+    fail('auth.secret', 'must be a non-empty string');
+  }
+  if (auth.jwksUrl !== undefined) {
+    try {
+      new URL(auth.jwksUrl);
+    } catch {
+      fail('auth.jwksUrl', 'must be an absolute URL');
+    }
+  }
+  if (auth.clockToleranceSec !== undefined) positiveInt('auth.clockToleranceSec', auth.clockToleranceSec, true);
+  if (!options.authenticate && !auth.secret && !auth.publicKey && !auth.jwksUrl) {
+    fail('auth', 'needs one of secret, publicKey or jwksUrl (or an authenticate function)');
+  }
+  if (options.allowedOrigins !== undefined) {
+    if (!Array.isArray(options.allowedOrigins) || options.allowedOrigins.some((o) => typeof o !== 'string')) {
+      fail('allowedOrigins', 'must be an array of strings');
+    }
+  }
+  if (options.apiKey !== undefined && (typeof options.apiKey !== 'string' || options.apiKey.length === 0)) {
+    fail('apiKey', 'must be a non-empty string');
+  }
+  const namespaces = (options.namespaces ?? DEFAULT_NAMESPACES).map((ns, i) => resolveNamespace(ns, `namespaces[${i}]`));
+  const limits = resolveNumbers('limits', options.limits, DEFAULT_LIMITS);
+  const heartbeat = resolveNumbers('heartbeat', options.heartbeat, DEFAULT_HEARTBEAT);
+  if (heartbeat.timeoutMs <= heartbeat.intervalMs) {
+    fail('heartbeat.timeoutMs', 'must be greater than heartbeat.intervalMs');
+  }
+  const shutdown = resolveNumbers('shutdown', options.shutdown, DEFAULT_SHUTDOWN, new Set(['reconnectSpreadMs']));
+  const idempotencyWindowMs =
+    options.idempotencyWindowMs === undefined ? 120000 : positiveInt('idempotencyWindowMs', options.idempotencyWindowMs);
+  return {
+    path,
+    auth,
+    authenticate: options.authenticate,
+    allowedOrigins: options.allowedOrigins,
+    apiKey: options.apiKey,
+    namespaces,
+    personalChannel: options.personalChannel ?? true,
+    limits,
+    heartbeat,
+    shutdown,
+    idempotencyWindowMs,
+    nodeId: options.nodeId ?? `n_${Math.random().toString(36).slice(2, 10)}`,
+    http: options.http ?? true,
+  };
+}
