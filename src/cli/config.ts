@@ -1,0 +1,327 @@
+/**
+ * Standalone configuration: flags, environment, config file and defaults (highest first),
+ * merged into one `StandaloneConfig`. Pure: the caller injects argv, env and a file reader,
+ * so every rule here is unit-testable without touching the process.
+ */
+import { randomBytes } from 'node:crypto';
+import { dirname, resolve } from 'node:path';
+import { resolveOptions, type AuthOptions, type ServerOptions } from '../server/options.js';
+
+/** Every config problem is one of these; the message names the bad key. */
+export class ConfigError extends Error {
+  readonly code = 'CONFIG_ERROR';
+  override name = 'ConfigError';
+}
+
+/** Reads a file as UTF-8 text (throws like `fs.readFileSync` when it cannot). */
+export type ReadFile = (path: string) => string;
+
+export const LOG_LEVELS = ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'] as const;
+export type LogLevel = (typeof LOG_LEVELS)[number];
+
+export interface StandaloneConfig {
+  /** TCP port; 0 picks a free one. Default 8080 (`PORT`, `--port`, file `port`). */
+  port: number;
+  /** Listen address. Default `0.0.0.0` (`HOST`, `--host`, file `host`). */
+  host: string;
+  /** pino level. Default `info` (`LOG_LEVEL`, `--log-level`, file `logLevel`). */
+  logLevel: LogLevel;
+  /** Serializable server options, already validated by `resolveOptions`. Always has a JWT key source. */
+  server: ServerOptions;
+  /** True when no JWT key was configured: a random secret was generated and `/demo/token` is on. */
+  demo: boolean;
+  /** The config file that was read, if any. */
+  configFile: string | undefined;
+  /** `--help` was given: print usage and exit. Nothing else is meaningful then. */
+  help: boolean;
+}
+
+export interface LoadOptions {
+  /** Makes the demo-mode secret. Default: 32 random bytes, base64url. */
+  generateSecret?: () => string;
+}
+
+export const USAGE = `Usage: chorus [options]
+
+Starts the Chorus standalone server (WebSocket endpoint, HTTP API, demo page).
+
+Options (each overrides its environment variable, which overrides the config file):
+  --port <n>         TCP port, 0 for any free port       (env PORT, default 8080)
+  --host <addr>      listen address                       (env HOST, default 0.0.0.0)
+  --config <file>    JSON config file                     (env CHORUS_CONFIG)
+  --log-level <lvl>  fatal|error|warn|info|debug|trace|silent (env LOG_LEVEL, default info)
+  --help             print this text
+
+Environment:
+  CHORUS_JWT_SECRET       HS256 secret for client tokens; without any key source the
+                          server runs in DEMO mode (generated secret, open sign-in)
+  CHORUS_API_KEY          bearer key for the HTTP API (/api/*); without it the API answers 401
+  CHORUS_ALLOWED_ORIGINS  comma-separated browser Origin allow-list ("*" allows all);
+                          default: only the server's own origin
+`;
+
+/** Keys the config file may have at the top level. */
+const FILE_KEYS = new Set([
+  'port',
+  'host',
+  'logLevel',
+  'path',
+  'auth',
+  'apiKey',
+  'allowedOrigins',
+  'namespaces',
+  'personalChannel',
+  'limits',
+  'heartbeat',
+  'shutdown',
+  'idempotencyWindowMs',
+  'nodeId',
+]);
+
+/** Keys of the file's `auth` object (`publicKeyFile` is read into `publicKey`). */
+const AUTH_KEYS = new Set([
+  'secret',
+  'publicKey',
+  'publicKeyFile',
+  'algorithms',
+  'jwksUrl',
+  'issuer',
+  'audience',
+  'clockToleranceSec',
+]);
+
+const JWT_ALGORITHMS = ['HS256', 'HS384', 'HS512', 'RS256', 'RS384', 'RS512', 'PS256', 'PS384', 'PS512', 'ES256', 'ES384', 'ES512', 'EdDSA'];
+
+const FLAGS: Record<string, 'port' | 'host' | 'config' | 'logLevel'> = {
+  '--port': 'port',
+  '--host': 'host',
+  '--config': 'config',
+  '--log-level': 'logLevel',
+};
+
+function invalid(key: string, message: string): never {
+  throw new ConfigError(`invalid option ${key}: ${message}`);
+}
+
+interface Flags {
+  port?: string;
+  host?: string;
+  config?: string;
+  logLevel?: string;
+  help: boolean;
+}
+
+/** Parses `--name value` and `--name=value` flags; anything else is an error. */
+export function parseFlags(argv: readonly string[]): Flags {
+  const flags: Flags = { help: false };
+  for (let i = 0; i < argv.length; i++) {
+    const arg = argv[i]!;
+    if (arg === '--help' || arg === '-h') {
+      flags.help = true;
+      continue;
+    }
+    const eq = arg.indexOf('=');
+    const name = arg.startsWith('--') && eq > 0 ? arg.slice(0, eq) : arg;
+    const field = FLAGS[name];
+    if (field === undefined) invalid(arg.startsWith('-') ? name : JSON.stringify(arg), 'unknown command-line argument (see --help)');
+    let value: string | undefined;
+    if (eq > 0 && arg.startsWith('--')) value = arg.slice(eq + 1);
+    else {
+      value = argv[i + 1];
+      i++;
+      if (value === undefined || value.startsWith('--')) invalid(name, 'needs a value');
+    }
+    flags[field] = value;
+  }
+  return flags;
+}
+
+/** An env var, with empty strings treated as unset (as most deploy tools write them). */
+function envVar(env: Readonly<Record<string, string | undefined>>, name: string): string | undefined {
+  const v = env[name];
+  return v === undefined || v.trim() === '' ? undefined : v;
+}
+
+/** A port from a flag or env var (text) or from the config file (a JSON number only). */
+function parsePort(key: string, value: unknown, fromText = true): number {
+  const n = fromText && typeof value === 'string' && /^\s*\d+\s*$/.test(value) ? Number(value) : value;
+  if (typeof n !== 'number' || !Number.isInteger(n) || n < 0 || n > 65535) {
+    invalid(key, `must be an integer from 0 to 65535, got ${JSON.stringify(value)}`);
+  }
+  return n;
+}
+
+function parseHost(key: string, value: unknown): string {
+  if (typeof value !== 'string' || value.trim() === '' || /\s/.test(value.trim())) {
+    invalid(key, `must be a host name or IP address, got ${JSON.stringify(value)}`);
+  }
+  return value.trim();
+}
+
+function parseLogLevel(key: string, value: unknown): LogLevel {
+  const v = typeof value === 'string' ? value.trim().toLowerCase() : value;
+  if (typeof v !== 'string' || !(LOG_LEVELS as readonly string[]).includes(v)) {
+    invalid(key, `must be one of ${LOG_LEVELS.join(', ')}, got ${JSON.stringify(value)}`);
+  }
+  return v as LogLevel;
+}
+
+function optionalString(key: string, value: unknown): void {
+  if (value !== undefined && (typeof value !== 'string' || value.length === 0)) {
+    invalid(key, `must be a non-empty string, got ${JSON.stringify(value)}`);
+  }
+}
+
+function isPlainObject(value: unknown): value is Record<string, unknown> {
+  return typeof value === 'object' && value !== null && !Array.isArray(value);
+}
+
+function readConfigFile(path: string, readFile: ReadFile, source: string): Record<string, unknown> {
+  let text: string;
+  try {
+    text = readFile(path);
+  } catch (err) {
+    const reason = (err as NodeJS.ErrnoException).code ?? (err as Error).message;
+    invalid(source, `cannot read config file ${JSON.stringify(path)} (${reason})`);
+  }
+  let parsed: unknown;
+  try {
+    parsed = JSON.parse(text);
+  } catch (err) {
+    invalid(source, `config file ${JSON.stringify(path)} is not valid JSON (${(err as Error).message})`);
+  }
+  if (!isPlainObject(parsed)) invalid(source, `config file ${JSON.stringify(path)} must hold a JSON object`);
+  for (const key of Object.keys(parsed)) {
+    if (!FILE_KEYS.has(key)) invalid(key, `unknown key in config file ${JSON.stringify(path)}`);
+  }
+  return parsed;
+}
+
+/** Validates the file's `auth` object and reads `publicKeyFile` (relative to the config file). */
+function fileAuth(raw: unknown, configPath: string, readFile: ReadFile): AuthOptions | undefined {
+  if (raw === undefined) return undefined;
+  if (!isPlainObject(raw)) invalid('auth', 'must be an object');
+  for (const key of Object.keys(raw)) {
+    if (!AUTH_KEYS.has(key)) invalid(`auth.${key}`, 'unknown key');
+  }
+  for (const key of ['secret', 'publicKey', 'publicKeyFile', 'jwksUrl', 'issuer', 'audience']) {
+    optionalString(`auth.${key}`, raw[key]);
+  }
+  const { publicKeyFile, ...auth } = raw as AuthOptions & { publicKeyFile?: string };
+  if (auth.algorithms !== undefined) {
+    if (
+      !Array.isArray(auth.algorithms) ||
+      auth.algorithms.length === 0 ||
+      auth.algorithms.some((a) => typeof a !== 'string' || !JWT_ALGORITHMS.includes(a))
+    ) {
+      invalid('auth.algorithms', `must be a non-empty array of JWT algorithms (${JWT_ALGORITHMS.join(', ')})`);
+    }
+  }
+  if (publicKeyFile !== undefined) {
+    if (auth.publicKey !== undefined) invalid('auth.publicKeyFile', 'give either publicKey or publicKeyFile, not both');
+    const keyPath = resolve(dirname(configPath), publicKeyFile);
+    let pem: string;
+    try {
+      pem = readFile(keyPath);
+    } catch (err) {
+      invalid('auth.publicKeyFile', `cannot read ${JSON.stringify(keyPath)} (${(err as NodeJS.ErrnoException).code ?? 'error'})`);
+    }
+    auth.publicKey = pem;
+  }
+  if (auth.publicKey !== undefined && !auth.publicKey.includes('-----BEGIN PUBLIC KEY-----')) {
+    invalid(publicKeyFile !== undefined ? 'auth.publicKeyFile' : 'auth.publicKey', 'must be a PEM (SPKI) public key ("-----BEGIN PUBLIC KEY-----")');
+  }
+  return auth;
+}
+
+/** Splits `CHORUS_ALLOWED_ORIGINS`; each entry must be `*` or `scheme://host[:port]`. */
+export function parseOrigins(key: string, value: string): string[] {
+  const origins = value
+    .split(',')
+    .map((o) => o.trim())
+    .filter((o) => o.length > 0);
+  for (const o of origins) {
+    if (o === '*') continue;
+    let url: URL;
+    try {
+      url = new URL(o);
+    } catch {
+      invalid(key, `${JSON.stringify(o)} is not an origin (scheme://host[:port])`);
+    }
+    if (url.origin !== o.replace(/\/$/, '')) invalid(key, `${JSON.stringify(o)} is not an origin (scheme://host[:port], no path)`);
+  }
+  return origins.map((o) => o.replace(/\/$/, ''));
+}
+
+/**
+ * Builds the standalone config. Precedence per key: flags, then env, then the config file,
+ * then defaults. Throws `ConfigError` naming the bad key (a flag, an env var or a file key).
+ */
+export function loadConfig(
+  argv: readonly string[],
+  env: Readonly<Record<string, string | undefined>>,
+  readFile: ReadFile,
+  options: LoadOptions = {},
+): StandaloneConfig {
+  const flags = parseFlags(argv);
+  if (flags.help) {
+    return { port: 8080, host: '0.0.0.0', logLevel: 'info', server: {}, demo: false, configFile: undefined, help: true };
+  }
+
+  const configFile = flags.config ?? envVar(env, 'CHORUS_CONFIG');
+  const configSource = flags.config !== undefined ? '--config' : 'CHORUS_CONFIG';
+  const file = configFile === undefined ? {} : readConfigFile(configFile, readFile, configSource);
+
+  const port =
+    flags.port !== undefined
+      ? parsePort('--port', flags.port)
+      : envVar(env, 'PORT') !== undefined
+        ? parsePort('PORT', envVar(env, 'PORT'))
+        : file.port !== undefined
+          ? parsePort('port', file.port, false)
+          : 8080;
+  const host =
+    flags.host !== undefined
+      ? parseHost('--host', flags.host)
+      : envVar(env, 'HOST') !== undefined
+        ? parseHost('HOST', envVar(env, 'HOST'))
+        : file.host !== undefined
+          ? parseHost('host', file.host)
+          : '0.0.0.0';
+  const logLevel =
+    flags.logLevel !== undefined
+      ? parseLogLevel('--log-level', flags.logLevel)
+      : envVar(env, 'LOG_LEVEL') !== undefined
+        ? parseLogLevel('LOG_LEVEL', envVar(env, 'LOG_LEVEL'))
+        : file.logLevel !== undefined
+          ? parseLogLevel('logLevel', file.logLevel)
+          : 'info';
+
+  const { port: _p, host: _h, logLevel: _l, auth: rawAuth, ...rest } = file;
+  const server = rest as ServerOptions;
+  const auth: AuthOptions = { ...fileAuth(rawAuth, configFile ?? '.', readFile) };
+
+  const envSecret = envVar(env, 'CHORUS_JWT_SECRET');
+  if (envSecret !== undefined) auth.secret = envSecret;
+  const envApiKey = envVar(env, 'CHORUS_API_KEY');
+  if (envApiKey !== undefined) server.apiKey = envApiKey;
+  const envOrigins = envVar(env, 'CHORUS_ALLOWED_ORIGINS');
+  if (envOrigins !== undefined) server.allowedOrigins = parseOrigins('CHORUS_ALLOWED_ORIGINS', envOrigins);
+
+  optionalString('nodeId', server.nodeId);
+  if (server.personalChannel !== undefined && typeof server.personalChannel !== 'boolean') {
+    invalid('personalChannel', `must be true or false, got ${JSON.stringify(server.personalChannel)}`);
+  }
+
+  const demo = auth.secret === undefined && auth.publicKey === undefined && auth.jwksUrl === undefined;
+  if (demo) auth.secret = (options.generateSecret ?? (() => randomBytes(32).toString('base64url')))();
+  server.auth = auth;
+
+  try {
+    resolveOptions(server);
+  } catch (err) {
+    if (err instanceof TypeError) throw new ConfigError(err.message);
+    throw err;
+  }
+  return { port, host, logLevel, server, demo, configFile, help: false };
+}
