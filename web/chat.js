@@ -2,8 +2,6 @@
 // All user-provided text is written with textContent, never innerHTML.
 
 const CHANNEL = 'chat:lobby';
-const TYPING_SEND_EVERY_MS = 2500; // re-announce "typing" at most this often while typing
-const TYPING_IDLE_MS = 3000; // stop "typing" after this long without a keystroke
 const TYPING_SHOW_MS = 6000; // hide someone's indicator if no update arrives for this long
 const STORAGE_KEY = 'chorus-demo-session';
 
@@ -42,9 +40,9 @@ const members = new Map();
 const typers = new Map();
 /** offsets already rendered, per epoch, so recovery or history never shows a message twice */
 const seen = new Set();
-let typingSentAt = 0;
-let typingIdleTimer = 0;
+let historyLoaded = false;
 let presenceTimer = 0;
+let connects = 0; // successful connects of this page (shown as the state badge's data-connects)
 
 // ---------- helpers ----------
 
@@ -184,9 +182,21 @@ function addMessage(m) {
   body.className = 'text';
   body.textContent = text;
   li.append(meta, body);
+  if (user) clearTyper(user);
+  if (typeof m.offset === 'number') {
+    li.dataset.offset = String(m.offset);
+    li.dataset.epoch = String(m.epoch);
+    // History can arrive after live messages: keep offset order within the stream.
+    const later = [...el.messages.querySelectorAll('li.message[data-offset]')].find(
+      (other) => other.dataset.epoch === String(m.epoch) && Number(other.dataset.offset) > m.offset,
+    );
+    if (later) {
+      el.messages.insertBefore(li, later);
+      return;
+    }
+  }
   el.messages.append(li);
   scrollToEnd();
-  if (user) clearTyper(user);
 }
 
 function renderMembers() {
@@ -263,27 +273,30 @@ function schedulePresence() {
 }
 
 // ---------- typing (local) ----------
+// The client throttles startTyping() (one event per few seconds) and sends the stop event by
+// itself after a pause; the page only reports keystrokes and explicit stops.
 
 function stopTyping() {
-  clearTimeout(typingIdleTimer);
-  if (typingSentAt === 0 || !sub) return;
-  typingSentAt = 0;
-  Promise.resolve(sub.stopTyping()).catch(() => {});
+  if (sub) sub.stopTyping();
 }
 
 function onInput() {
   if (!sub) return;
-  if (el.text.value.trim() === '') {
-    stopTyping();
-    return;
+  if (el.text.value.trim() === '') stopTyping();
+  else sub.startTyping();
+}
+
+// ---------- history ----------
+
+/** Loads the latest retained messages (newest 50), merged in offset order with live ones. */
+async function loadHistory() {
+  if (!sub || typeof sub.history !== 'function') return;
+  try {
+    const result = await sub.history({ limit: 50, reverse: true });
+    for (const m of [...(result.publications ?? [])].reverse()) addMessage(m);
+  } catch {
+    /* history is optional for the page */
   }
-  const now = Date.now();
-  if (now - typingSentAt > TYPING_SEND_EVERY_MS) {
-    typingSentAt = now;
-    Promise.resolve(sub.startTyping()).catch(() => {});
-  }
-  clearTimeout(typingIdleTimer);
-  typingIdleTimer = setTimeout(stopTyping, TYPING_IDLE_MS);
 }
 
 // ---------- connection ----------
@@ -309,6 +322,9 @@ async function start() {
   client = new ChorusClient({ url: `${scheme}//${location.host}/ws`, getToken });
   client.on('state', (e) => setState(stateName(e)));
   client.on('connected', () => {
+    connects++;
+    el.state.dataset.connects = String(connects);
+    el.state.title = connects > 1 ? `reconnected ${connects - 1}×` : '';
     setState('connected');
     schedulePresence();
   });
@@ -340,7 +356,17 @@ async function start() {
     addSystemLine(`${m ? m.name : displayName(e.user, e.info)} left`);
     schedulePresence();
   });
-  sub.on('subscribed', () => schedulePresence());
+  sub.on('subscribed', () => {
+    schedulePresence();
+    if (!historyLoaded) {
+      historyLoaded = true;
+      loadHistory();
+    }
+  });
+  sub.on('recovery-failed', () => {
+    addSystemLine('Some messages could not be recovered after the reconnect; reloaded recent history.');
+    loadHistory();
+  });
   sub.on('error', (e) => console.warn('subscription error', e));
 
   setState('connecting');
@@ -369,6 +395,7 @@ function signOut() {
   for (const t of typers.values()) clearTimeout(t.timer);
   typers.clear();
   seen.clear();
+  historyLoaded = false;
   el.messages.replaceChildren();
   renderMembers();
   renderTyping();
