@@ -1,0 +1,43 @@
+export { ChorusClient, ClientState, ClientCloseCode } from './client.js';
+export type {
+  ChorusClientOptions,
+  ClientEventMap,
+  ClientEventsShape,
+  ClientLifecycleEvents,
+  ConnectingData,
+  DisconnectedData,
+} from './client.js';
+export { Subscription, SubscriptionState } from './subscription.js';
+export type {
+  RecoveryFailedData,
+  SubscribeOptions,
+  SubscriptionEvents,
+  TypingPayload,
+  UnsubscribedData,
+} from './subscription.js';
+export { ChorusClientError } from './errors.js';
+export { Emitter } from './emitter.js';
+export type { Listener } from './emitter.js';
+export { Backoff, backoffDelay } from './backoff.js';
+export { PositionTracker, classifyMessage, HISTORY_PAGE_LIMIT } from './position.js';
+export type { MessageDecision, Step } from './position.js';
+export { OfflineQueue } from './offline-queue.js';
+export type { OfflineQueueOptions } from './offline-queue.js';
+export type {
+  HistoryOptions,
+  PresenceResult,
+  RefreshResult,
+  StateChange,
+  WebSocketConstructor,
+  WebSocketLike,
+} from './types.js';
+export type {
+  ConnectedData,
+  MessageData,
+  PresenceEventData,
+  PresenceMember,
+  PublishResult,
+  StreamPosition,
+  SubscribeResult,
+  HistoryResult,
+} from '../protocol/index.js';

@@ -1,0 +1,48 @@
+/** Types shared by the client's modules. */
+import type { PresenceMember, StreamPosition } from '../protocol/index.js';
+
+/** Data of every 'state' event. */
+export interface StateChange<S> {
+  oldState: S;
+  newState: S;
+}
+
+/** Options of `history` (docs/PROTOCOL.md section 5.4). */
+export interface HistoryOptions {
+  /** Publications after this position (its epoch must be the stream's). Default: all retained. */
+  since?: StreamPosition;
+  /** Most publications to return. Default and maximum 100 (server-side). */
+  limit?: number;
+  /** Newest first. Default false. */
+  reverse?: boolean;
+}
+
+/** `presence` ack data. */
+export interface PresenceResult {
+  channel: string;
+  /** One entry per user. */
+  members: PresenceMember[];
+}
+
+/** `refresh` ack data. */
+export interface RefreshResult {
+  expiresAt?: number;
+}
+
+/**
+ * The WebSocket surface the client uses: the standard browser API, which `ws` (Node) also
+ * implements. Text frames must arrive as strings in `onmessage`'s `event.data`.
+ */
+export interface WebSocketLike {
+  readonly readyState: number;
+  send(data: string): void;
+  close(code?: number, reason?: string): void;
+  // `any` events keep both the DOM and the `ws` typings assignable.
+  onopen: ((event: any) => void) | null;
+  onmessage: ((event: any) => void) | null;
+  onclose: ((event: any) => void) | null;
+  onerror: ((event: any) => void) | null;
+}
+
+/** A WebSocket constructor: `globalThis.WebSocket` in browsers, `WebSocket` from `ws` in Node. */
+export type WebSocketConstructor = new (url: string) => WebSocketLike;
