@@ -72,6 +72,16 @@ export interface Identity {
   expiresAt?: number;
 }
 
+/** What `authorize` is asked about. */
+export interface AuthorizeRequest {
+  action: 'subscribe' | 'publish' | 'history' | 'presence';
+  channel: string;
+  user: string;
+  info: Record<string, unknown> | undefined;
+  /** The connection id. */
+  client: string;
+}
+
 export interface Limits {
   /** Largest WebSocket message accepted, in bytes; larger closes with 1009. Default 65536. Also caps HTTP API bodies. */
   maxMessageBytes: number;
@@ -115,8 +125,17 @@ export interface ServerOptions {
   path?: string;
   /** JWT verification. Ignored when `authenticate` is given. */
   auth?: AuthOptions;
-  /** Custom authentication: return an identity or throw to reject with 401. Replaces JWT verification. */
-  authenticate?: (token: string | undefined, req: IncomingMessage) => Promise<Identity> | Identity;
+  /**
+   * Custom authentication: return an identity or throw to reject with 401. Replaces JWT
+   * verification. `req` is the upgrade request; it is absent when a connected client sends
+   * `refresh` with a new token.
+   */
+  authenticate?: (token: string | undefined, req?: IncomingMessage) => Promise<Identity> | Identity;
+  /**
+   * Extra per-channel check run after the namespace rules (which must pass too). Return false,
+   * or throw, to deny with PERMISSION_DENIED (a thrown ChorusError keeps its own code).
+   */
+  authorize?: (request: AuthorizeRequest) => boolean | Promise<boolean>;
   /**
    * Allowed browser origins (exact `scheme://host[:port]`, or `*`). Default: only the server's
    * own origin; requests without an Origin header are always allowed.
@@ -150,6 +169,7 @@ export interface ResolvedOptions {
   path: string;
   auth: AuthOptions;
   authenticate: ServerOptions['authenticate'];
+  authorize: ServerOptions['authorize'];
   allowedOrigins: string[] | undefined;
   apiKey: string | undefined;
   namespaces: ResolvedNamespace[];
@@ -336,6 +356,7 @@ export function resolveOptions(options: ServerOptions = {}): ResolvedOptions {
     path,
     auth,
     authenticate: options.authenticate,
+    authorize: options.authorize,
     allowedOrigins: options.allowedOrigins,
     apiKey: options.apiKey,
     namespaces,

@@ -1,0 +1,150 @@
+import type { IncomingMessage } from 'node:http';
+import { createRemoteJWKSet, importSPKI, jwtVerify, type JWTPayload, type JWTVerifyGetKey } from 'jose';
+import { ChorusError, ErrorCode } from '../protocol/index.js';
+import type { AuthOptions, Identity, ServerOptions } from './options.js';
+
+/** Largest `info` claim accepted, in bytes of JSON. */
+export const MAX_INFO_BYTES = 1024;
+
+/** Take the token from `Authorization: Bearer` (preferred) or the `token` query parameter. */
+export function tokenFromRequest(req: IncomingMessage): string | undefined {
+  const header = req.headers.authorization;
+  if (typeof header === 'string' && header.startsWith('Bearer ')) {
+    const token = header.slice(7).trim();
+    if (token) return token;
+  }
+  const url = req.url ?? '';
+  const q = url.indexOf('?');
+  if (q === -1) return undefined;
+  const token = new URLSearchParams(url.slice(q + 1)).get('token');
+  return token || undefined;
+}
+
+/** Verifies tokens and turns them into identities. Messages never include the token. */
+export class Authenticator {
+  private readonly options: AuthOptions;
+  private readonly custom: ServerOptions['authenticate'];
+  private keyPromise: Promise<Uint8Array | CryptoKey | JWTVerifyGetKey> | undefined;
+
+  constructor(options: AuthOptions, custom?: ServerOptions['authenticate']) {
+    this.options = options;
+    this.custom = custom;
+  }
+
+  private key(): Promise<Uint8Array | CryptoKey | JWTVerifyGetKey> {
+    if (!this.keyPromise) {
+      const { secret, publicKey, jwksUrl } = this.options;
+      if (jwksUrl) this.keyPromise = Promise.resolve(createRemoteJWKSet(new URL(jwksUrl)));
+      else if (publicKey) {
+        const alg = this.algorithms()[0] ?? 'RS256';
+        this.keyPromise = importSPKI(publicKey, alg, { extractable: false });
+      } else if (secret) this.keyPromise = Promise.resolve(new TextEncoder().encode(secret));
+      else this.keyPromise = Promise.reject(new Error('no JWT key configured'));
+      this.keyPromise.catch(() => {
+        this.keyPromise = undefined;
+      });
+    }
+    return this.keyPromise;
+  }
+
+  private algorithms(): string[] {
+    if (this.options.algorithms?.length) return this.options.algorithms;
+    if (this.options.jwksUrl) return ['RS256', 'ES256', 'PS256', 'EdDSA'];
+    if (this.options.publicKey) return ['RS256', 'ES256'];
+    return ['HS256'];
+  }
+
+  /** Authenticate an upgrade request. Throws ChorusError(UNAUTHORIZED) with a token-free message. */
+  async authenticateRequest(req: IncomingMessage): Promise<Identity> {
+    const token = tokenFromRequest(req);
+    if (this.custom) {
+      try {
+        return checkIdentity(await this.custom(token, req));
+      } catch (err) {
+        if (err instanceof ChorusError) throw err;
+        throw new ChorusError(ErrorCode.UNAUTHORIZED, 'authentication failed');
+      }
+    }
+    if (!token) throw new ChorusError(ErrorCode.UNAUTHORIZED, 'token missing');
+    return this.verify(token);
+  }
+
+  /** Authenticate a token sent with `refresh` (custom `authenticate` gets no request). */
+  async authenticateToken(token: string): Promise<Identity> {
+    if (this.custom) {
+      try {
+        return checkIdentity(await this.custom(token));
+      } catch (err) {
+        if (err instanceof ChorusError) throw err;
+        throw new ChorusError(ErrorCode.UNAUTHORIZED, 'authentication failed');
+      }
+    }
+    return this.verify(token);
+  }
+
+  /** Verify a JWT. Throws ChorusError(UNAUTHORIZED) naming the reason, never the token. */
+  async verify(token: string): Promise<Identity> {
+    let payload: JWTPayload;
+    try {
+      const key = await this.key();
+      const options = {
+        algorithms: this.algorithms(),
+        clockTolerance: this.options.clockToleranceSec ?? 5,
+        ...(this.options.issuer ? { issuer: this.options.issuer } : {}),
+        ...(this.options.audience ? { audience: this.options.audience } : {}),
+      };
+      const result =
+        typeof key === 'function' ? await jwtVerify(token, key, options) : await jwtVerify(token, key, options);
+      payload = result.payload;
+    } catch (err) {
+      throw new ChorusError(ErrorCode.UNAUTHORIZED, `invalid token: ${describeJoseError(err)}`);
+    }
+    return identityFromClaims(payload);
+  }
+}
+
+function describeJoseError(err: unknown): string {
+  const code = (err as { code?: unknown })?.code;
+  switch (code) {
+    case 'ERR_JWT_EXPIRED':
+      return 'expired';
+    case 'ERR_JWS_SIGNATURE_VERIFICATION_FAILED':
+      return 'bad signature';
+    case 'ERR_JWT_CLAIM_VALIDATION_FAILED':
+      return `claim check failed (${String((err as { claim?: unknown }).claim ?? 'unknown')})`;
+    case 'ERR_JWS_INVALID':
+    case 'ERR_JWT_INVALID':
+      return 'malformed';
+    case 'ERR_JOSE_ALG_NOT_ALLOWED':
+      return 'algorithm not allowed';
+    case 'ERR_JWKS_NO_MATCHING_KEY':
+      return 'no matching key';
+    case 'ERR_JWKS_TIMEOUT':
+      return 'key set fetch timed out';
+    default:
+      return 'verification failed';
+  }
+}
+
+export function identityFromClaims(payload: JWTPayload): Identity {
+  const sub = payload.sub;
+  if (typeof sub !== 'string' || sub.length === 0 || sub.length > 255) {
+    throw new ChorusError(ErrorCode.UNAUTHORIZED, 'invalid token: sub must be a string of 1 to 255 characters');
+  }
+  const identity: Identity = { user: sub };
+  const rawInfo = payload.info;
+  if (rawInfo !== undefined && typeof rawInfo === 'object' && rawInfo !== null && !Array.isArray(rawInfo)) {
+    if (JSON.stringify(rawInfo).length <= MAX_INFO_BYTES) identity.info = rawInfo as Record<string, unknown>;
+  } else if (typeof payload.name === 'string' && payload.name.length <= 200) {
+    identity.info = { name: payload.name };
+  }
+  if (typeof payload.exp === 'number') identity.expiresAt = payload.exp * 1000;
+  return identity;
+}
+
+function checkIdentity(identity: Identity): Identity {
+  if (!identity || typeof identity.user !== 'string' || identity.user.length === 0 || identity.user.length > 255) {
+    throw new ChorusError(ErrorCode.UNAUTHORIZED, 'authenticate() returned no valid user');
+  }
+  return identity;
+}

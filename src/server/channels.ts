@@ -1,0 +1,77 @@
+import { ChorusError, ErrorCode, isValidChannelName } from '../protocol/index.js';
+import type { ResolvedNamespace } from './options.js';
+
+interface CompiledNamespace {
+  namespace: ResolvedNamespace;
+  regex: RegExp;
+  /** The fixed part before the first `*` (for personal channels). */
+  prefix: string;
+}
+
+function compile(pattern: string): RegExp {
+  const escaped = pattern.split('*').map((part) => part.replace(/[.*+?^${}()|[\]\\/]/g, '\\$&'));
+  return new RegExp(`^${escaped.join('.*')}$`);
+}
+
+/** Maps channel names to their namespace configuration (first matching pattern wins). */
+export class ChannelRules {
+  private readonly compiled: CompiledNamespace[];
+  private readonly cache = new Map<string, CompiledNamespace | null>();
+
+  constructor(namespaces: ResolvedNamespace[]) {
+    this.compiled = namespaces.map((namespace) => ({
+      namespace,
+      regex: compile(namespace.pattern),
+      prefix: namespace.pattern.split('*')[0] ?? '',
+    }));
+  }
+
+  private find(channel: string): CompiledNamespace | undefined {
+    const cached = this.cache.get(channel);
+    if (cached !== undefined) return cached ?? undefined;
+    const found = this.compiled.find((c) => c.regex.test(channel));
+    if (this.cache.size > 10000) this.cache.clear();
+    this.cache.set(channel, found ?? null);
+    return found;
+  }
+
+  /** The namespace of a channel; throws BAD_CHANNEL for an invalid name or no match. */
+  resolve(channel: unknown): ResolvedNamespace {
+    if (!isValidChannelName(channel)) {
+      throw new ChorusError(ErrorCode.BAD_CHANNEL, 'channel must be 1-255 characters of A-Z a-z 0-9 _-:.@=/#!~+');
+    }
+    const found = this.find(channel);
+    if (!found) throw new ChorusError(ErrorCode.BAD_CHANNEL, `no namespace is configured for channel "${channel}"`);
+    return found.namespace;
+  }
+
+  /** For a personal namespace, the user a channel belongs to. */
+  ownerOf(channel: string): string | undefined {
+    const found = this.find(channel);
+    if (!found || !found.namespace.personal) return undefined;
+    return channel.slice(found.prefix.length);
+  }
+
+  /** Throws PERMISSION_DENIED unless `user` may subscribe to `channel` under its namespace rules. */
+  checkSubscribe(channel: string, namespace: ResolvedNamespace, user: string): void {
+    if (namespace.subscribe === 'none') {
+      throw new ChorusError(ErrorCode.PERMISSION_DENIED, `subscribing to "${channel}" is not allowed`);
+    }
+    if (namespace.personal && this.ownerOf(channel) !== user) {
+      throw new ChorusError(ErrorCode.PERMISSION_DENIED, `"${channel}" is another user's personal channel`);
+    }
+  }
+
+  /** Throws PERMISSION_DENIED unless a client of `user` may publish to `channel`. */
+  checkPublish(channel: string, namespace: ResolvedNamespace, user: string, subscribed: boolean): void {
+    if (namespace.publish === 'none') {
+      throw new ChorusError(ErrorCode.PERMISSION_DENIED, `clients may not publish to "${channel}"`);
+    }
+    if (namespace.publish === 'subscribers' && !subscribed) {
+      throw new ChorusError(ErrorCode.PERMISSION_DENIED, `only subscribers may publish to "${channel}"`);
+    }
+    if (namespace.personal && this.ownerOf(channel) !== user) {
+      throw new ChorusError(ErrorCode.PERMISSION_DENIED, `"${channel}" is another user's personal channel`);
+    }
+  }
+}

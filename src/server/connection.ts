@@ -1,0 +1,211 @@
+import type { WebSocket } from 'ws';
+import { FRAME_SEPARATOR, ServerEvent, type DisconnectData, type Frame } from '../protocol/index.js';
+import type { ResolvedNamespace } from './options.js';
+import { TokenBucket } from './rate-limiter.js';
+import type { Publication } from '../engines/types.js';
+
+/** Per-channel state of one connection's subscription. */
+export interface SubscriptionState {
+  namespace: ResolvedNamespace;
+  /**
+   * Frames held back while the subscription is being set up (recovery in progress), with the
+   * publication they carry (absent for join/leave), so duplicates can be dropped on release.
+   */
+  pending: Array<{ publication?: Publication; frame: Buffer }> | undefined;
+  /** Whether this connection has a presence entry in the channel. */
+  presence: boolean;
+}
+
+/** What a connection needs from the server it belongs to (kept narrow for testability). */
+export interface ConnectionHost {
+  readonly limits: {
+    maxQueuedBytes: number;
+    ratePerSecond: number;
+    rateBurst: number;
+    maxFaults: number;
+    faultWindowMs: number;
+  };
+  now(): number;
+  /** Ask for `connection.flush()` to be called soon (batched with other connections). */
+  scheduleFlush(connection: Connection): void;
+  onSlowConsumer(connection: Connection): void;
+  onEphemeralDropped(connection: Connection): void;
+  onBytesOut(bytes: number, frames: number): void;
+}
+
+const SEPARATOR = Buffer.from(FRAME_SEPARATOR);
+
+let counter = 0;
+function nextClientId(): string {
+  counter = (counter + 1) % Number.MAX_SAFE_INTEGER;
+  return `c_${Date.now().toString(36)}${counter.toString(36)}${Math.random().toString(36).slice(2, 6)}`;
+}
+
+/**
+ * One client connection: identity, subscriptions, a bounded send queue that batches the frames
+ * queued in one tick into one WebSocket message, heartbeat bookkeeping, the rate bucket and the
+ * fault counter. Teardown happens once, through `close` or `terminate`.
+ */
+export class Connection {
+  readonly id = nextClientId();
+  readonly user: string;
+  info: Record<string, unknown> | undefined;
+  /** Token expiry, ms since the Unix epoch. */
+  expiresAt: number | undefined;
+  readonly connectedAt: number;
+  readonly subscriptions = new Map<string, SubscriptionState>();
+  /** Last time anything (frame or pong) arrived from the peer. */
+  lastSeen: number;
+  /** Last time the server pinged the peer. */
+  lastPing: number;
+  /** Set once the connection is closing; nothing more is sent. */
+  closing = false;
+  /** Close code and reason recorded for logs and metrics. */
+  closeCode: number | undefined;
+  closeReason = '';
+
+  private queue: Buffer[] = [];
+  private queuedBytes = 0;
+  private readonly bucket: TokenBucket;
+  private faultWindowStart = 0;
+  private faults = 0;
+  private terminateTimer: NodeJS.Timeout | undefined;
+
+  constructor(
+    readonly ws: WebSocket,
+    identity: { user: string; info?: Record<string, unknown>; expiresAt?: number },
+    private readonly host: ConnectionHost,
+  ) {
+    this.user = identity.user;
+    this.info = identity.info;
+    this.expiresAt = identity.expiresAt;
+    const now = host.now();
+    this.connectedAt = now;
+    this.lastSeen = now;
+    this.lastPing = now;
+    this.bucket = new TokenBucket(host.limits.ratePerSecond, host.limits.rateBurst, now);
+  }
+
+  /** Bytes waiting to reach the peer: our queue plus what ws and the socket hold. */
+  get pendingBytes(): number {
+    return this.queuedBytes + this.ws.bufferedAmount;
+  }
+
+  /** Take one frame's worth from the rate bucket. */
+  consumeRate() {
+    return this.bucket.consume(this.host.now());
+  }
+
+  /** Record a faulty frame; returns true when the connection has now exceeded `maxFaults`. */
+  addFault(): boolean {
+    const now = this.host.now();
+    if (now - this.faultWindowStart > this.host.limits.faultWindowMs) {
+      this.faultWindowStart = now;
+      this.faults = 0;
+    }
+    this.faults++;
+    return this.faults >= this.host.limits.maxFaults;
+  }
+
+  /** Queue an encoded frame. Ephemeral frames are dropped first when the queue is half full. */
+  sendEncoded(frame: Buffer, ephemeral = false): void {
+    if (this.closing) return;
+    const pending = this.pendingBytes + frame.length;
+    const max = this.host.limits.maxQueuedBytes;
+    if (ephemeral && pending > max / 2) {
+      this.host.onEphemeralDropped(this);
+      return;
+    }
+    if (pending > max) {
+      this.host.onSlowConsumer(this);
+      return;
+    }
+    this.queue.push(frame);
+    this.queuedBytes += frame.length;
+    if (this.queue.length === 1) this.host.scheduleFlush(this);
+  }
+
+  /** Encode and queue one frame. */
+  send(frame: Frame, ephemeral = false): void {
+    this.sendEncoded(Buffer.from(JSON.stringify(frame)), ephemeral);
+  }
+
+  /** Write everything queued as one WebSocket message (frames joined by newlines). */
+  flush(): void {
+    const queue = this.queue;
+    if (queue.length === 0) return;
+    this.queue = [];
+    this.queuedBytes = 0;
+    let payload: Buffer;
+    if (queue.length === 1) payload = queue[0]!;
+    else {
+      const parts: Buffer[] = [];
+      for (let i = 0; i < queue.length; i++) {
+        if (i > 0) parts.push(SEPARATOR);
+        parts.push(queue[i]!);
+      }
+      payload = Buffer.concat(parts);
+    }
+    if (this.ws.readyState !== this.ws.OPEN) return;
+    this.ws.send(payload, { binary: false });
+    this.host.onBytesOut(payload.length, queue.length);
+  }
+
+  /** Send an application event to this client. */
+  emit(event: string, data?: unknown): void {
+    this.send(data === undefined ? { event } : { event, data });
+  }
+
+  /**
+   * Close on purpose: flush what is queued, send a `disconnect` frame, then the close frame.
+   * A peer that does not complete the close handshake is terminated after `graceMs`.
+   */
+  close(
+    code: number,
+    reason: string,
+    options: { reconnect?: boolean; retryAfterMs?: number; graceMs?: number; notice?: boolean } = {},
+  ): void {
+    if (this.closing) return;
+    if (options.notice === false) {
+      this.queue = [];
+      this.queuedBytes = 0;
+    } else {
+      const data: DisconnectData = { code, reason, reconnect: options.reconnect ?? false };
+      if (options.retryAfterMs !== undefined) data.retryAfterMs = options.retryAfterMs;
+      this.send({ event: ServerEvent.DISCONNECT, data });
+      if (this.closing) return; // the notice itself overflowed the queue: closed as a slow consumer
+      this.flush();
+    }
+    this.closing = true;
+    this.closeCode = code;
+    this.closeReason = reason;
+    try {
+      this.ws.close(code, reason);
+    } catch {
+      this.ws.terminate();
+    }
+    this.terminateTimer = setTimeout(() => this.ws.terminate(), options.graceMs ?? 5000);
+    this.terminateTimer.unref();
+  }
+
+  /** Drop the connection at once (dead peer, slow consumer): the close frame may not arrive. */
+  terminate(code: number, reason: string): void {
+    if (!this.closing) {
+      this.closing = true;
+      this.closeCode = code;
+      this.closeReason = reason;
+    }
+    this.queue = [];
+    this.queuedBytes = 0;
+    this.ws.terminate();
+  }
+
+  /** Called by the server once the socket has closed: release timers. */
+  disposed(): void {
+    if (this.terminateTimer) clearTimeout(this.terminateTimer);
+    this.terminateTimer = undefined;
+    this.queue = [];
+    this.queuedBytes = 0;
+    this.closing = true;
+  }
+}

@@ -1,0 +1,97 @@
+import type { IncomingMessage } from 'node:http';
+import type { Connection } from './connection.js';
+import type { Identity } from './options.js';
+
+/** Where a publication came from. */
+export type PublishSource = 'client' | 'api' | 'server';
+
+export interface UpgradeContext {
+  req: IncomingMessage;
+  identity: Identity;
+}
+export interface ConnectContext {
+  connection: Connection;
+}
+export interface SubscribeContext {
+  connection: Connection;
+  channel: string;
+  /** True for server-side subscriptions (personal channel, API, handler code). */
+  serverSide: boolean;
+}
+export interface PublishContext {
+  /** The publishing connection; absent for API and server publications. */
+  connection?: Connection;
+  channel: string;
+  data: unknown;
+  source: PublishSource;
+  ephemeral: boolean;
+}
+export interface AfterPublishContext extends PublishContext {
+  offset?: number;
+  epoch?: string;
+}
+export interface DisconnectContext {
+  connection: Connection;
+  code: number;
+  reason: string;
+}
+
+/**
+ * An extension: optional async hooks run in priority order (higher first, default 0). A hook
+ * that throws denies the operation; throw a ChorusError to choose the code the client sees.
+ * `beforePublish` may return `{ data }` to replace the payload. `afterPublish` and
+ * `onDisconnect` errors are logged and do not undo anything.
+ */
+export interface Extension {
+  /** Shown in logs when a hook fails. */
+  name?: string;
+  /** Higher runs first. Default 0. */
+  priority?: number;
+  /** After authentication, before the upgrade; a throw rejects the handshake with HTTP 403. */
+  onUpgrade?(ctx: UpgradeContext): void | Promise<void>;
+  /** After the `connected` frame was queued. A throw closes the connection with 4500. */
+  onConnect?(ctx: ConnectContext): void | Promise<void>;
+  onSubscribe?(ctx: SubscribeContext): void | Promise<void>;
+  beforePublish?(ctx: PublishContext): void | { data: unknown } | Promise<void | { data: unknown }>;
+  afterPublish?(ctx: AfterPublishContext): void | Promise<void>;
+  onDisconnect?(ctx: DisconnectContext): void | Promise<void>;
+  /** Called on server close: release timers and connections the extension owns. */
+  onDestroy?(): void | Promise<void>;
+}
+
+type HookName = Exclude<keyof Extension, 'name' | 'priority'>;
+
+/** Holds extensions sorted by priority and runs one hook across all of them. */
+export class Hooks {
+  private extensions: Extension[] = [];
+
+  add(extension: Extension): void {
+    this.extensions = [...this.extensions, extension].sort((a, b) => (b.priority ?? 0) - (a.priority ?? 0));
+  }
+
+  has(hook: HookName): boolean {
+    return this.extensions.some((e) => typeof e[hook] === 'function');
+  }
+
+  async run<H extends HookName>(hook: H, ctx: Parameters<NonNullable<Extension[H]>>[0]): Promise<void> {
+    for (const extension of this.extensions) {
+      const fn = extension[hook] as ((c: unknown) => unknown) | undefined;
+      if (fn) await fn.call(extension, ctx);
+    }
+  }
+
+  /** Run beforePublish across extensions, threading replaced data through. */
+  async beforePublish(ctx: PublishContext): Promise<unknown> {
+    let data = ctx.data;
+    for (const extension of this.extensions) {
+      if (!extension.beforePublish) continue;
+      const result = await extension.beforePublish({ ...ctx, data });
+      if (result && typeof result === 'object' && 'data' in result) data = result.data;
+    }
+    return data;
+  }
+
+  all(): readonly Extension[] {
+    return this.extensions;
+  }
+}

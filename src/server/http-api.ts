@@ -1,0 +1,223 @@
+import { timingSafeEqual, createHash } from 'node:crypto';
+import type { IncomingMessage, ServerResponse } from 'node:http';
+import { ChorusError, ErrorCode, isValidChannelName } from '../protocol/index.js';
+import { safePath } from './logger.js';
+import type { ChorusServer } from './server.js';
+
+const STATUS: Record<string, number> = {
+  [ErrorCode.BAD_REQUEST]: 400,
+  [ErrorCode.BAD_CHANNEL]: 400,
+  [ErrorCode.UNRECOVERABLE_POSITION]: 400,
+  [ErrorCode.NOT_AVAILABLE]: 400,
+  [ErrorCode.UNAUTHORIZED]: 401,
+  [ErrorCode.PERMISSION_DENIED]: 403,
+  [ErrorCode.NOT_FOUND]: 404,
+  [ErrorCode.TOO_LARGE]: 413,
+  [ErrorCode.RATE_LIMITED]: 429,
+  [ErrorCode.UNAVAILABLE]: 503,
+  [ErrorCode.SHUTTING_DOWN]: 503,
+};
+
+function send(res: ServerResponse, status: number, body: unknown): void {
+  const text = JSON.stringify(body);
+  res.writeHead(status, { 'content-type': 'application/json', 'content-length': Buffer.byteLength(text), 'cache-control': 'no-store' });
+  res.end(text);
+}
+
+function sendError(res: ServerResponse, error: ChorusError): void {
+  send(res, STATUS[error.code] ?? 500, { error: { code: error.code, message: error.message, ...(error.details ?? {}) } });
+}
+
+function digest(value: string): Buffer {
+  return createHash('sha256').update(value).digest();
+}
+
+/** Constant-time comparison of the bearer key (hashing first equalizes lengths). */
+function apiKeyMatches(req: IncomingMessage, apiKey: string | undefined): boolean {
+  if (!apiKey) return false;
+  const header = req.headers.authorization;
+  if (typeof header !== 'string' || !header.startsWith('Bearer ')) return false;
+  return timingSafeEqual(digest(header.slice(7).trim()), digest(apiKey));
+}
+
+function readJson(req: IncomingMessage, maxBytes: number): Promise<Record<string, unknown>> {
+  return new Promise((resolve, reject) => {
+    const chunks: Buffer[] = [];
+    let size = 0;
+    let failed = false;
+    req.on('data', (chunk: Buffer) => {
+      if (failed) return;
+      size += chunk.length;
+      if (size > maxBytes) {
+        failed = true;
+        reject(new ChorusError(ErrorCode.TOO_LARGE, `body larger than ${maxBytes} bytes`));
+        req.resume();
+        return;
+      }
+      chunks.push(chunk);
+    });
+    req.on('error', (err) => {
+      if (!failed) reject(err);
+      failed = true;
+    });
+    req.on('end', () => {
+      if (failed) return;
+      const text = Buffer.concat(chunks).toString('utf8');
+      let value: unknown;
+      try {
+        value = text.length === 0 ? {} : JSON.parse(text);
+      } catch {
+        reject(new ChorusError(ErrorCode.BAD_REQUEST, 'body is not valid JSON'));
+        return;
+      }
+      if (typeof value !== 'object' || value === null || Array.isArray(value)) {
+        reject(new ChorusError(ErrorCode.BAD_REQUEST, 'body must be a JSON object'));
+        return;
+      }
+      resolve(value as Record<string, unknown>);
+    });
+  });
+}
+
+function requireString(body: Record<string, unknown>, key: string): string {
+  const value = body[key];
+  if (typeof value !== 'string' || value.length === 0) throw new ChorusError(ErrorCode.BAD_REQUEST, `${key} must be a non-empty string`);
+  return value;
+}
+
+function optionalKey(body: Record<string, unknown>): string | undefined {
+  const key = body.idempotencyKey;
+  if (key === undefined || key === null) return undefined;
+  if (typeof key !== 'string' || key.length === 0 || key.length > 128) {
+    throw new ChorusError(ErrorCode.BAD_REQUEST, 'idempotencyKey must be a string of 1 to 128 characters');
+  }
+  return key;
+}
+
+function channelFromPath(path: string, prefix: string): string {
+  let channel: string;
+  try {
+    channel = decodeURIComponent(path.slice(prefix.length));
+  } catch {
+    throw new ChorusError(ErrorCode.BAD_CHANNEL, 'channel in the path is not valid URL encoding');
+  }
+  if (!isValidChannelName(channel)) throw new ChorusError(ErrorCode.BAD_CHANNEL, 'invalid channel name');
+  return channel;
+}
+
+/** Answer `/healthz`, `/metrics` and `/api/*`. Returns false for any other path. */
+export function handleHttpRequest(server: ChorusServer, req: IncomingMessage, res: ServerResponse): boolean {
+  const path = safePath(req.url);
+  if (path === '/healthz') {
+    if (server.closing) send(res, 503, { status: 'shutting down' });
+    else send(res, 200, { status: 'ok', connections: server.connections.size });
+    return true;
+  }
+  if (path === '/metrics' && req.method === 'GET') {
+    server.metrics.registry
+      .metrics()
+      .then((text) => {
+        res.writeHead(200, { 'content-type': server.metrics.registry.contentType });
+        res.end(text);
+      })
+      .catch((err) => {
+        server.logger.error({ err }, 'metrics failed');
+        send(res, 500, { error: { code: ErrorCode.INTERNAL, message: 'metrics failed' } });
+      });
+    return true;
+  }
+  if (!path.startsWith('/api/')) return false;
+  void serveApi(server, req, res, path).catch((err) => {
+    const error = err instanceof ChorusError ? err : undefined;
+    if (!error) server.logger.error({ err, path }, 'API request failed');
+    if (!res.headersSent) sendError(res, error ?? new ChorusError(ErrorCode.INTERNAL, 'internal error'));
+  });
+  return true;
+}
+
+async function serveApi(server: ChorusServer, req: IncomingMessage, res: ServerResponse, path: string): Promise<void> {
+  void server.start();
+  if (!apiKeyMatches(req, server.options.apiKey)) {
+    server.metrics.authFailures.inc({ reason: 'api_key' });
+    server.logger.info({ path, ip: req.socket.remoteAddress }, 'API request rejected: bad or missing key');
+    req.resume();
+    throw new ChorusError(
+      ErrorCode.UNAUTHORIZED,
+      server.options.apiKey ? 'missing or wrong API key' : 'the HTTP API is disabled: configure an API key (CHORUS_API_KEY)',
+    );
+  }
+  if (server.closing && req.method === 'POST') throw new ChorusError(ErrorCode.SHUTTING_DOWN, 'server is shutting down');
+  const method = req.method ?? 'GET';
+  const maxBytes = server.options.limits.maxMessageBytes;
+  if (method === 'POST') {
+    const body = await readJson(req, maxBytes);
+    switch (path) {
+      case '/api/publish': {
+        const channel = requireString(body, 'channel');
+        if (!('data' in body)) throw new ChorusError(ErrorCode.BAD_REQUEST, 'data is required');
+        const key = optionalKey(body);
+        const result = await server.publish(channel, body.data, { source: 'api', ...(key ? { idempotencyKey: `api\u0000${key}` } : {}) });
+        return send(res, 200, result);
+      }
+      case '/api/broadcast': {
+        const channels = body.channels;
+        if (!Array.isArray(channels) || channels.length === 0 || channels.length > 1000 || channels.some((c) => typeof c !== 'string')) {
+          throw new ChorusError(ErrorCode.BAD_REQUEST, 'channels must be an array of 1 to 1000 channel names');
+        }
+        if (!('data' in body)) throw new ChorusError(ErrorCode.BAD_REQUEST, 'data is required');
+        const key = optionalKey(body);
+        const results = await server.broadcast(channels as string[], body.data, {
+          source: 'api',
+          ...(key ? { idempotencyKey: `api\u0000${key}` } : {}),
+        });
+        return send(res, 200, { results });
+      }
+      case '/api/disconnect': {
+        const user = requireString(body, 'user');
+        if (body.reconnect !== undefined && typeof body.reconnect !== 'boolean') {
+          throw new ChorusError(ErrorCode.BAD_REQUEST, 'reconnect must be a boolean');
+        }
+        const disconnected = await server.disconnectUser(user, { reconnect: body.reconnect === true, reason: 'disconnected by the API' });
+        server.logger.info({ user, reconnect: body.reconnect === true }, 'user disconnected through the API');
+        return send(res, 200, { disconnected });
+      }
+      case '/api/subscribe': {
+        const subscribed = await server.subscribeUser(requireString(body, 'user'), requireString(body, 'channel'));
+        return send(res, 200, { subscribed });
+      }
+      case '/api/unsubscribe': {
+        const unsubscribed = await server.unsubscribeUser(requireString(body, 'user'), requireString(body, 'channel'));
+        return send(res, 200, { unsubscribed });
+      }
+    }
+  } else if (method === 'GET') {
+    req.resume();
+    if (path === '/api/channels') return send(res, 200, { channels: server.channels() });
+    if (path.startsWith('/api/presence/')) return send(res, 200, await server.presence(channelFromPath(path, '/api/presence/')));
+    if (path.startsWith('/api/history/')) {
+      const channel = channelFromPath(path, '/api/history/');
+      const query = new URLSearchParams((req.url ?? '').split('?')[1] ?? '');
+      const since = query.get('since');
+      const epoch = query.get('epoch');
+      const limit = query.get('limit');
+      if ((since === null) !== (epoch === null)) throw new ChorusError(ErrorCode.BAD_REQUEST, 'since and epoch go together');
+      const sinceOffset = since === null ? undefined : Number(since);
+      if (sinceOffset !== undefined && (!Number.isSafeInteger(sinceOffset) || sinceOffset < 0)) {
+        throw new ChorusError(ErrorCode.BAD_REQUEST, 'since must be a non-negative integer');
+      }
+      const limitNumber = limit === null ? undefined : Number(limit);
+      if (limitNumber !== undefined && (!Number.isSafeInteger(limitNumber) || limitNumber < 0)) {
+        throw new ChorusError(ErrorCode.BAD_REQUEST, 'limit must be a non-negative integer');
+      }
+      const result = await server.history(channel, {
+        ...(sinceOffset !== undefined ? { since: { offset: sinceOffset, epoch: epoch! } } : {}),
+        ...(limitNumber !== undefined ? { limit: limitNumber } : {}),
+        ...(query.get('reverse') === '1' || query.get('reverse') === 'true' ? { reverse: true } : {}),
+      });
+      return send(res, 200, result);
+    }
+  } else {
+    req.resume();
+  }
+  throw new ChorusError(ErrorCode.NOT_FOUND, `no API route ${method} ${path}`);
+}

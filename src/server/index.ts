@@ -1,0 +1,23 @@
+export { ChorusServer, type ServerPublishOptions } from './server.js';
+export { Connection } from './connection.js';
+export type { Extension, UpgradeContext, ConnectContext, SubscribeContext, PublishContext, AfterPublishContext, DisconnectContext, PublishSource } from './hooks.js';
+export type { HandlerContext, EventHandler, HandlerOptions } from './session.js';
+export type { StandardSchemaV1 } from './schema.js';
+export {
+  DEFAULT_LIMITS,
+  DEFAULT_HEARTBEAT,
+  DEFAULT_SHUTDOWN,
+  DEFAULT_NAMESPACES,
+  resolveOptions,
+  type ServerOptions,
+  type NamespaceOptions,
+  type AuthOptions,
+  type AuthorizeRequest,
+  type Identity,
+  type Limits,
+  type HeartbeatOptions,
+  type ShutdownOptions,
+} from './options.js';
+export { MemoryEngine, type MemoryEngineOptions } from '../engines/memory/index.js';
+export type { Engine, Broker, HistoryStore, PresenceStore, Publication } from '../engines/types.js';
+export { ChorusError, ErrorCode, CloseCode } from '../protocol/index.js';
