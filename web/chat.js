@@ -386,7 +386,7 @@ function enterChat() {
 
 function signOut() {
   stopTyping();
-  if (client) client.disconnect();
+  if (client) client.close();
   client = null;
   sub = null;
   session = null;

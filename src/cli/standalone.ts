@@ -1,0 +1,144 @@
+/**
+ * The standalone server: a node:http server that serves the demo page and the browser
+ * client, the demo sign-in in demo mode, and Chorus itself (WebSocket, /healthz, /metrics, /api/*).
+ */
+import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
+import type { AddressInfo } from 'node:net';
+import { pino, type Logger } from 'pino';
+import { ChorusServer } from '../server/index.js';
+import { REDACT_PATHS } from '../server/logger.js';
+import type { StandaloneConfig } from './config.js';
+import { handleDemoToken } from './demo.js';
+import { sendError, serveStatic } from './static.js';
+
+
+export interface StandaloneHandle {
+  /** `http://host:port` as reachable locally (the wildcard address is shown as 127.0.0.1). */
+  url: string;
+  /** The port actually bound (useful with port 0). */
+  port: number;
+  httpServer: Server;
+  chorus: ChorusServer;
+  logger: Logger;
+  /** Graceful shutdown: Chorus first (1001 + reconnect hint, drain), then the HTTP server. Idempotent. */
+  close(): Promise<void>;
+}
+
+export interface StandaloneOptions {
+  /** Logger to use. Default: pino at `config.logLevel` to stdout (sync), with secrets redacted. */
+  logger?: Logger;
+}
+
+/** pino to stdout, synchronous so lines are out before `process.exit`. */
+export function createLogger(level: string): Logger {
+  return pino(
+    { level, base: { service: 'chorus', pid: process.pid }, redact: { paths: REDACT_PATHS, censor: '[redacted]' } },
+    pino.destination({ dest: 1, sync: true }),
+  );
+}
+
+function logStartupMode(config: StandaloneConfig, logger: Logger): void {
+  if (config.demo) {
+    logger.warn(
+      { demo: true },
+      'DEMO MODE: no JWT key configured (CHORUS_JWT_SECRET or auth in the config file), so a random secret was ' +
+        'generated and POST /demo/token signs a token for ANY name: anyone who can reach this server can sign in. ' +
+        'Set CHORUS_JWT_SECRET for real use.',
+    );
+  }
+  if (config.server.apiKey === undefined) {
+    logger.info('HTTP API disabled: CHORUS_API_KEY is not set, /api/* answers 401');
+  }
+  if (config.server.allowedOrigins === undefined) {
+    logger.info("browser origins: only the server's own origin (set CHORUS_ALLOWED_ORIGINS to allow others)");
+  }
+}
+
+export async function startStandalone(config: StandaloneConfig, options: StandaloneOptions = {}): Promise<StandaloneHandle> {
+  const logger = options.logger ?? createLogger(config.logLevel);
+  logStartupMode(config, logger);
+
+  const chorus = new ChorusServer({ ...config.server, logger });
+  const demoSecret = config.demo ? config.server.auth?.secret : undefined;
+  const claims = { issuer: config.server.auth?.issuer, audience: config.server.auth?.audience };
+
+  async function onRequest(req: IncomingMessage, res: ServerResponse): Promise<void> {
+    // /healthz, /metrics and /api/* never get here: `chorus.attach` answers them first.
+    let pathname: string;
+    try {
+      pathname = new URL(req.url ?? '/', 'http://localhost').pathname;
+    } catch {
+      sendError(res, 400, 'BAD_REQUEST', 'bad request target');
+      return;
+    }
+    if (pathname === '/demo/token') {
+      if (demoSecret === undefined) sendError(res, 404, 'NOT_FOUND', 'demo sign-in is off (a JWT key is configured)');
+      else await handleDemoToken(req, res, demoSecret, claims);
+      return;
+    }
+    if (await serveStatic(req, res, pathname)) return;
+    sendError(res, 404, 'NOT_FOUND', 'not found');
+  }
+
+  const httpServer = createServer((req, res) => {
+    onRequest(req, res).catch((err: unknown) => {
+      logger.error({ err, url: req.url?.split('?')[0] }, 'request handler failed');
+      if (!res.headersSent) sendError(res, 500, 'INTERNAL', 'internal error');
+      else res.destroy();
+    });
+  });
+  // Bound slow or idle HTTP clients (WebSocket upgrades are not affected once upgraded).
+  httpServer.headersTimeout = 15_000;
+  httpServer.requestTimeout = 30_000;
+  httpServer.keepAliveTimeout = 5_000;
+  httpServer.on('clientError', (err: NodeJS.ErrnoException, socket) => {
+    if (err.code !== 'ECONNRESET') logger.debug({ code: err.code }, 'http client error');
+    if (socket.writable) socket.end('HTTP/1.1 400 Bad Request\r\nConnection: close\r\n\r\n');
+    else socket.destroy();
+  });
+  chorus.attach(httpServer);
+
+  await new Promise<void>((resolveListen, reject) => {
+    const onError = (err: Error): void => reject(err);
+    httpServer.once('error', onError);
+    httpServer.listen(config.port, config.host, () => {
+      httpServer.off('error', onError);
+      resolveListen();
+    });
+  }).catch(async (err: unknown) => {
+    await chorus.close().catch(() => undefined);
+    throw err;
+  });
+
+  const address = httpServer.address() as AddressInfo;
+  const shownHost =
+    address.address === '0.0.0.0' || address.address === '::'
+      ? '127.0.0.1'
+      : address.family === 'IPv6'
+        ? `[${address.address}]`
+        : address.address;
+  const url = `http://${shownHost}:${address.port}`;
+  logger.info({ port: address.port, host: config.host, url, demo: config.demo }, 'listening');
+
+  let closing: Promise<void> | undefined;
+  function close(): Promise<void> {
+    closing ??= (async () => {
+      logger.info('shutting down');
+      try {
+        await chorus.close();
+      } catch (err) {
+        logger.error({ err }, 'chorus shutdown failed');
+      }
+      await new Promise<void>((resolveClose) => {
+        httpServer.close(() => resolveClose());
+        httpServer.closeIdleConnections();
+        // Keep-alive requests still in flight get a moment, then are cut.
+        setTimeout(() => httpServer.closeAllConnections(), 2_000).unref();
+      });
+      logger.info('stopped');
+    })();
+    return closing;
+  }
+
+  return { url, port: address.port, httpServer, chorus, logger, close };
+}
