@@ -4,6 +4,7 @@ import { once } from 'node:events';
 import { request } from 'node:http';
 import { describe, it } from 'node:test';
 import { fileURLToPath } from 'node:url';
+import { WebSocket } from 'ws';
 import { ConfigError, loadConfig, parseOrigins, type ReadFile } from '../src/cli/config.js';
 import { staticPath, WEB_ROOT, DIST_ROOT } from '../src/cli/static.js';
 import { cleanName, demoUserId } from '../src/cli/demo.js';
@@ -465,7 +466,17 @@ describe('chorus command (end to end)', { timeout: 60_000 }, () => {
       assert.match(String(warn.msg), /anyone/i);
       await proc.waitForLine((o) => o.level === 30 && /HTTP API disabled/.test(String(o.msg)));
 
+      // A connected client is told to go away (1001) on SIGTERM, and the process still exits 0.
+      const ws = new WebSocket(`ws://127.0.0.1:${port}/ws?token=${token}`);
+      const firstFrame = new Promise<string>((resolve, reject) => {
+        ws.once('message', (data) => resolve(String(data)));
+        ws.once('error', reject);
+      });
+      const closed = once(ws, 'close') as Promise<[number, Buffer]>;
+      assert.match(await firstFrame, /"event":"connected"/);
       proc.kill('SIGTERM');
+      const [closeCode] = await closed;
+      assert.equal(closeCode, 1001);
       const [code, signal] = await proc.exit;
       assert.equal(signal, null);
       assert.equal(code, 0, `stderr: ${proc.stderr.join('')}`);
