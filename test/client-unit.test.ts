@@ -695,4 +695,24 @@ describe('client state machine', () => {
       await server.close();
     }
   });
+
+  test('token refresh before expiry uses getToken; reconnects ask getToken again', async () => {
+    const clock = 1_000_000;
+    let issued = 0;
+    await withClient(
+      { connected: { expiresAt: clock + 100 } },
+      { now: () => clock, getToken: async () => `tok${++issued + 1}` },
+      async (server, client) => {
+        client.connect();
+        await next(client, 'connected');
+        const conn1 = await server.connection(1);
+        assert.equal(conn1.url, '/ws?token=tok'); // the first connect uses options.token
+        const refresh = await conn1.next('refresh');
+        assert.deepEqual(refresh.data, { token: 'tok2' });
+        conn1.ws.terminate();
+        const conn2 = await server.connection(2);
+        assert.equal(conn2.url, '/ws?token=tok3');
+      },
+    );
+  });
 });

@@ -229,7 +229,12 @@ export class ChorusClient<
     this.#disconnect(ClientCloseCode.CLIENT_CLOSED, 'client closed', false);
   }
 
-  /** Send an application event; resolves with the handler's ack data. */
+  /**
+   * Send an application event; resolves with the server handler's ack data. While connecting it
+   * waits for the connection (its timeout runs); in state 'disconnected' it rejects with
+   * DISCONNECTED, and so does a connection drop before the reply (application events are not
+   * re-sent: they may not be idempotent). Reserved event names reject with BAD_REQUEST.
+   */
   emit<E extends keyof ClientEvents & string>(
     event: E,
     data: Parameters<ClientEvents[E]>[0],

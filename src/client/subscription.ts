@@ -248,11 +248,12 @@ export class Subscription<D = unknown> extends Emitter<SubscriptionEvents<D>> {
     this.#generation++;
     this.#clearRetryTimer();
     const previous = this.#tracker.position;
+    const wasUnsubscribed = this.#state === SubscriptionState.UNSUBSCRIBED;
     this.#result = result;
     const target = { offset: result.offset, epoch: result.epoch };
     this.#setState(SubscriptionState.SUBSCRIBED);
     this.emitEvent('subscribed', result);
-    if (previous === undefined) {
+    if (previous === undefined || wasUnsubscribed) {
       this.#tracker.reset(target);
       return;
     }
