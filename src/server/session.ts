@@ -156,7 +156,8 @@ export class Session {
     connection.lastSeen = Date.now();
     server.metrics.bytesIn.inc(data.length);
     if (isBinary) {
-      this.fail(connection, undefined, 'binary', new ChorusError(ErrorCode.BAD_FRAME, 'binary messages are not accepted; send JSON text'));
+      const error = new ChorusError(ErrorCode.BAD_FRAME, 'binary messages are not accepted; send JSON text');
+      this.enqueue(connection, async () => this.fail(connection, undefined, 'binary', error));
       return;
     }
     for (const text of splitFrames(data.toString('utf8'))) {
@@ -165,7 +166,7 @@ export class Session {
       try {
         frame = parseFrame(text);
       } catch (err) {
-        this.fail(connection, undefined, undefined, err as ChorusError);
+        this.enqueue(connection, async () => this.fail(connection, undefined, undefined, err as ChorusError));
         continue;
       }
       const reserved = RESERVED_EVENTS.has(frame.event);
@@ -173,12 +174,9 @@ export class Session {
       const rate = connection.consumeRate();
       if (!rate.ok) {
         server.metrics.limitHits.inc({ limit: 'rate' });
-        this.fail(
-          connection,
-          frame.id,
-          frame.event,
-          new ChorusError(ErrorCode.RATE_LIMITED, 'too many frames; slow down', { retryAfterMs: rate.retryAfterMs }),
-        );
+        const error = new ChorusError(ErrorCode.RATE_LIMITED, 'too many frames; slow down', { retryAfterMs: rate.retryAfterMs });
+        // Replies keep the order of the frames they answer, so the error waits its turn.
+        this.enqueue(connection, async () => this.fail(connection, frame.id, frame.event, error));
         continue;
       }
       this.enqueue(connection, () => this.handle(connection, frame));
