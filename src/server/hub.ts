@@ -263,7 +263,6 @@ export class Hub {
       if (!subscribers) return;
       const frame = encodeMessage(publication);
       const ephemeral = publication.ephemeral === true;
-      let delivered = 0;
       for (const connection of subscribers) {
         if (connection.id === event.exceptClient) continue;
         const state = connection.subscriptions.get(publication.channel);
@@ -273,9 +272,7 @@ export class Hub {
           continue;
         }
         connection.sendEncoded(frame, ephemeral);
-        delivered++;
       }
-      this.metrics.messagesOut.inc(delivered);
       return;
     }
     const subscribers = this.channels.get(event.channel);
@@ -289,6 +286,5 @@ export class Hub {
       if (state.pending) state.pending.push({ frame });
       else connection.sendEncoded(frame);
     }
-    this.metrics.messagesOut.inc(subscribers.size);
   }
 }

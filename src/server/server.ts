@@ -85,7 +85,10 @@ export class ChorusServer {
       scheduleFlush: (c) => this.hub.scheduleFlush(c),
       onSlowConsumer: (c) => this.onSlowConsumer(c),
       onEphemeralDropped: () => this.metrics.ephemeralDropped.inc(),
-      onBytesOut: (bytes) => this.metrics.bytesOut.inc(bytes),
+      onBytesOut: (bytes, frames) => {
+        this.metrics.bytesOut.inc(bytes);
+        this.metrics.messagesOut.inc(frames);
+      },
     };
     this.session = new Session(this);
   }
