@@ -67,6 +67,13 @@ function objectData(frame: Frame): Record<string, unknown> {
   return data as Record<string, unknown>;
 }
 
+/** The `channel` field: missing or not a string is BAD_REQUEST; an invalid name is BAD_CHANNEL later. */
+function channelOf(data: Record<string, unknown>): string {
+  const channel = data.channel;
+  if (typeof channel !== 'string') throw new ChorusError(ErrorCode.BAD_REQUEST, 'channel must be a string');
+  return channel;
+}
+
 function optionalPosition(data: Record<string, unknown>, key: string): StreamPosition | undefined {
   const value = data[key];
   if (value === undefined || value === null) return undefined;
@@ -245,7 +252,7 @@ export class Session {
     switch (frame.event) {
       case ClientEvent.SUBSCRIBE: {
         const data = objectData(frame);
-        const channel = data.channel as string;
+        const channel = channelOf(data);
         const namespace = this.namespaceFor(channel);
         const since = optionalPosition(data, 'since');
         const snapshot = optionalBoolean(data, 'snapshot');
@@ -270,8 +277,7 @@ export class Session {
       }
       case ClientEvent.UNSUBSCRIBE: {
         const data = objectData(frame);
-        const channel = data.channel;
-        if (typeof channel !== 'string') throw new ChorusError(ErrorCode.BAD_REQUEST, 'channel must be a string');
+        const channel = channelOf(data);
         if (!(await server.hub.unsubscribe(connection, channel))) {
           throw new ChorusError(ErrorCode.NOT_SUBSCRIBED, `not subscribed to "${channel}"`);
         }
@@ -280,7 +286,7 @@ export class Session {
       }
       case ClientEvent.PUBLISH: {
         const data = objectData(frame);
-        const channel = data.channel as string;
+        const channel = channelOf(data);
         const namespace = this.namespaceFor(channel);
         if (!('data' in data)) throw new ChorusError(ErrorCode.BAD_REQUEST, 'publish needs data');
         const ephemeral = optionalBoolean(data, 'ephemeral') === true;
@@ -304,7 +310,7 @@ export class Session {
       }
       case ClientEvent.HISTORY: {
         const data = objectData(frame);
-        const channel = data.channel as string;
+        const channel = channelOf(data);
         const namespace = this.namespaceFor(channel);
         const since = optionalPosition(data, 'since');
         const reverse = optionalBoolean(data, 'reverse');
@@ -323,7 +329,7 @@ export class Session {
       }
       case ClientEvent.PRESENCE: {
         const data = objectData(frame);
-        const channel = data.channel as string;
+        const channel = channelOf(data);
         const namespace = this.namespaceFor(channel);
         await this.checkRead(connection, channel, namespace, 'presence');
         return { value: await server.presence(channel) };
