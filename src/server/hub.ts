@@ -232,7 +232,10 @@ export class Hub {
   private async presenceEvent(type: 'join' | 'leave', channel: string, namespace: ResolvedNamespace, connection: Connection) {
     const { users } = await this.engine.presence.stats(channel);
     // Above the threshold the events are quadratic in channel size; the member list stays exact.
-    if (users > namespace.joinLeaveMaxMembers) return;
+    // Both events count the user themself (after a join, before a leave), so a user whose join
+    // was suppressed gets no leave either.
+    const members = type === 'leave' ? users + 1 : users;
+    if (members > namespace.joinLeaveMaxMembers) return;
     const event: { type: 'join' | 'leave'; channel: string; user: string; info?: Record<string, unknown> } = {
       type,
       channel,
