@@ -567,7 +567,11 @@ export class ChorusServer {
       }),
     ]);
     clearTimeout(timer);
-    for (const connection of this.connections) connection.terminate(CloseCode.GOING_AWAY, 'server shutting down');
+    if (this.connections.size > 0) {
+      for (const connection of this.connections) connection.terminate(CloseCode.GOING_AWAY, 'server shutting down');
+      // Terminated sockets emit 'close' on a later tick; wait (briefly) so cleanup has run on return.
+      await Promise.race([Promise.all(closed), new Promise<void>((resolve) => setTimeout(resolve, 1000).unref())]);
+    }
     await new Promise<void>((resolve) => this.wss.close(() => resolve()));
     for (const extension of this.hooks.all()) {
       try {
