@@ -51,7 +51,12 @@ export type ControlCommand =
 export type BrokerEvent =
   | { type: 'publication'; publication: Publication; exceptClient?: string }
   | { type: 'join' | 'leave'; channel: string; user: string; info?: Record<string, unknown> }
-  | { type: 'control'; command: ControlCommand };
+  | { type: 'control'; command: ControlCommand }
+  /**
+   * The node may have missed publications of this channel that it cannot backfill (pub/sub
+   * dropped and history could not cover the gap): its local subscribers must resynchronise.
+   */
+  | { type: 'lost'; channel: string };
 
 /**
  * Fan-out. When history is on, appending to history and publishing are one atomic step per
@@ -108,6 +113,25 @@ export interface PresenceStore {
   /** One entry per user with the number of their connections. */
   list(channel: string): Promise<PresenceMember[]>;
   stats(channel: string): Promise<{ users: number; connections: number }>;
+  /** Drop expired entries (e.g. of a node that died); returns the users who left the channel with them. */
+  sweep(channel: string): Promise<PresenceEntry[]>;
+}
+
+/**
+ * Open connections per user, for the per-user cap. Entries expire by TTL unless refreshed by
+ * the node that owns them, so a dead node's connections stop counting.
+ */
+export interface ConnectionRegistry {
+  /** Reserve a slot for `clientId`; false when the user already has `max` live entries. */
+  reserve(user: string, clientId: string, max: number, ttlMs: number): Promise<boolean>;
+  release(user: string, clientId: string): Promise<void>;
+  /** Extend the TTL of these (live, local) entries. */
+  refresh(entries: Array<{ user: string; clientId: string }>, ttlMs: number): Promise<void>;
+}
+
+/** Token buckets by key, shared by every node using the engine. */
+export interface RateLimiter {
+  consume(key: string, ratePerSecond: number, burst: number, cost?: number): Promise<{ ok: boolean; retryAfterMs: number }>;
 }
 
 /** An engine bundles the three stores; the memory engine is one process, Redis many. */
@@ -116,6 +140,8 @@ export interface Engine {
   readonly broker: Broker;
   readonly history: HistoryStore;
   readonly presence: PresenceStore;
+  readonly connections: ConnectionRegistry;
+  readonly rateLimiter: RateLimiter;
   /** Called by the server when it starts using the engine. */
   start(): Promise<void>;
   /** Release timers and connections. */

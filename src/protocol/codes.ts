@@ -76,6 +76,8 @@ export const CloseCode = {
   SLOW_CONSUMER: 4003,
   /** Disconnected by the server or an admin, with permission to reconnect. */
   DISCONNECT_RECONNECT: 4004,
+  /** The server node lost publications it cannot backfill (e.g. its Redis pub/sub dropped): reconnect and recover by position. */
+  INSUFFICIENT_STATE: 4005,
   /** Disconnected by the server or an admin; do not reconnect. */
   DISCONNECT: 4500,
   /** The user's credentials were revoked or no longer valid; do not reconnect with the same token. */

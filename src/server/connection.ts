@@ -36,7 +36,8 @@ export interface ConnectionHost {
 const SEPARATOR = Buffer.from(FRAME_SEPARATOR);
 
 let counter = 0;
-function nextClientId(): string {
+/** A connection id unique across nodes (time, counter and randomness). */
+export function newClientId(): string {
   counter = (counter + 1) % Number.MAX_SAFE_INTEGER;
   return `c_${Date.now().toString(36)}${counter.toString(36)}${Math.random().toString(36).slice(2, 6)}`;
 }
@@ -47,7 +48,7 @@ function nextClientId(): string {
  * fault counter. Teardown happens once, through `close` or `terminate`.
  */
 export class Connection {
-  readonly id = nextClientId();
+  readonly id: string;
   readonly user: string;
   info: Record<string, unknown> | undefined;
   /** Token expiry, ms since the Unix epoch. */
@@ -75,7 +76,9 @@ export class Connection {
     readonly ws: WebSocket,
     identity: { user: string; info?: Record<string, unknown>; expiresAt?: number },
     private readonly host: ConnectionHost,
+    id: string = newClientId(),
   ) {
+    this.id = id;
     this.user = identity.user;
     this.info = identity.info;
     this.expiresAt = identity.expiresAt;

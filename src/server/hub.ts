@@ -1,6 +1,7 @@
 import type { Logger } from 'pino';
 import {
   ChorusError,
+  CloseCode,
   ErrorCode,
   ServerEvent,
   type MessageData,
@@ -229,7 +230,12 @@ export class Hub {
     return true;
   }
 
-  private async presenceEvent(type: 'join' | 'leave', channel: string, namespace: ResolvedNamespace, connection: Connection) {
+  private async presenceEvent(
+    type: 'join' | 'leave',
+    channel: string,
+    namespace: ResolvedNamespace,
+    member: { user: string; info?: Record<string, unknown> | undefined },
+  ) {
     const { users } = await this.engine.presence.stats(channel);
     // Above the threshold the events are quadratic in channel size; the member list stays exact.
     // Both events count the user themself (after a join, before a leave), so a user whose join
@@ -239,27 +245,47 @@ export class Hub {
     const event: { type: 'join' | 'leave'; channel: string; user: string; info?: Record<string, unknown> } = {
       type,
       channel,
-      user: connection.user,
+      user: member.user,
     };
-    if (connection.info) event.info = connection.info;
+    if (member.info) event.info = member.info;
     await this.engine.broker.publishPresenceEvent(event);
   }
 
-  /** Refresh the TTL of every local presence entry (call periodically, at a third of the TTL). */
+  /**
+   * Refresh the TTL of every local presence entry and sweep expired ones (a dead node's), sending
+   * `leave` for users who are gone with them. Call periodically, at a third of the TTL.
+   */
   async refreshPresence(): Promise<void> {
     for (const [channel, subscribers] of this.channels) {
+      let namespace: ResolvedNamespace | undefined;
       for (const connection of subscribers) {
         const state = connection.subscriptions.get(channel);
         if (!state?.presence) continue;
+        namespace = state.namespace;
         const entry = connection.info ? { user: connection.user, info: connection.info } : { user: connection.user };
         await this.engine.presence.add(channel, connection.id, entry, PRESENCE_TTL_MS);
       }
+      if (!namespace) continue;
+      for (const gone of await this.engine.presence.sweep(channel)) {
+        if (namespace.joinLeave) await this.presenceEvent('leave', channel, namespace, gone);
+      }
+    }
+  }
+
+  /** Local subscribers of a channel whose state the node lost: they reconnect and recover by position. */
+  private resynchronise(channel: string): void {
+    const subscribers = this.channels.get(channel);
+    if (!subscribers) return;
+    this.logger.warn({ channel, subscribers: subscribers.size }, 'publications lost on this node; subscribers must resynchronise');
+    for (const connection of [...subscribers]) {
+      connection.close(CloseCode.INSUFFICIENT_STATE, 'insufficient state', { reconnect: true });
     }
   }
 
   /** Deliver one broker event to local subscribers. */
   deliver(event: BrokerEvent): void {
     if (event.type === 'control') return;
+    if (event.type === 'lost') return this.resynchronise(event.channel);
     if (event.type === 'publication') {
       const publication = event.publication;
       const subscribers = this.channels.get(publication.channel);

@@ -33,33 +33,3 @@ export class TokenBucket {
     return { ok: false, retryAfterMs: Math.ceil(((cost - this.tokens) * 1000) / this.ratePerSecond) };
   }
 }
-
-/** Token buckets by key (e.g. user + channel for ephemeral throttling), idle ones forgotten on sweep. */
-export class KeyedRateLimiter {
-  private readonly buckets = new Map<string, TokenBucket>();
-
-  constructor(
-    private readonly ratePerSecond: number,
-    private readonly burst: number,
-    private readonly now: () => number = Date.now,
-  ) {}
-
-  consume(key: string, cost = 1): RateDecision {
-    const now = this.now();
-    let bucket = this.buckets.get(key);
-    if (!bucket) {
-      bucket = new TokenBucket(this.ratePerSecond, this.burst, now);
-      this.buckets.set(key, bucket);
-    }
-    return bucket.consume(now, cost);
-  }
-
-  /** Forget every bucket (they refill fully within burst/rate seconds anyway). */
-  clear(): void {
-    this.buckets.clear();
-  }
-
-  get size(): number {
-    return this.buckets.size;
-  }
-}

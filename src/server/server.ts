@@ -7,7 +7,7 @@ import { MemoryEngine } from '../engines/memory/index.js';
 import type { BrokerEvent, ControlCommand, Engine, PublishResult } from '../engines/types.js';
 import { Authenticator } from './auth.js';
 import { ChannelRules } from './channels.js';
-import { Connection, type ConnectionHost } from './connection.js';
+import { Connection, newClientId, type ConnectionHost } from './connection.js';
 import { rejectUpgrade, originAllowed } from './handshake.js';
 import { Hooks, type Extension, type PublishSource } from './hooks.js';
 import { handleHttpRequest } from './http-api.js';
@@ -15,9 +15,11 @@ import { Hub, PRESENCE_TTL_MS, messageData } from './hub.js';
 import { createLogger, safePath } from './logger.js';
 import { Metrics } from './metrics.js';
 import { resolveOptions, type Identity, type ResolvedNamespace, type ResolvedOptions, type ServerOptions } from './options.js';
-import { KeyedRateLimiter } from './rate-limiter.js';
 import { Session, type EventHandler, type HandlerOptions } from './session.js';
 import type { StandardSchemaV1 } from './schema.js';
+
+/** Per-user connection entries live this long unless their node refreshes them, in ms. */
+export const CONNECTION_TTL_MS = 60000;
 
 /** Options of a server-side publish. */
 export interface ServerPublishOptions {
@@ -48,9 +50,6 @@ export class ChorusServer {
   readonly hub: Hub;
   /** Application event handlers by event name. */
   readonly handlers = new Map<string, { handler: EventHandler; options: HandlerOptions }>();
-  /** Open + handshaking connections per user on this node (the per-user cap). */
-  private readonly userConnections = new Map<string, number>();
-  private readonly ephemeralLimiters = new Map<ResolvedNamespace, KeyedRateLimiter>();
   private readonly ownsEngine: boolean;
   private readonly wss: WebSocketServer;
   private readonly session: Session;
@@ -58,6 +57,7 @@ export class ChorusServer {
   private started: Promise<void> | undefined;
   private ticker: NodeJS.Timeout | undefined;
   private lastPresenceRefresh = Date.now();
+  private lastRegistryRefresh = Date.now();
   private closingPromise: Promise<void> | undefined;
   /** True once `close()` was called. */
   closing = false;
@@ -189,8 +189,17 @@ export class ChorusServer {
       this.authFailure(socket, 401, ErrorCode.UNAUTHORIZED, 'invalid token: expired', 'token', req);
       return;
     }
-    const count = this.userConnections.get(identity.user) ?? 0;
-    if (count >= this.options.limits.maxConnectionsPerUser) {
+    const clientId = newClientId();
+    const user = identity.user;
+    let reserved: boolean;
+    try {
+      reserved = await this.engine.connections.reserve(user, clientId, this.options.limits.maxConnectionsPerUser, CONNECTION_TTL_MS);
+    } catch (err) {
+      this.logger.error({ err: { message: (err as Error).message } }, 'connection registry unavailable');
+      rejectUpgrade(socket, 503, ErrorCode.UNAVAILABLE, 'the engine is unavailable; try again later');
+      return;
+    }
+    if (!reserved) {
       this.metrics.limitHits.inc({ limit: 'connections_per_user' });
       this.authFailure(
         socket,
@@ -202,7 +211,6 @@ export class ChorusServer {
       );
       return;
     }
-    this.userConnections.set(identity.user, count + 1);
     let handedOver = false;
     try {
       try {
@@ -217,22 +225,22 @@ export class ChorusServer {
         return;
       }
       handedOver = true;
-      this.wss.handleUpgrade(req, socket, head, (ws) => this.onSocket(ws, identity));
+      this.wss.handleUpgrade(req, socket, head, (ws) => this.onSocket(ws, identity, clientId));
     } finally {
-      if (!handedOver) this.releaseUser(identity.user);
+      if (!handedOver) this.releaseUser(user, clientId);
     }
   }
 
-  private releaseUser(user: string): void {
-    const count = (this.userConnections.get(user) ?? 1) - 1;
-    if (count <= 0) this.userConnections.delete(user);
-    else this.userConnections.set(user, count);
+  private releaseUser(user: string, clientId: string): void {
+    this.engine.connections
+      .release(user, clientId)
+      .catch((err) => this.logger.warn({ err: { message: (err as Error).message }, user }, 'connection registry release failed; the entry expires by TTL'));
   }
 
-  private onSocket(ws: WebSocket, identity: Identity): void {
-    const connection = new Connection(ws, identity, this.host);
+  private onSocket(ws: WebSocket, identity: Identity, clientId: string): void {
+    const connection = new Connection(ws, identity, this.host, clientId);
     if (this.closing) {
-      this.releaseUser(identity.user);
+      this.releaseUser(identity.user, clientId);
       connection.terminate(CloseCode.GOING_AWAY, 'server is shutting down');
       return;
     }
@@ -264,7 +272,7 @@ export class ChorusServer {
   private onClose(connection: Connection, peerCode: number, peerReason: string): void {
     connection.disposed();
     if (!this.connections.delete(connection)) return;
-    this.releaseUser(connection.user);
+    this.releaseUser(connection.user, connection.id);
     this.metrics.connections.dec();
     const code = connection.closeCode ?? peerCode;
     const reason = connection.closeReason || peerReason;
@@ -340,6 +348,13 @@ export class ChorusServer {
         }
       }
     }
+    if (now - this.lastRegistryRefresh >= CONNECTION_TTL_MS / 3) {
+      this.lastRegistryRefresh = now;
+      const entries = [...this.connections].map((c) => ({ user: c.user, clientId: c.id }));
+      void this.engine.connections
+        .refresh(entries, CONNECTION_TTL_MS)
+        .catch((err) => this.logger.warn({ err: { message: (err as Error).message } }, 'connection registry refresh failed'));
+    }
     if (now - this.lastPresenceRefresh >= PRESENCE_TTL_MS / 3) {
       this.lastPresenceRefresh = now;
       void this.hub.refreshPresence().catch((err) => this.logger.warn({ err }, 'presence refresh failed'));
@@ -363,17 +378,6 @@ export class ChorusServer {
   use(extension: Extension): this {
     this.hooks.add(extension);
     return this;
-  }
-
-  /** Ephemeral throttle for a namespace (one bucket per user and channel). */
-  ephemeralLimiter(namespace: ResolvedNamespace): KeyedRateLimiter {
-    let limiter = this.ephemeralLimiters.get(namespace);
-    if (!limiter) {
-      limiter = new KeyedRateLimiter(namespace.ephemeralPerSecond, namespace.ephemeralPerSecond);
-      this.ephemeralLimiters.set(namespace, limiter);
-    }
-    if (limiter.size > 100000) limiter.clear();
-    return limiter;
   }
 
   /**

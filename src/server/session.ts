@@ -294,7 +294,11 @@ export class Session {
         await this.authorize(connection, 'publish', channel);
         if (ephemeral) {
           if (!namespace.ephemeral) throw new ChorusError(ErrorCode.NOT_AVAILABLE, `ephemeral publications are off for "${channel}"`);
-          const rate = server.ephemeralLimiter(namespace).consume(`${connection.user}\u0000${channel}`);
+          const rate = await server.engine.rateLimiter.consume(
+            `eph\u0000${connection.user}\u0000${channel}`,
+            namespace.ephemeralPerSecond,
+            namespace.ephemeralPerSecond,
+          );
           if (!rate.ok) {
             server.metrics.limitHits.inc({ limit: 'ephemeral' });
             throw new ChorusError(ErrorCode.RATE_LIMITED, 'too many ephemeral publications', { retryAfterMs: rate.retryAfterMs });

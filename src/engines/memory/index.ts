@@ -11,10 +11,12 @@ import type {
   PublishResult,
 } from '../types.js';
 import { MemoryPresenceStore } from './presence.js';
+import { MemoryConnectionRegistry, MemoryRateLimiter } from './registry.js';
 import { StreamTable } from './streams.js';
 
 export { MemoryPresenceStore } from './presence.js';
 export { StreamTable } from './streams.js';
+export { MemoryConnectionRegistry, MemoryRateLimiter } from './registry.js';
 
 export interface MemoryEngineOptions {
   /** Clock, injectable for tests. Default `Date.now`. */
@@ -31,6 +33,8 @@ export class MemoryEngine implements Engine, Broker, HistoryStore {
   readonly name = 'memory';
   readonly presence: MemoryPresenceStore;
   readonly streams: StreamTable;
+  readonly connections: MemoryConnectionRegistry;
+  readonly rateLimiter: MemoryRateLimiter;
   private handler: (event: BrokerEvent) => void = () => {};
   private readonly idempotency = new Map<string, { result: PublishResult; expiresAt: number }>();
   private readonly now: () => number;
@@ -42,6 +46,8 @@ export class MemoryEngine implements Engine, Broker, HistoryStore {
     this.sweepIntervalMs = options.sweepIntervalMs ?? 60000;
     this.streams = new StreamTable(this.now);
     this.presence = new MemoryPresenceStore(this.now);
+    this.connections = new MemoryConnectionRegistry(this.now);
+    this.rateLimiter = new MemoryRateLimiter(this.now);
   }
 
   get broker(): Broker {
@@ -66,6 +72,7 @@ export class MemoryEngine implements Engine, Broker, HistoryStore {
   /** Drop expired streams and idempotency entries. */
   sweep(): void {
     this.streams.sweep();
+    this.rateLimiter.sweep();
     const now = this.now();
     for (const [key, entry] of this.idempotency) {
       if (entry.expiresAt <= now) this.idempotency.delete(key);

@@ -70,10 +70,18 @@ export class MemoryPresenceStore implements PresenceStore {
     return { users: presence.users.size, connections: presence.clients.size };
   }
 
-  private expire(channel: string, presence: ChannelPresence): void {
+  async sweep(channel: string): Promise<PresenceEntry[]> {
+    const presence = this.channels.get(channel);
+    return presence ? this.expire(channel, presence) : [];
+  }
+
+  /** Drop expired entries; returns the users whose last entry that was. */
+  private expire(channel: string, presence: ChannelPresence): PresenceEntry[] {
     const now = this.now();
+    const gone: PresenceEntry[] = [];
     for (const [clientId, { entry, expiresAt }] of presence.clients) {
-      if (expiresAt <= now) this.drop(channel, presence, clientId, entry.user);
+      if (expiresAt <= now && this.drop(channel, presence, clientId, entry.user).lastForUser) gone.push(entry);
     }
+    return gone;
   }
 }
