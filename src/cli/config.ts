@@ -32,6 +32,8 @@ export interface StandaloneConfig {
   demo: boolean;
   /** The config file that was read, if any. */
   configFile: string | undefined;
+  /** Redis engine settings; absent means the in-memory engine (one process). */
+  redis: RedisConfig | undefined;
   /** `--help` was given: print usage and exit. Nothing else is meaningful then. */
   help: boolean;
 }
@@ -56,6 +58,8 @@ Environment:
   CHORUS_JWT_SECRET       HS256 secret for client tokens; without any key source the
                           server runs in DEMO mode (generated secret, open sign-in)
   CHORUS_API_KEY          bearer key for the HTTP API (/api/*); without it the API answers 401
+  CHORUS_REDIS_URL        redis:// or rediss:// URL: run as one node of a cluster sharing Redis
+                          (default: in-memory engine, one process)
   CHORUS_ALLOWED_ORIGINS  comma-separated browser Origin allow-list ("*" allows all);
                           default: only the server's own origin
 `;
@@ -75,8 +79,81 @@ const FILE_KEYS = new Set([
   'heartbeat',
   'shutdown',
   'idempotencyWindowMs',
+  'presenceTtlMs',
   'nodeId',
+  'redis',
 ]);
+
+/** Keys of the file's `redis` object. */
+const REDIS_KEYS = new Set(['url', 'prefix', 'commandTimeoutMs', 'sentinels', 'name', 'cluster', 'shardedPubSub']);
+
+/** Serializable Redis engine settings (file key `redis`; `CHORUS_REDIS_URL` sets `url`). */
+export interface RedisConfig {
+  /** `redis://[:password@]host:port[/db]`, `rediss://` for TLS. */
+  url?: string;
+  /** Key prefix. Default `chorus`. */
+  prefix?: string;
+  /** Commands slower than this fail with UNAVAILABLE, in ms. Default 2000. */
+  commandTimeoutMs?: number;
+  /** Redis Sentinel: sentinel addresses and the master `name`. */
+  sentinels?: Array<{ host: string; port: number }>;
+  name?: string;
+  /** Redis Cluster start-up nodes. */
+  cluster?: Array<{ host: string; port: number }>;
+  /** Sharded pub/sub on Redis Cluster (Redis 7). Default false. */
+  shardedPubSub?: boolean;
+}
+
+function hostPorts(key: string, value: unknown): Array<{ host: string; port: number }> {
+  if (!Array.isArray(value) || value.length === 0) invalid(key, 'must be a non-empty array of {"host","port"}');
+  return value.map((item, i) => {
+    if (!isPlainObject(item) || typeof item.host !== 'string' || !item.host) invalid(`${key}[${i}].host`, 'must be a non-empty string');
+    return { host: item.host as string, port: parsePort(`${key}[${i}].port`, item.port, false) };
+  });
+}
+
+function fileRedis(raw: unknown): RedisConfig | undefined {
+  if (raw === undefined) return undefined;
+  if (!isPlainObject(raw)) invalid('redis', 'must be an object');
+  for (const key of Object.keys(raw)) if (!REDIS_KEYS.has(key)) invalid(`redis.${key}`, 'unknown key');
+  const redis: RedisConfig = {};
+  if (raw.url !== undefined) redis.url = redisUrl('redis.url', raw.url);
+  if (raw.prefix !== undefined) {
+    if (typeof raw.prefix !== 'string' || !/^[A-Za-z0-9_.:-]{1,64}$/.test(raw.prefix)) invalid('redis.prefix', 'must be 1-64 characters of A-Z a-z 0-9 _ . : -');
+    redis.prefix = raw.prefix;
+  }
+  if (raw.commandTimeoutMs !== undefined) {
+    if (typeof raw.commandTimeoutMs !== 'number' || !Number.isSafeInteger(raw.commandTimeoutMs) || raw.commandTimeoutMs < 1) {
+      invalid('redis.commandTimeoutMs', `must be a positive integer, got ${JSON.stringify(raw.commandTimeoutMs)}`);
+    }
+    redis.commandTimeoutMs = raw.commandTimeoutMs;
+  }
+  if (raw.sentinels !== undefined) redis.sentinels = hostPorts('redis.sentinels', raw.sentinels);
+  if (raw.name !== undefined) {
+    if (typeof raw.name !== 'string' || !raw.name) invalid('redis.name', 'must be a non-empty string');
+    redis.name = raw.name;
+  }
+  if (redis.sentinels && !redis.name) invalid('redis.name', 'is required with redis.sentinels (the master name)');
+  if (raw.cluster !== undefined) redis.cluster = hostPorts('redis.cluster', raw.cluster);
+  if (raw.shardedPubSub !== undefined) {
+    if (typeof raw.shardedPubSub !== 'boolean') invalid('redis.shardedPubSub', 'must be true or false');
+    if (raw.shardedPubSub && !redis.cluster) invalid('redis.shardedPubSub', 'needs redis.cluster');
+    redis.shardedPubSub = raw.shardedPubSub;
+  }
+  return redis;
+}
+
+function redisUrl(key: string, value: unknown): string {
+  if (typeof value !== 'string') invalid(key, 'must be a redis:// or rediss:// URL');
+  let url: URL;
+  try {
+    url = new URL(value);
+  } catch {
+    invalid(key, 'must be a redis:// or rediss:// URL');
+  }
+  if (url.protocol !== 'redis:' && url.protocol !== 'rediss:') invalid(key, 'must be a redis:// or rediss:// URL');
+  return value;
+}
 
 /** Keys of the file's `auth` object (`publicKeyFile` is read into `publicKey`). */
 const AUTH_KEYS = new Set([
@@ -265,7 +342,7 @@ export function loadConfig(
 ): StandaloneConfig {
   const flags = parseFlags(argv);
   if (flags.help) {
-    return { port: 8080, host: '0.0.0.0', logLevel: 'info', server: {}, demo: false, configFile: undefined, help: true };
+    return { port: 8080, host: '0.0.0.0', logLevel: 'info', server: {}, demo: false, configFile: undefined, redis: undefined, help: true };
   }
 
   const configFile = flags.config ?? envVar(env, 'CHORUS_CONFIG');
@@ -297,7 +374,10 @@ export function loadConfig(
           ? parseLogLevel('logLevel', file.logLevel)
           : 'info';
 
-  const { port: _p, host: _h, logLevel: _l, auth: rawAuth, ...rest } = file;
+  const { port: _p, host: _h, logLevel: _l, auth: rawAuth, redis: rawRedis, ...rest } = file;
+  let redis = fileRedis(rawRedis);
+  const envRedis = envVar(env, 'CHORUS_REDIS_URL');
+  if (envRedis !== undefined) redis = { ...redis, url: redisUrl('CHORUS_REDIS_URL', envRedis) };
   const server = rest as ServerOptions;
   const auth: AuthOptions = { ...fileAuth(rawAuth, configFile ?? '.', readFile) };
 
@@ -323,5 +403,5 @@ export function loadConfig(
     if (err instanceof TypeError) throw new ConfigError(err.message);
     throw err;
   }
-  return { port, host, logLevel, server, demo, configFile, help: false };
+  return { port, host, logLevel, server, demo, configFile, redis, help: false };
 }

@@ -2,12 +2,14 @@
  * The standalone server: a node:http server that serves the demo page and the browser
  * client, the demo sign-in in demo mode, and Chorus itself (WebSocket, /healthz, /metrics, /api/*).
  */
+import { randomBytes } from 'node:crypto';
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { pino, type Logger } from 'pino';
 import { ChorusServer } from '../server/index.js';
+import { RedisEngine } from '../engines/redis/index.js';
 import { REDACT_PATHS } from '../server/logger.js';
-import type { StandaloneConfig } from './config.js';
+import type { RedisConfig, StandaloneConfig } from './config.js';
 import { handleDemoToken } from './demo.js';
 import { sendError, serveStatic } from './static.js';
 
@@ -58,7 +60,10 @@ export async function startStandalone(config: StandaloneConfig, options: Standal
   const logger = options.logger ?? createLogger(config.logLevel);
   logStartupMode(config, logger);
 
-  const chorus = new ChorusServer({ ...config.server, logger });
+  const nodeId = config.server.nodeId ?? `n_${randomBytes(4).toString('hex')}`;
+  const engine = config.redis ? createRedisEngine(config.redis, logger, nodeId) : undefined;
+  const chorus = new ChorusServer({ ...config.server, nodeId, logger, ...(engine ? { engine } : {}) });
+  logger.info({ engine: chorus.engine.name }, engine ? 'engine: redis (cluster mode)' : 'engine: memory (one process)');
   const demoSecret = config.demo ? config.server.auth?.secret : undefined;
   const claims = { issuer: config.server.auth?.issuer, audience: config.server.auth?.audience };
 
@@ -107,6 +112,7 @@ export async function startStandalone(config: StandaloneConfig, options: Standal
     });
   }).catch(async (err: unknown) => {
     await chorus.close().catch(() => undefined);
+    await engine?.close().catch(() => undefined);
     throw err;
   });
 
@@ -129,6 +135,7 @@ export async function startStandalone(config: StandaloneConfig, options: Standal
       } catch (err) {
         logger.error({ err }, 'chorus shutdown failed');
       }
+      await engine?.close().catch((err: unknown) => logger.error({ err }, 'engine shutdown failed'));
       await new Promise<void>((resolveClose) => {
         httpServer.close(() => resolveClose());
         httpServer.closeIdleConnections();
@@ -141,4 +148,18 @@ export async function startStandalone(config: StandaloneConfig, options: Standal
   }
 
   return { url, port: address.port, httpServer, chorus, logger, close };
+}
+
+/** The Redis engine from serializable settings (the URL, which may hold a password, is never logged). */
+export function createRedisEngine(config: RedisConfig, logger: Logger, name?: string): RedisEngine {
+  return new RedisEngine({
+    ...(name ? { name } : {}),
+    ...(config.url ? { url: config.url } : {}),
+    ...(config.prefix ? { prefix: config.prefix } : {}),
+    ...(config.commandTimeoutMs ? { commandTimeoutMs: config.commandTimeoutMs } : {}),
+    ...(config.sentinels ? { redis: { sentinels: config.sentinels, name: config.name } } : {}),
+    ...(config.cluster ? { cluster: config.cluster } : {}),
+    ...(config.shardedPubSub ? { shardedPubSub: true } : {}),
+    logger: logger.child({ component: 'redis' }),
+  });
 }

@@ -70,8 +70,11 @@ export interface Broker {
   publishPresenceEvent(event: { type: 'join' | 'leave'; channel: string; user: string; info?: Record<string, unknown> }): Promise<void>;
   /** Deliver a control command to every node, this one included. */
   publishControl(command: ControlCommand): Promise<void>;
-  /** Start receiving events for a channel (called when the node gets its first local subscriber). */
-  subscribe(channel: string): Promise<void>;
+  /**
+   * Start receiving events for a channel (called when the node gets its first local subscriber).
+   * `recoverable`: the channel keeps history, so the broker may backfill publications it missed.
+   */
+  subscribe(channel: string, options?: { recoverable?: boolean }): Promise<void>;
   /** Stop receiving events for a channel (called when the node's last local subscriber leaves). */
   unsubscribe(channel: string): Promise<void>;
 }

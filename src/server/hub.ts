@@ -13,9 +13,6 @@ import type { Connection, SubscriptionState } from './connection.js';
 import type { ResolvedNamespace } from './options.js';
 import type { Metrics } from './metrics.js';
 
-/** Presence entries live this long unless refreshed, in ms (the hub refreshes them at a third of it). */
-export const PRESENCE_TTL_MS = 60000;
-
 export interface SubscribeRequestOptions {
   since?: StreamPosition;
   snapshot?: boolean;
@@ -54,6 +51,8 @@ export class Hub {
     private readonly engine: Engine,
     private readonly metrics: Metrics,
     private readonly logger: Logger,
+    /** Presence entries live this long unless refreshed, in ms (refreshed at a third of it). */
+    private readonly presenceTtlMs: number,
   ) {}
 
   addConnection(connection: Connection): void {
@@ -127,7 +126,7 @@ export class Hub {
     subscribers.add(connection);
     this.metrics.subscriptions.inc();
     try {
-      if (first) await this.engine.broker.subscribe(channel);
+      if (first) await this.engine.broker.subscribe(channel, { recoverable: namespace.historySize > 0 });
       const { position, recovered, publications } = await this.catchUp(channel, namespace, options);
       if (connection.closing || connection.subscriptions.get(channel) !== state) {
         throw new ChorusError(ErrorCode.NOT_SUBSCRIBED, 'the subscription was cancelled');
@@ -154,7 +153,7 @@ export class Hub {
       if (namespace.presence) {
         state.presence = true;
         const entry = connection.info ? { user: connection.user, info: connection.info } : { user: connection.user };
-        const { firstForUser } = await this.engine.presence.add(channel, connection.id, entry, PRESENCE_TTL_MS);
+        const { firstForUser } = await this.engine.presence.add(channel, connection.id, entry, this.presenceTtlMs);
         if (firstForUser && namespace.joinLeave) await this.presenceEvent('join', channel, namespace, connection);
       }
       return { result, goLive };
@@ -263,7 +262,7 @@ export class Hub {
         if (!state?.presence) continue;
         namespace = state.namespace;
         const entry = connection.info ? { user: connection.user, info: connection.info } : { user: connection.user };
-        await this.engine.presence.add(channel, connection.id, entry, PRESENCE_TTL_MS);
+        await this.engine.presence.add(channel, connection.id, entry, this.presenceTtlMs);
       }
       if (!namespace) continue;
       for (const gone of await this.engine.presence.sweep(channel)) {

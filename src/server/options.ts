@@ -153,6 +153,12 @@ export interface ServerOptions {
   shutdown?: Partial<ShutdownOptions>;
   /** Window in which a retried publish with the same id is applied once, in ms. Default 120000. */
   idempotencyWindowMs?: number;
+  /**
+   * Lifetime of the presence and per-user connection entries a node keeps in the engine, in ms;
+   * the node refreshes them every third of it, so a node that dies (SIGKILL) leaves no ghost
+   * members or connection slots after at most this long. Default 60000.
+   */
+  presenceTtlMs?: number;
   /** Broker/history/presence engine. Default: a new in-memory engine. */
   engine?: Engine;
   /** A pino logger, or pino options' `level`. Default: pino at level `info` to stdout. */
@@ -178,6 +184,7 @@ export interface ResolvedOptions {
   heartbeat: HeartbeatOptions;
   shutdown: ShutdownOptions;
   idempotencyWindowMs: number;
+  presenceTtlMs: number;
   nodeId: string;
   http: boolean;
 }
@@ -352,6 +359,7 @@ export function resolveOptions(options: ServerOptions = {}): ResolvedOptions {
   const shutdown = resolveNumbers('shutdown', options.shutdown, DEFAULT_SHUTDOWN, new Set(['reconnectSpreadMs']));
   const idempotencyWindowMs =
     options.idempotencyWindowMs === undefined ? 120000 : positiveInt('idempotencyWindowMs', options.idempotencyWindowMs);
+  const presenceTtlMs = options.presenceTtlMs === undefined ? 60000 : positiveInt('presenceTtlMs', options.presenceTtlMs);
   return {
     path,
     auth,
@@ -365,6 +373,7 @@ export function resolveOptions(options: ServerOptions = {}): ResolvedOptions {
     heartbeat,
     shutdown,
     idempotencyWindowMs,
+    presenceTtlMs,
     nodeId: options.nodeId ?? `n_${Math.random().toString(36).slice(2, 10)}`,
     http: options.http ?? true,
   };

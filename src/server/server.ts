@@ -11,15 +11,12 @@ import { Connection, newClientId, type ConnectionHost } from './connection.js';
 import { rejectUpgrade, originAllowed } from './handshake.js';
 import { Hooks, type Extension, type PublishSource } from './hooks.js';
 import { handleHttpRequest } from './http-api.js';
-import { Hub, PRESENCE_TTL_MS, messageData } from './hub.js';
+import { Hub, messageData } from './hub.js';
 import { createLogger, safePath } from './logger.js';
 import { Metrics } from './metrics.js';
 import { resolveOptions, type Identity, type ResolvedNamespace, type ResolvedOptions, type ServerOptions } from './options.js';
 import { Session, type EventHandler, type HandlerOptions } from './session.js';
 import type { StandardSchemaV1 } from './schema.js';
-
-/** Per-user connection entries live this long unless their node refreshes them, in ms. */
-export const CONNECTION_TTL_MS = 60000;
 
 /** Options of a server-side publish. */
 export interface ServerPublishOptions {
@@ -70,7 +67,7 @@ export class ChorusServer {
     this.engine = options.engine ?? new MemoryEngine();
     this.rules = new ChannelRules(this.options.namespaces);
     this.authenticator = new Authenticator(this.options.auth, this.options.authenticate);
-    this.hub = new Hub(this.engine, this.metrics, this.logger);
+    this.hub = new Hub(this.engine, this.metrics, this.logger, this.options.presenceTtlMs);
     this.wss = new WebSocketServer({
       noServer: true,
       maxPayload: this.options.limits.maxMessageBytes,
@@ -193,7 +190,7 @@ export class ChorusServer {
     const user = identity.user;
     let reserved: boolean;
     try {
-      reserved = await this.engine.connections.reserve(user, clientId, this.options.limits.maxConnectionsPerUser, CONNECTION_TTL_MS);
+      reserved = await this.engine.connections.reserve(user, clientId, this.options.limits.maxConnectionsPerUser, this.options.presenceTtlMs);
     } catch (err) {
       this.logger.error({ err: { message: (err as Error).message } }, 'connection registry unavailable');
       rejectUpgrade(socket, 503, ErrorCode.UNAVAILABLE, 'the engine is unavailable; try again later');
@@ -348,14 +345,14 @@ export class ChorusServer {
         }
       }
     }
-    if (now - this.lastRegistryRefresh >= CONNECTION_TTL_MS / 3) {
+    if (now - this.lastRegistryRefresh >= this.options.presenceTtlMs / 3) {
       this.lastRegistryRefresh = now;
       const entries = [...this.connections].map((c) => ({ user: c.user, clientId: c.id }));
       void this.engine.connections
-        .refresh(entries, CONNECTION_TTL_MS)
+        .refresh(entries, this.options.presenceTtlMs)
         .catch((err) => this.logger.warn({ err: { message: (err as Error).message } }, 'connection registry refresh failed'));
     }
-    if (now - this.lastPresenceRefresh >= PRESENCE_TTL_MS / 3) {
+    if (now - this.lastPresenceRefresh >= this.options.presenceTtlMs / 3) {
       this.lastPresenceRefresh = now;
       void this.hub.refreshPresence().catch((err) => this.logger.warn({ err }, 'presence refresh failed'));
     }

@@ -1,0 +1,152 @@
+import { ChorusError, ErrorCode, type StreamPosition } from '../../protocol/index.js';
+import type { HistoryReadResult, Publication } from '../types.js';
+
+/** Reads history after a position (the engine's HistoryStore.read, narrowed). */
+export type HistoryReader = (channel: string, since: StreamPosition, limit: number) => Promise<HistoryReadResult>;
+
+interface ChannelSequence {
+  /** Position of the last publication delivered to this node; undefined until known. */
+  position: StreamPosition | undefined;
+  /** Whether the channel keeps history, so gaps can be backfilled. */
+  recoverable: boolean;
+  /** Publications that arrived while a backfill was running, delivered after it. */
+  held: Array<{ publication: Publication; exceptClient: string | undefined }> | undefined;
+}
+
+/**
+ * Node-level ordering of one channel's publications arriving over at-most-once pub/sub. It
+ * delivers each offset once and in order; when pub/sub skipped some (a dropped or lagging
+ * subscription) it backfills them from history, and when history cannot cover the gap it reports
+ * the channel as lost, so local subscribers resynchronise instead of silently missing data.
+ */
+export class Sequencer {
+  private readonly channels = new Map<string, ChannelSequence>();
+
+  constructor(
+    private readonly read: HistoryReader,
+    private readonly deliver: (publication: Publication, exceptClient?: string) => void,
+    private readonly lost: (channel: string, reason: string) => void,
+    private readonly backfillPageSize = 1000,
+  ) {}
+
+  /** Start tracking a channel (the node got its first local subscriber). */
+  track(channel: string, recoverable: boolean): void {
+    const existing = this.channels.get(channel);
+    if (existing) existing.recoverable = recoverable;
+    else this.channels.set(channel, { position: undefined, recoverable, held: undefined });
+  }
+
+  untrack(channel: string): void {
+    this.channels.delete(channel);
+  }
+
+  tracked(): string[] {
+    return [...this.channels.keys()];
+  }
+
+  /** The stream's position as read after subscribing: anything between the two is backfilled. */
+  async advanceTo(channel: string, position: StreamPosition): Promise<void> {
+    const sequence = this.channels.get(channel);
+    if (!sequence) return;
+    if (!sequence.position) {
+      sequence.position = position;
+      return;
+    }
+    if (sequence.position.epoch === position.epoch && position.offset > sequence.position.offset) {
+      await this.backfill(channel, sequence);
+    }
+  }
+
+  /** Catch up every tracked recoverable channel (after the pub/sub connection came back). */
+  async resync(position: (channel: string) => Promise<StreamPosition>): Promise<void> {
+    for (const [channel, sequence] of this.channels) {
+      if (!sequence.position) continue;
+      if (!sequence.recoverable) {
+        sequence.position = undefined;
+        continue;
+      }
+      try {
+        const top = await position(channel);
+        if (top.epoch !== sequence.position.epoch) this.markLost(channel, sequence, 'epoch changed while pub/sub was down', top);
+        else if (top.offset > sequence.position.offset) await this.backfill(channel, sequence);
+      } catch {
+        this.markLost(channel, sequence, 'could not read the stream position after pub/sub reconnected', undefined);
+      }
+    }
+  }
+
+  /** One publication from pub/sub (`exceptClient`: a connection that must not receive it). */
+  push(publication: Publication, exceptClient?: string): void {
+    const sequence = this.channels.get(publication.channel);
+    if (!sequence) return;
+    if (publication.offset === undefined || publication.epoch === undefined) {
+      this.deliver(publication, exceptClient); // ephemeral: no order to keep
+      return;
+    }
+    if (sequence.held) {
+      sequence.held.push({ publication, exceptClient });
+      return;
+    }
+    const position = sequence.position;
+    if (!position || position.epoch !== publication.epoch) {
+      // First publication seen, or a new stream (its history was lost): clients see the new
+      // epoch on the publication itself and treat it as `recovered: false`.
+      sequence.position = { offset: publication.offset, epoch: publication.epoch };
+      this.deliver(publication, exceptClient);
+      return;
+    }
+    if (publication.offset <= position.offset) return; // duplicate
+    if (publication.offset === position.offset + 1 || !sequence.recoverable) {
+      sequence.position = { offset: publication.offset, epoch: publication.epoch };
+      this.deliver(publication, exceptClient);
+      return;
+    }
+    sequence.held = [{ publication, exceptClient }];
+    void this.backfill(publication.channel, sequence);
+  }
+
+  private async backfill(name: string, sequence: ChannelSequence): Promise<void> {
+    const ownHold = sequence.held === undefined;
+    if (ownHold) sequence.held = [];
+    try {
+      for (let page = 0; page < 1000; page++) {
+        const from = sequence.position;
+        if (!from) return; // reset meanwhile (marked lost): continue from the next publication seen
+        let read: HistoryReadResult;
+        try {
+          read = await this.read(name, from, this.backfillPageSize);
+        } catch (err) {
+          const reason =
+            err instanceof ChorusError && err.code === ErrorCode.UNRECOVERABLE_POSITION ? 'epoch changed' : 'history unavailable';
+          this.markLost(name, sequence, reason, undefined);
+          return;
+        }
+        const pubs = read.publications;
+        if (read.position.epoch !== from.epoch) return this.markLost(name, sequence, 'epoch changed', read.position);
+        if (read.position.offset <= from.offset) return;
+        if (pubs.length === 0 || pubs[0]!.offset !== from.offset + 1) {
+          return this.markLost(name, sequence, 'history no longer covers the gap', read.position);
+        }
+        for (const publication of pubs) {
+          // A concurrent backfill may have delivered some already.
+          if (sequence.position && publication.offset! <= sequence.position.offset) continue;
+          sequence.position = { offset: publication.offset!, epoch: publication.epoch! };
+          this.deliver(publication);
+        }
+        if (!sequence.position || sequence.position.offset >= read.position.offset) return;
+      }
+    } finally {
+      if (ownHold || sequence.held) {
+        const held = sequence.held ?? [];
+        sequence.held = undefined;
+        if (this.channels.get(name) === sequence) for (const h of held) this.push(h.publication, h.exceptClient);
+      }
+    }
+  }
+
+  private markLost(name: string, sequence: ChannelSequence, reason: string, position: StreamPosition | undefined): void {
+    // Continue from the stream's present position (or from the next publication seen).
+    sequence.position = position;
+    this.lost(name, reason);
+  }
+}
