@@ -82,6 +82,12 @@ describe('loadConfig: every env var', () => {
     ],
     ['CHORUS_ALLOWED_ORIGINS=*', { CHORUS_ALLOWED_ORIGINS: '*' }, (c) => assert.deepEqual(c.server.allowedOrigins, ['*'])],
     [
+      'CHORUS_REDIS_URL',
+      { CHORUS_REDIS_URL: 'rediss://:pw@redis.internal:6380/2' },
+      (c) => assert.deepEqual(c.redis, { url: 'rediss://:pw@redis.internal:6380/2' }),
+    ],
+    ['no CHORUS_REDIS_URL: memory engine', {}, (c) => assert.equal(c.redis, undefined)],
+    [
       'empty env vars count as unset',
       { PORT: '', HOST: ' ', CHORUS_JWT_SECRET: '', CHORUS_API_KEY: '', CHORUS_ALLOWED_ORIGINS: '', LOG_LEVEL: '' },
       (c) => {
@@ -256,6 +262,12 @@ describe('loadConfig: errors name the bad key', () => {
       () => loadConfig(['--config', '/c.json'], {}, file({ auth: { publicKeyFile: 'missing.pem' } })),
       /^invalid option auth\.publicKeyFile: cannot read "\/missing\.pem" \(ENOENT\)/,
     ],
+    ['bad CHORUS_REDIS_URL', () => loadConfig([], { CHORUS_REDIS_URL: 'http://x' }, noFiles), /^invalid option CHORUS_REDIS_URL: must be a redis:\/\/ or rediss:\/\/ URL$/],
+    ['unknown redis key', () => loadConfig(['--config', '/c.json'], {}, file({ redis: { host: 'x' } })), /^invalid option redis\.host: unknown key/],
+    ['bad redis.commandTimeoutMs', () => loadConfig(['--config', '/c.json'], {}, file({ redis: { commandTimeoutMs: 0 } })), /^invalid option redis\.commandTimeoutMs: /],
+    ['sentinels without a name', () => loadConfig(['--config', '/c.json'], {}, file({ redis: { sentinels: [{ host: 'a', port: 26379 }] } })), /^invalid option redis\.name: is required/],
+    ['bad cluster node', () => loadConfig(['--config', '/c.json'], {}, file({ redis: { cluster: [{ host: 'a', port: 'x' }] } })), /^invalid option redis\.cluster\[0\]\.port: /],
+    ['bad presenceTtlMs', () => loadConfig(['--config', '/c.json'], {}, file({ presenceTtlMs: -1 })), /^invalid option presenceTtlMs: /],
     ['bad personalChannel', () => loadConfig(['--config', '/c.json'], {}, file({ personalChannel: 'yes' })), /^invalid option personalChannel: /],
     ['bad heartbeat', () => loadConfig(['--config', '/c.json'], {}, file({ heartbeat: { intervalMs: 5000, timeoutMs: 1000 } })), /^invalid option heartbeat\.timeoutMs: /],
     ['config file is not an object', () => loadConfig(['--config', '/c.json'], {}, file([1, 2])), /^invalid option --config: .*must hold a JSON object/],
