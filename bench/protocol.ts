@@ -1,0 +1,42 @@
+/** Messages between bench/run.ts (load + report) and bench/server.ts (the server under test). */
+
+export type ServerKind = 'chorus' | 'ws' | 'socketio';
+
+export const BENCH_CHANNEL = 'bench:fanout';
+export const BENCH_ROOM = 'bench';
+
+/** How the server-side publisher runs. Both modes stop by themselves at `max` or `durationMs`. */
+export type PublishPlan =
+  | {
+      /** Closed loop: publish while fewer than `window` publications are undelivered (credit from the load). */
+      mode: 'window';
+      window: number;
+      /** Publications per event-loop turn. */
+      burst: number;
+      max: number;
+      durationMs: number;
+    }
+  | {
+      /** Open loop at a fixed rate (publications per second). */
+      mode: 'rate';
+      rate: number;
+      max: number;
+      durationMs: number;
+    };
+
+export type ToServer =
+  | { type: 'stats' }
+  | { type: 'memory' }
+  | { type: 'cpu-start' }
+  | { type: 'cpu-read' }
+  | { type: 'publish'; plan: PublishPlan }
+  | { type: 'credit'; upTo: number }
+  | { type: 'exit' };
+
+export type FromServer =
+  | { type: 'ready'; port: number; pid: number }
+  | { type: 'stats'; subscribers: number; connections: number }
+  | { type: 'memory'; heapUsed: number; rss: number }
+  | { type: 'ok' }
+  | { type: 'cpu'; cpuMs: number }
+  | { type: 'published'; count: number; elapsedMs: number; cpuMs: number; stalledMs: number };

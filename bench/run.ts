@@ -1,0 +1,501 @@
+/**
+ * `npm run bench`: Chorus vs a plain ws broadcast server vs Socket.IO, side by side, in one run.
+ * See bench/README.md for the method. Every loop is bounded in count and time.
+ *
+ *   npm run bench                       # the full run (about 2 minutes on 2 cores)
+ *   npm run bench -- --quick            # a short smoke run while developing
+ *   npm run bench -- --only=chorus,ws   # a subset of servers
+ *   npm run bench -- --no-idle          # skip the idle-connection (memory, connection rate) part
+ *   npm run bench -- --no-fanout        # only the idle-connection part
+ *   npm run bench -- --scenario=fixed   # only fan-out scenarios whose name contains this
+ *   BENCH_SERVER_NODE_ARGS="--cpu-prof --cpu-prof-dir=/tmp/prof" npm run bench -- --only=chorus   # profile the server
+ */
+import { execFileSync, spawn, type ChildProcess } from 'node:child_process';
+import { writeFileSync } from 'node:fs';
+import os from 'node:os';
+import { fileURLToPath } from 'node:url';
+import { SignJWT } from 'jose';
+import { Counters, LatencyRecorder, WireClient, nowMs, openMany } from './wire.js';
+import { BENCH_CHANNEL, type FromServer, type PublishPlan, type ServerKind, type ToServer } from './protocol.js';
+
+const argv = process.argv.slice(2);
+const quick = argv.includes('--quick');
+const only = argv.find((a) => a.startsWith('--only='))?.slice('--only='.length).split(',') as ServerKind[] | undefined;
+const skipIdle = argv.includes('--no-idle');
+const skipFanout = argv.includes('--no-fanout');
+const scenarioFilter = argv.find((a) => a.startsWith('--scenario='))?.slice('--scenario='.length);
+const KINDS: ServerKind[] = (only ?? ['chorus', 'ws', 'socketio']).filter((k) => ['chorus', 'ws', 'socketio'].includes(k));
+
+const CONFIG = {
+  /** Subscribers of the one fan-out channel. */
+  subscribers: quick ? 200 : 1000,
+  /** One in this many subscribers records latency (keeps the load generator cheap). */
+  latencyEvery: 20,
+  /** Idle connections for the memory measurement (also timed: connection rate). */
+  idle: quick ? 300 : 2000,
+  /** Handshakes in flight at once. */
+  concurrency: 50,
+  /** Time limit for opening a batch of connections, ms. */
+  connectDeadlineMs: 20000,
+  /** Each fan-out scenario runs this many rounds, servers interleaved; the table shows the median round. */
+  rounds: quick ? 1 : 3,
+  /** After the publisher stops, wait at most this long for outstanding deliveries, ms. */
+  drainMs: 5000,
+  scenarios: [
+    {
+      name: 'saturate, 1 pub/turn',
+      plan: { mode: 'window', window: 64, burst: 1, max: 100000, durationMs: quick ? 1500 : 3000 },
+    },
+    {
+      name: 'saturate, 10 pubs/turn',
+      plan: { mode: 'window', window: 64, burst: 10, max: 100000, durationMs: quick ? 1500 : 3000 },
+    },
+    {
+      name: 'fixed 20 pubs/s',
+      plan: { mode: 'rate', rate: 20, max: 1000, durationMs: quick ? 1500 : 3000 },
+    },
+  ] satisfies Array<{ name: string; plan: PublishPlan }>,
+  /** The whole run is abandoned after this long (nothing should come close), ms. */
+  globalLimitMs: 6 * 60 * 1000,
+};
+
+const JWT_SECRET = 'bench-secret-bench-secret-bench-secret!';
+const here = fileURLToPath(new URL('.', import.meta.url));
+
+const sleep = (ms: number) => new Promise<void>((resolve) => setTimeout(resolve, ms));
+
+/** Pin this (load) process to core 1 and the server to core 0, when there are two cores and taskset. */
+const PIN = (() => {
+  if (os.cpus().length < 2) return false;
+  try {
+    execFileSync('taskset', ['-a', '-cp', '1', String(process.pid)], { stdio: 'ignore' });
+    return true;
+  } catch {
+    return false;
+  }
+})();
+
+class ServerProcess {
+  private readonly waiters: Array<{ type: FromServer['type']; resolve: (m: FromServer) => void }> = [];
+  private exited = false;
+
+  private constructor(
+    readonly kind: ServerKind,
+    private readonly child: ChildProcess,
+    readonly port: number,
+  ) {}
+
+  static async start(kind: ServerKind): Promise<ServerProcess> {
+    // BENCH_SERVER_NODE_ARGS: extra flags for the server process, e.g. "--cpu-prof --cpu-prof-dir=/tmp/prof".
+    const extra = (process.env.BENCH_SERVER_NODE_ARGS ?? '').split(' ').filter(Boolean);
+    const nodeArgs = [...extra, '--expose-gc', '--import', 'tsx', `${here}server.ts`, kind];
+    const [command, args] = PIN ? ['taskset', ['-c', '0', process.execPath, ...nodeArgs]] : [process.execPath, nodeArgs];
+    const child = spawn(command as string, args as string[], {
+      stdio: ['ignore', 'inherit', 'inherit', 'ipc'],
+      env: { ...process.env, BENCH_JWT_SECRET: JWT_SECRET, NODE_ENV: 'production' },
+    });
+    const ready = await new Promise<FromServer & { type: 'ready' }>((resolve, reject) => {
+      const timer = setTimeout(() => reject(new Error(`${kind} server did not start in 20 s`)), 20000);
+      child.once('error', reject);
+      child.once('exit', (code) => reject(new Error(`${kind} server exited with ${code}`)));
+      child.on('message', (m: FromServer) => {
+        if (m.type === 'ready') {
+          clearTimeout(timer);
+          resolve(m);
+        }
+      });
+    });
+    const server = new ServerProcess(kind, child, ready.port);
+    const killOnExit = () => child.kill('SIGKILL');
+    process.on('exit', killOnExit);
+    child.once('exit', () => process.off('exit', killOnExit));
+    child.on('message', (m: FromServer) => {
+      const i = server.waiters.findIndex((w) => w.type === m.type);
+      if (i !== -1) server.waiters.splice(i, 1)[0]!.resolve(m);
+    });
+    child.on('exit', () => (server.exited = true));
+    return server;
+  }
+
+  send(message: ToServer): void {
+    if (!this.exited) this.child.send(message);
+  }
+
+  /** Send a request and wait (bounded) for the reply of the given type. */
+  request<T extends FromServer['type']>(message: ToServer, type: T, timeoutMs = 10000): Promise<Extract<FromServer, { type: T }>> {
+    return new Promise((resolve, reject) => {
+      const timer = setTimeout(() => reject(new Error(`${this.kind} server: no "${type}" reply in ${timeoutMs} ms`)), timeoutMs);
+      this.waiters.push({
+        type,
+        resolve: (m) => {
+          clearTimeout(timer);
+          resolve(m as Extract<FromServer, { type: T }>);
+        },
+      });
+      this.send(message);
+    });
+  }
+
+  stats() {
+    return this.request({ type: 'stats' }, 'stats');
+  }
+
+  /** Poll until `pick(stats)` satisfies `done`, at most `timeoutMs`. Returns the last value. */
+  async waitFor(pick: 'subscribers' | 'connections', done: (n: number) => boolean, timeoutMs = 10000): Promise<number> {
+    const started = performance.now();
+    for (;;) {
+      const value = (await this.stats())[pick];
+      if (done(value) || performance.now() - started > timeoutMs) return value;
+      await sleep(50);
+    }
+  }
+
+  async stop(): Promise<void> {
+    if (this.exited) return;
+    const exited = new Promise<void>((resolve) => this.child.once('exit', () => resolve()));
+    this.send({ type: 'exit' });
+    await Promise.race([exited, sleep(3000)]);
+    if (!this.exited) this.child.kill('SIGKILL');
+  }
+}
+
+function pathFor(kind: ServerKind, token: string): string {
+  if (kind === 'chorus') return `/ws?token=${token}`;
+  if (kind === 'socketio') return '/socket.io/?EIO=4&transport=websocket';
+  return '/';
+}
+
+/** Socket.IO needs a namespace connect ("40") before it has a socket. */
+function afterOpen(kind: ServerKind): ((c: WireClient) => void) | undefined {
+  return kind === 'socketio' ? (c) => c.sendText('40') : undefined;
+}
+
+const SUBSCRIBE: Record<ServerKind, string> = {
+  chorus: JSON.stringify({ event: 'subscribe', data: { channel: BENCH_CHANNEL } }),
+  ws: 'subscribe',
+  socketio: '42["sub"]',
+};
+
+interface ConnectResult {
+  idle: number;
+  failed: number;
+  handshakesPerSec: number;
+  serverCpuMsPerHandshake: number;
+  heapBytesPerConn: number;
+  rssBytesPerConn: number;
+  error?: string;
+}
+
+interface FanoutResult {
+  scenario: string;
+  round: number;
+  subscribers: number;
+  publications: number;
+  deliveries: number;
+  expected: number;
+  /** From the publish command to the last chunk received, ms. */
+  elapsedMs: number;
+  /** How long the publisher ran, ms. */
+  publishMs: number;
+  deliveriesPerSec: number;
+  /** Server CPU (user + system, kernel TCP work included) per delivery, µs: less sensitive to other load on the machine. */
+  serverCpuUsPerDelivery: number;
+  loadCpuUsPerDelivery: number;
+  latencyMs: { p50: number; p99: number; max: number; samples: number };
+  bytesPerDelivery: number;
+  deliveriesPerMessage: number;
+  serverCpuPct: number;
+  loadCpuPct: number;
+  /** Share of the publishing time the window publisher waited for credit (receivers behind). */
+  stalledPct: number;
+  closedConnections: number;
+}
+
+async function closeAll(server: ServerProcess, clients: WireClient[]): Promise<void> {
+  for (const c of clients) c.destroy();
+  await server.waitFor('connections', (n) => n === 0, 15000);
+}
+
+async function measureConnections(server: ServerProcess, tokens: string[]): Promise<ConnectResult> {
+  const kind = server.kind;
+  const counters = new Counters();
+  const before = await server.request({ type: 'memory' }, 'memory');
+  await server.request({ type: 'cpu-start' }, 'ok');
+  const opened = await openMany(
+    CONFIG.idle,
+    CONFIG.concurrency,
+    (i) => new WireClient({ port: server.port, path: pathFor(kind, tokens[i]!), counters, engineIo: kind === 'socketio' }),
+    CONFIG.connectDeadlineMs,
+    afterOpen(kind),
+  );
+  const cpu = await server.request({ type: 'cpu-read' }, 'cpu');
+  const n = opened.clients.length;
+  await server.waitFor('connections', (c) => c >= n, 10000);
+  await sleep(500); // let per-connection set-up (Chorus: personal channel) settle
+  const after = await server.request({ type: 'memory' }, 'memory', 20000);
+  await closeAll(server, opened.clients);
+  return {
+    idle: n,
+    failed: opened.failed,
+    handshakesPerSec: (n / opened.elapsedMs) * 1000,
+    serverCpuMsPerHandshake: cpu.cpuMs / Math.max(1, n),
+    heapBytesPerConn: (after.heapUsed - before.heapUsed) / Math.max(1, n),
+    rssBytesPerConn: (after.rss - before.rss) / Math.max(1, n),
+    ...(opened.firstError ? { error: opened.firstError } : {}),
+  };
+}
+
+/** Subscribers connected to one server, ready for fan-out scenarios. */
+interface FanoutSetup {
+  server: ServerProcess;
+  clients: WireClient[];
+  counters: Counters;
+  latency: LatencyRecorder;
+  subscribers: number;
+}
+
+async function prepareFanout(server: ServerProcess, tokens: string[]): Promise<FanoutSetup> {
+  const kind = server.kind;
+  const counters = new Counters();
+  const latency = new LatencyRecorder();
+  const opened = await openMany(
+    CONFIG.subscribers,
+    CONFIG.concurrency,
+    (i) =>
+      new WireClient({
+        port: server.port,
+        path: pathFor(kind, tokens[i]!),
+        counters,
+        engineIo: kind === 'socketio',
+        ...(i % CONFIG.latencyEvery === 0 ? { latency } : {}),
+      }),
+    CONFIG.connectDeadlineMs,
+    afterOpen(kind),
+  );
+  const clients = opened.clients;
+  if (opened.failed > 0) console.warn(`  ${kind}: ${opened.failed} subscriber connections failed (${opened.firstError})`);
+  await server.waitFor('connections', (c) => c >= clients.length);
+  for (const c of clients) c.sendText(SUBSCRIBE[kind]);
+  const subscribers = await server.waitFor('subscribers', (s) => s >= clients.length);
+  if (subscribers < clients.length) console.warn(`  ${kind}: only ${subscribers}/${clients.length} subscribed`);
+  return { server, clients, counters, latency, subscribers };
+}
+
+async function runScenario(setup: FanoutSetup, name: string, plan: PublishPlan, round: number): Promise<FanoutResult> {
+  const { server, counters, latency, subscribers } = setup;
+  counters.reset();
+  latency.reset();
+  const closedBefore = counters.closed;
+  let lastChunkAt = nowMs();
+  let lastCredit = plan.mode === 'window' ? plan.window : 0;
+  const creditStep = plan.mode === 'window' ? Math.max(1, Math.floor(plan.window / 8)) : 0;
+  counters.onChunk = () => {
+    lastChunkAt = nowMs();
+    if (plan.mode !== 'window') return;
+    // Credit: publications fully delivered (on average over subscribers) + the window.
+    const upTo = Math.floor(counters.deliveries / subscribers) + plan.window;
+    if (upTo >= lastCredit + creditStep) {
+      lastCredit = upTo;
+      server.send({ type: 'credit', upTo });
+    }
+  };
+  await server.request({ type: 'cpu-start' }, 'ok');
+  const loadCpu = process.cpuUsage();
+  const started = nowMs();
+  const published = await server.request({ type: 'publish', plan }, 'published', plan.durationMs + 10000);
+  const expected = published.count * subscribers;
+  const drainStart = performance.now();
+  while (counters.deliveries < expected && performance.now() - drainStart < CONFIG.drainMs) await sleep(5);
+  counters.onChunk = undefined;
+  const elapsedMs = lastChunkAt - started;
+  const serverCpu = await server.request({ type: 'cpu-read' }, 'cpu');
+  const load = process.cpuUsage(loadCpu);
+  const wallMs = nowMs() - started;
+  const [p50, p99, max] = latency.percentiles([50, 99, 100]);
+  await sleep(200);
+  return {
+    scenario: name,
+    round,
+    subscribers,
+    publications: published.count,
+    deliveries: counters.deliveries,
+    expected,
+    elapsedMs,
+    publishMs: published.elapsedMs,
+    deliveriesPerSec: (counters.deliveries / elapsedMs) * 1000,
+    serverCpuUsPerDelivery: (serverCpu.cpuMs * 1000) / Math.max(1, counters.deliveries),
+    loadCpuUsPerDelivery: (load.user + load.system) / Math.max(1, counters.deliveries),
+    latencyMs: { p50: p50!, p99: p99!, max: max!, samples: latency.count },
+    bytesPerDelivery: counters.bytes / Math.max(1, counters.deliveries),
+    deliveriesPerMessage: counters.deliveries / Math.max(1, counters.messages),
+    serverCpuPct: (serverCpu.cpuMs / wallMs) * 100,
+    loadCpuPct: ((load.user + load.system) / 1000 / wallMs) * 100,
+    stalledPct: (published.stalledMs / Math.max(1, published.elapsedMs)) * 100,
+    closedConnections: counters.closed - closedBefore,
+  };
+}
+
+/** The round with the median throughput (all its columns come from that one round). */
+function medianRound(rounds: FanoutResult[]): FanoutResult {
+  const sorted = [...rounds].sort((a, b) => a.deliveriesPerSec - b.deliveriesPerSec);
+  return sorted[Math.floor((sorted.length - 1) / 2)]!;
+}
+
+const LABEL: Record<ServerKind, string> = { chorus: 'Chorus', ws: 'ws (naive loop)', socketio: 'Socket.IO' };
+
+function fmt(n: number, digits = 0): string {
+  if (!Number.isFinite(n)) return '-';
+  return n.toLocaleString('en-US', { maximumFractionDigits: digits, minimumFractionDigits: digits });
+}
+
+function table(headers: string[], rows: string[][]): string {
+  const widths = headers.map((h, i) => Math.max(h.length, ...rows.map((r) => r[i]!.length)));
+  const line = (cells: string[]) => `| ${cells.map((c, i) => (i === 0 ? c.padEnd(widths[i]!) : c.padStart(widths[i]!))).join(' | ')} |`;
+  return [line(headers), `|${widths.map((w, i) => (i === 0 ? `${'-'.repeat(w + 1)}-` : `${'-'.repeat(w + 1)}:`)).join('|')}|`, ...rows.map(line)].join('\n');
+}
+
+async function main(): Promise<void> {
+  const watchdog = setTimeout(() => {
+    console.error(`bench: over the ${CONFIG.globalLimitMs / 1000} s limit, giving up`);
+    process.exit(1);
+  }, CONFIG.globalLimitMs);
+  watchdog.unref();
+
+  const key = new TextEncoder().encode(JWT_SECRET);
+  const count = Math.max(CONFIG.idle, CONFIG.subscribers);
+  const tokens = await Promise.all(
+    Array.from({ length: count }, (_, i) =>
+      new SignJWT({ name: `bench ${i}` }).setProtectedHeader({ alg: 'HS256' }).setSubject(`u${i}`).setExpirationTime('1h').sign(key),
+    ),
+  );
+
+  const machine = {
+    cpus: os.cpus().length,
+    cpuModel: os.cpus()[0]?.model ?? 'unknown',
+    memoryGiB: Math.round(os.totalmem() / 2 ** 30),
+    node: process.version,
+    platform: `${os.platform()} ${os.release()}`,
+    pinned: PIN ? 'server on core 0, load on core 1 (taskset)' : 'not pinned',
+    loadAverage: os.loadavg().map((l) => Number(l.toFixed(2))),
+  };
+  console.log(`bench: ${machine.cpus} x ${machine.cpuModel}, node ${machine.node}, ${machine.pinned}${quick ? ', QUICK' : ''}`);
+
+  const connect: Partial<Record<ServerKind, ConnectResult>> = {};
+  const fanout: Partial<Record<ServerKind, FanoutResult[]>> = {};
+  const rounds: Partial<Record<ServerKind, FanoutResult[]>> = {};
+
+  // 1. Idle connections: a fresh server process per server, one after another.
+  if (!skipIdle) {
+    for (const kind of KINDS) {
+      const server = await ServerProcess.start(kind);
+      try {
+        console.log(`bench: ${LABEL[kind]}: ${CONFIG.idle} idle connections ...`);
+        connect[kind] = await measureConnections(server, tokens);
+      } catch (err) {
+        console.error(`bench: ${kind} idle connections failed:`, err);
+      } finally {
+        await server.stop();
+      }
+    }
+  }
+
+  // 2. Fan-out: all servers up at once (each on core 0, idle unless driven), subscribers connected
+  //    to each; rounds interleave the servers so that other load on the machine hits them alike.
+  if (!skipFanout) {
+    const setups: FanoutSetup[] = [];
+    try {
+      for (const kind of KINDS) {
+        const server = await ServerProcess.start(kind);
+        console.log(`bench: ${LABEL[kind]}: connecting ${CONFIG.subscribers} subscribers ...`);
+        setups.push(await prepareFanout(server, tokens));
+      }
+      await sleep(300);
+      const scenarios = CONFIG.scenarios.filter((s) => !scenarioFilter || s.name.includes(scenarioFilter));
+      for (let round = 1; round <= CONFIG.rounds; round++) {
+        console.log(`bench: fan-out round ${round}/${CONFIG.rounds} ...`);
+        for (const { name, plan } of scenarios) {
+          for (const setup of setups) {
+            const result = await runScenario(setup, name, plan, round);
+            (rounds[setup.server.kind] ??= []).push(result);
+          }
+        }
+      }
+      for (const kind of KINDS) {
+        fanout[kind] = scenarios.flatMap(({ name }) => {
+          const mine = (rounds[kind] ?? []).filter((r) => r.scenario === name);
+          return mine.length ? [medianRound(mine)] : [];
+        });
+      }
+    } catch (err) {
+      console.error('bench: fan-out failed:', err);
+    } finally {
+      for (const setup of setups) {
+        await closeAll(setup.server, setup.clients).catch(() => {});
+        await setup.server.stop();
+      }
+    }
+  }
+
+  const fanoutRows: string[][] = [];
+  for (const { name } of CONFIG.scenarios) {
+    for (const kind of KINDS) {
+      const r = fanout[kind]?.find((x) => x.scenario === name);
+      if (!r) continue;
+      const lost = r.expected - r.deliveries;
+      const all = (rounds[kind] ?? []).filter((x) => x.scenario === name).map((x) => x.deliveriesPerSec);
+      fanoutRows.push([
+        `${name}: ${LABEL[kind]}`,
+        fmt(r.publications),
+        fmt(r.deliveriesPerSec),
+        all.length > 1 ? `${fmt(Math.min(...all))}–${fmt(Math.max(...all))}` : '-',
+        fmt(r.latencyMs.p50, 1),
+        fmt(r.latencyMs.p99, 1),
+        fmt(r.bytesPerDelivery),
+        fmt(r.deliveriesPerMessage, 1),
+        fmt(r.serverCpuUsPerDelivery, 2),
+        fmt(r.serverCpuPct),
+        fmt(r.loadCpuPct),
+        lost === 0 && r.closedConnections === 0 ? '0' : `${fmt(lost)} (${r.closedConnections} closed)`,
+      ]);
+    }
+  }
+  console.log(
+    `\nFan-out: ${CONFIG.subscribers} subscribers on one channel; median of ${CONFIG.rounds} round(s) by deliveries/s` +
+      ` (latency = publish to receipt, 1 in ${CONFIG.latencyEvery} subscribers sampled)\n`,
+  );
+  console.log(
+    table(
+      ['scenario: server', 'pubs', 'deliveries/s', 'range (rounds)', 'p50 ms', 'p99 ms', 'B/delivery', 'frames/WS msg', 'server CPU µs/delivery', 'server CPU %', 'load CPU %', 'missing'],
+      fanoutRows,
+    ),
+  );
+
+  const connectRows = KINDS.flatMap((kind) => {
+    const r = connect[kind];
+    if (!r) return [];
+    return [
+      [
+        LABEL[kind],
+        `${fmt(r.idle)}${r.failed ? ` (${r.failed} failed)` : ''}`,
+        fmt(r.heapBytesPerConn / 1024, 1),
+        fmt(r.rssBytesPerConn / 1024, 1),
+        fmt(r.handshakesPerSec),
+        fmt(r.serverCpuMsPerHandshake, 3),
+      ],
+    ];
+  });
+  console.log(`\nIdle connections: memory per connection (after GC) and connection rate (${CONFIG.concurrency} handshakes in flight)\n`);
+  console.log(table(['server', 'connections', 'heap KB/conn', 'RSS KB/conn', 'handshakes/s', 'server CPU ms/handshake'], connectRows));
+
+  const loadAverageAfter = os.loadavg().map((l) => Number(l.toFixed(2)));
+  console.log(`\nload average (1/5/15 min) before: ${machine.loadAverage.join(' ')}, after: ${loadAverageAfter.join(' ')}`);
+  const out = { date: new Date().toISOString(), quick, machine: { ...machine, loadAverageAfter }, config: CONFIG, connect, fanout, rounds };
+  writeFileSync(new URL('results.json', import.meta.url), `${JSON.stringify(out, null, 2)}\n`);
+  console.log('\nbench: wrote bench/results.json');
+  clearTimeout(watchdog);
+}
+
+main().catch((err) => {
+  console.error(err);
+  process.exit(1);
+});

@@ -1,0 +1,201 @@
+/**
+ * Benchmark server process: one of Chorus, a plain `ws` broadcast server or Socket.IO, listening
+ * on 127.0.0.1, driven by bench/run.ts over the IPC channel. The publisher runs in this process
+ * (Chorus: `server.publish`; ws: a loop of `ws.send`; Socket.IO: `io.to(room).emit`), so the
+ * load process only reads.
+ *
+ * Run by run.ts as: taskset -c 0 node --expose-gc --import tsx bench/server.ts <kind>
+ */
+import http from 'node:http';
+import type { AddressInfo } from 'node:net';
+import { WebSocketServer } from 'ws';
+import { Server as SocketIoServer } from 'socket.io';
+import { ChorusServer } from '../src/server/index.js';
+import { nowMs } from './wire.js';
+import type { ServerKind, ToServer, FromServer, PublishPlan } from './protocol.js';
+import { BENCH_CHANNEL, BENCH_ROOM } from './protocol.js';
+
+const kind = process.argv[2] as ServerKind;
+const secret = process.env.BENCH_JWT_SECRET ?? '';
+
+function send(message: FromServer): void {
+  process.send?.(message);
+}
+
+interface Target {
+  /** Publish one message whose payload carries the publish time `t` and sequence `s`. */
+  publish(data: { t: number; s: number; p: string }): void;
+  subscribers(): number;
+  connections(): number;
+}
+
+const httpServer = http.createServer();
+
+function chorusTarget(): Target {
+  const chorus = new ChorusServer({
+    auth: { secret },
+    logger: { level: 'warn' },
+    namespaces: [
+      { pattern: 'user:*', personal: true, publish: 'none' },
+      { pattern: 'bench:*', publish: 'none' },
+    ],
+  });
+  chorus.attach(httpServer);
+  let errors = 0;
+  return {
+    publish(data) {
+      chorus.publish(BENCH_CHANNEL, data).catch((err: unknown) => {
+        if (errors++ === 0) console.error('bench server: publish failed', err);
+      });
+    },
+    subscribers: () => chorus.hub.channels.get(BENCH_CHANNEL)?.size ?? 0,
+    connections: () => chorus.connections.size,
+  };
+}
+
+function wsTarget(): Target {
+  const wss = new WebSocketServer({ server: httpServer, perMessageDeflate: false });
+  const subscribers = new Set<import('ws').WebSocket>();
+  wss.on('connection', (ws) => {
+    ws.on('message', (message) => {
+      if (message.toString() === 'subscribe') subscribers.add(ws);
+    });
+    ws.on('close', () => subscribers.delete(ws));
+    ws.on('error', () => {});
+  });
+  return {
+    publish(data) {
+      // The naive broadcast: the same string, one ws.send (one frame, one write) per subscriber.
+      const text = JSON.stringify(data);
+      for (const ws of subscribers) ws.send(text);
+    },
+    subscribers: () => subscribers.size,
+    connections: () => wss.clients.size,
+  };
+}
+
+function socketIoTarget(): Target {
+  const io = new SocketIoServer(httpServer, { transports: ['websocket'], serveClient: false });
+  io.on('connection', (socket) => {
+    socket.on('sub', () => void socket.join(BENCH_ROOM));
+  });
+  return {
+    publish(data) {
+      io.to(BENCH_ROOM).emit('m', data);
+    },
+    subscribers: () => io.sockets.adapter.rooms.get(BENCH_ROOM)?.size ?? 0,
+    connections: () => io.of('/').sockets.size,
+  };
+}
+
+const target = kind === 'chorus' ? chorusTarget() : kind === 'ws' ? wsTarget() : socketIoTarget();
+const PAD = 'x'.repeat(64);
+
+function gcMemory(): { heapUsed: number; rss: number } {
+  const gc = (globalThis as { gc?: () => void }).gc;
+  if (gc) {
+    gc();
+    gc();
+  }
+  const { heapUsed, rss } = process.memoryUsage();
+  return { heapUsed, rss };
+}
+
+/** The running publisher: stops by itself at `max` publications or after `durationMs`. */
+let credit = 0;
+let pump: (() => void) | undefined;
+
+function runPublisher(plan: PublishPlan): void {
+  const started = nowMs();
+  const cpu = process.cpuUsage();
+  let seq = 0;
+  let finished = false;
+  /** Time the window publisher spent waiting for credit (the receivers were behind). */
+  let stalledMs = 0;
+  let waitingSince: number | undefined;
+  const deadline = started + plan.durationMs;
+  const finish = () => {
+    if (finished) return;
+    finished = true;
+    pump = undefined;
+    clearTimeout(stopTimer);
+    const used = process.cpuUsage(cpu);
+    if (waitingSince !== undefined) stalledMs += nowMs() - waitingSince;
+    send({ type: 'published', count: seq, elapsedMs: nowMs() - started, cpuMs: (used.user + used.system) / 1000, stalledMs });
+  };
+  const stopTimer = setTimeout(finish, plan.durationMs + 50);
+  const publishOne = () => target.publish({ t: nowMs(), s: seq++, p: PAD });
+
+  if (plan.mode === 'window') {
+    credit = plan.window;
+    let scheduled = false;
+    const step = () => {
+      scheduled = false;
+      if (waitingSince !== undefined) {
+        stalledMs += nowMs() - waitingSince;
+        waitingSince = undefined;
+      }
+      if (finished) return;
+      if (seq >= plan.max || nowMs() >= deadline) return finish();
+      for (let n = 0; n < plan.burst && seq < credit && seq < plan.max; n++) publishOne();
+      // One burst per event-loop turn; wait for credit when the window is used up.
+      if (seq < credit && seq < plan.max) schedule();
+      else if (seq >= plan.max) finish();
+      else waitingSince = nowMs();
+    };
+    const schedule = () => {
+      if (scheduled || finished) return;
+      scheduled = true;
+      setImmediate(step);
+    };
+    pump = schedule;
+    schedule();
+  } else {
+    const tick = () => {
+      if (finished) return;
+      const elapsed = nowMs() - started;
+      const due = Math.min(plan.max, Math.floor((elapsed / 1000) * plan.rate) + 1);
+      while (seq < due) publishOne();
+      if (seq >= plan.max || nowMs() >= deadline) return finish();
+      setTimeout(tick, 1);
+    };
+    tick();
+  }
+}
+
+process.on('message', (message: ToServer) => {
+  switch (message.type) {
+    case 'stats':
+      send({ type: 'stats', subscribers: target.subscribers(), connections: target.connections() });
+      break;
+    case 'memory':
+      send({ type: 'memory', ...gcMemory() });
+      break;
+    case 'cpu-start':
+      cpuMark = process.cpuUsage();
+      send({ type: 'ok' });
+      break;
+    case 'cpu-read': {
+      const used = process.cpuUsage(cpuMark);
+      send({ type: 'cpu', cpuMs: (used.user + used.system) / 1000 });
+      break;
+    }
+    case 'publish':
+      runPublisher(message.plan);
+      break;
+    case 'credit':
+      if (message.upTo > credit) {
+        credit = message.upTo;
+        pump?.();
+      }
+      break;
+    case 'exit':
+      process.exit(0);
+  }
+});
+let cpuMark = process.cpuUsage();
+process.on('disconnect', () => process.exit(0));
+
+httpServer.listen(0, '127.0.0.1', () => {
+  send({ type: 'ready', port: (httpServer.address() as AddressInfo).port, pid: process.pid });
+});
