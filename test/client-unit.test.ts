@@ -641,6 +641,44 @@ describe('client state machine', () => {
     );
   });
 
+  test('live messages right behind the subscribe ack (same read) move the position: no duplicate later', async () => {
+    const pub = (offset: number) => ({ event: 'message', data: { channel: 'chat:a', offset, epoch: 'e1', time: 1, data: offset } });
+    const histories: unknown[] = [];
+    await withClient(
+      {
+        onFrame(conn, frame) {
+          if (frame.event === 'subscribe') {
+            // The ack and the next live publication arrive in one WebSocket message (one read).
+            const ack = { channel: 'chat:a', offset: 5, epoch: 'e1', history: true, presence: true };
+            conn.send({ event: 'ack', id: frame.id, data: ack }, pub(6));
+            return true;
+          }
+          if (frame.event === 'history') {
+            histories.push(frame.data);
+            const publications = [6, 7].map((offset) => pub(offset).data);
+            conn.send({ event: 'ack', id: frame.id, data: { channel: 'chat:a', publications, offset: 7, epoch: 'e1' } });
+            return true;
+          }
+          return false;
+        },
+      },
+      {},
+      async (server, client) => {
+        client.connect();
+        const sub = client.subscribe('chat:a');
+        const got: unknown[] = [];
+        sub.on('message', (m) => got.push(m.offset));
+        const seventh = next(sub, 'message', 2000, (m) => m.offset === 7);
+        await next(sub, 'subscribed');
+        (await server.connection(1)).send(pub(7));
+        await seventh;
+        assert.deepEqual(got, [6, 7]);
+        assert.deepEqual(histories, [], 'no gap was seen, so no history fetch');
+        assert.deepEqual(sub.position, { offset: 7, epoch: 'e1' });
+      },
+    );
+  });
+
   test('server-side subscriptions from connected get Subscription objects', async () => {
     const personal = { channel: 'user:ada', offset: 0, epoch: 'u1', history: true, presence: false };
     await withClient({ connected: { subscriptions: [personal] } }, {}, async (server, client) => {

@@ -338,9 +338,16 @@ export class Subscription<D = unknown> extends Emitter<SubscriptionEvents<D>> {
     this.emitEvent('subscribed', result);
     if (result.recovered === false) this.#recoveryFailed();
     // Recovered publications (or the snapshot) came before the ack; drop what was delivered already.
+    // `early` may also hold live publications the server sent right AFTER the ack: the ack is
+    // handled a microtask later, so frames read in the same chunk land here first. They follow
+    // the ack's position and must move the tracker like any live message.
     let last = previous;
     for (const message of early) {
       if (this.#state !== SubscriptionState.SUBSCRIBED) return;
+      if (message.offset !== undefined && message.epoch === result.epoch && message.offset > result.offset) {
+        this.#apply(this.#tracker.receive(message));
+        continue;
+      }
       if (message.offset !== undefined && message.epoch !== undefined) {
         if (last !== undefined && last.epoch === message.epoch && message.offset <= last.offset) continue;
         last = { offset: message.offset, epoch: message.epoch };
