@@ -129,9 +129,15 @@ function contract(name: string, make: () => Promise<{ engine: Engine; cleanup: (
       assert.deepEqual(await engine.presence.remove(c, 'a2'), { lastForUser: false });
       await engine.presence.add(c, 'ghost', { user: 'ghost' }, 30);
       await new Promise((r) => setTimeout(r, 60)); // let a real TTL pass (no event to wait on)
+      // Other operations in between neither list the expired entry nor swallow it: the sweep
+      // still reports its user (the node that sweeps sends the one `leave`).
+      assert.deepEqual((await engine.presence.list(c)).map((m) => m.user), ['bob']);
+      assert.deepEqual(await engine.presence.add(c, 'b2', { user: 'bob' }, 60000), { firstForUser: false });
+      assert.deepEqual((await engine.presence.list(c)).map((m) => m.user), ['bob']);
       const gone = await engine.presence.sweep(c);
       assert.deepEqual(gone.map((g) => g.user), ['ghost']);
       assert.deepEqual((await engine.presence.list(c)).map((m) => m.user), ['bob']);
+      assert.deepEqual(await engine.presence.sweep(c), [], 'reported once');
     });
 
     test('connection registry: cap, release, expiry, refresh', async () => {

@@ -53,9 +53,11 @@ export class MemoryPresenceStore implements PresenceStore {
   async list(channel: string): Promise<PresenceMember[]> {
     const presence = this.channels.get(channel);
     if (!presence) return [];
-    this.expire(channel, presence);
+    // Expired entries are dropped (and reported) only by `sweep`, which sends their `leave`.
+    const now = this.now();
     const members = new Map<string, PresenceMember>();
-    for (const { entry } of presence.clients.values()) {
+    for (const { entry, expiresAt } of presence.clients.values()) {
+      if (expiresAt <= now) continue;
       const member = members.get(entry.user);
       if (member) member.connections++;
       else members.set(entry.user, entry.info ? { user: entry.user, connections: 1, info: entry.info } : { user: entry.user, connections: 1 });
@@ -66,7 +68,6 @@ export class MemoryPresenceStore implements PresenceStore {
   async stats(channel: string): Promise<{ users: number; connections: number }> {
     const presence = this.channels.get(channel);
     if (!presence) return { users: 0, connections: 0 };
-    this.expire(channel, presence);
     return { users: presence.users.size, connections: presence.clients.size };
   }
 

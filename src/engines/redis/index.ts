@@ -46,7 +46,7 @@ export interface RedisEngineOptions {
 }
 
 type Scripted = {
-  chorusPublish(...args: Array<string | number>): Promise<[number, number, string]>;
+  chorusPublish(...args: Array<string | number>): Promise<[number, number, string, number]>;
   chorusRead(...args: Array<string | number>): Promise<Array<string | number>>;
   chorusPresenceAdd(...args: Array<string | number>): Promise<number>;
   chorusPresenceRemove(...args: Array<string | number>): Promise<[number, string]>;
@@ -108,6 +108,9 @@ export class RedisEngine implements Engine, Broker, HistoryStore {
   private readonly subscribed = new Set<string>();
   private everReady = false;
   private closed = false;
+  private readonly commandTimeoutMs: number;
+  /** Redis's clock minus ours, in ms: publish deadlines are given to the script in Redis time. */
+  private clockOffsetMs = 0;
 
   constructor(options: RedisEngineOptions = {}) {
     this.prefix = options.prefix ?? 'chorus';
@@ -115,6 +118,7 @@ export class RedisEngine implements Engine, Broker, HistoryStore {
     this.publishCommand = this.sharded ? 'SPUBLISH' : 'PUBLISH';
     this.logger = options.logger;
     const timeout = options.commandTimeoutMs ?? 2000;
+    this.commandTimeoutMs = timeout;
     const common: RedisOptions = {
       commandTimeout: timeout,
       connectTimeout: Math.max(timeout, 2000),
@@ -165,7 +169,10 @@ export class RedisEngine implements Engine, Broker, HistoryStore {
     );
     this.client.on('error', (err: Error) => this.logger?.debug({ err: { message: err.message } }, 'redis error'));
     this.subscriber.on('error', (err: Error) => this.logger?.debug({ err: { message: err.message } }, 'redis pub/sub error'));
-    this.client.on('ready', () => this.logger?.info('redis connected'));
+    this.client.on('ready', () => {
+      this.logger?.info('redis connected');
+      void this.measureClock();
+    });
     this.client.on('end', () => !this.closed && this.logger?.error('redis connection ended'));
     this.client.on('reconnecting', () => this.logger?.warn('redis reconnecting'));
     this.subscriber.on(this.sharded ? 'smessage' : 'message', (channel: string, message: string) => this.onMessage(channel, message));
@@ -256,6 +263,31 @@ export class RedisEngine implements Engine, Broker, HistoryStore {
     this.handler = handler;
   }
 
+  /** Estimate Redis's clock against ours (also refreshed by every publish reply). */
+  private async measureClock(): Promise<void> {
+    const sentAt = Date.now();
+    try {
+      const [seconds, micros] = await this.client.time();
+      this.observeClock(Number(seconds) * 1000 + Math.floor(Number(micros) / 1000), sentAt);
+    } catch {
+      // The next publish reply measures it.
+    }
+  }
+
+  private observeClock(redisNowMs: number, sentAt: number): void {
+    if (Number.isFinite(redisNowMs)) this.clockOffsetMs = redisNowMs - (sentAt + Date.now()) / 2;
+  }
+
+  /**
+   * The Redis time after which a publish sent now must not be applied: by then the command has
+   * timed out here and the caller was told UNAVAILABLE ("nothing was applied"). A margin before
+   * the timeout leaves room for the reply of a script that ran just in time.
+   */
+  private publishDeadline(sentAt: number): number {
+    const margin = Math.min(250, Math.floor(this.commandTimeoutMs / 4));
+    return Math.round(sentAt + this.clockOffsetMs + this.commandTimeoutMs - margin);
+  }
+
   async publish(channel: string, data: unknown, options: PublishOptions): Promise<PublishResult> {
     const body: NonNullable<Envelope['p']> = { channel, data, time: Date.now() };
     if (options.publisher) body.publisher = options.publisher;
@@ -268,7 +300,8 @@ export class RedisEngine implements Engine, Broker, HistoryStore {
         return {};
       }
       const idempotent = options.idempotencyKey !== undefined;
-      const [duplicate, offset, epoch] = await this.client.chorusPublish(
+      const sentAt = Date.now();
+      const [status, offset, epoch, redisNow] = await this.client.chorusPublish(
         this.key(channel, 'm'),
         this.key(channel, 'h'),
         this.key(channel, idempotent ? `i:${options.idempotencyKey}` : 'i'),
@@ -281,8 +314,11 @@ export class RedisEngine implements Engine, Broker, HistoryStore {
         idempotent ? (options.idempotencyWindowMs ?? 120000) : 0,
         options.exceptClient ?? '',
         this.publishCommand,
+        this.publishDeadline(sentAt),
       );
-      return duplicate === 1 ? { offset: Number(offset), epoch, duplicate: true } : { offset: Number(offset), epoch };
+      this.observeClock(Number(redisNow), sentAt);
+      if (status === 2) throw new Error('the publish reached Redis after its deadline; nothing was applied');
+      return status === 1 ? { offset: Number(offset), epoch, duplicate: true } : { offset: Number(offset), epoch };
     } catch (err) {
       this.logger?.warn({ err: { message: (err as Error).message }, channel }, 'redis publish failed');
       throw unavailable(err);
@@ -424,10 +460,10 @@ export class RedisPresenceStore implements PresenceStore {
     }
   }
 
-  private async listRaw(channel: string): Promise<{ gone: PresenceEntry[]; live: PresenceEntry[] }> {
+  private async listRaw(channel: string, sweep: boolean): Promise<{ gone: PresenceEntry[]; live: PresenceEntry[] }> {
     let reply: string[];
     try {
-      reply = await this.client.chorusPresenceList(...this.keys(channel));
+      reply = await this.client.chorusPresenceList(...this.keys(channel), sweep ? 1 : 0);
     } catch (err) {
       throw unavailable(err);
     }
@@ -437,7 +473,7 @@ export class RedisPresenceStore implements PresenceStore {
   }
 
   async list(channel: string): Promise<PresenceMember[]> {
-    const { live } = await this.listRaw(channel);
+    const { live } = await this.listRaw(channel, false);
     const members = new Map<string, PresenceMember>();
     for (const entry of live) {
       const member = members.get(entry.user);
@@ -458,7 +494,7 @@ export class RedisPresenceStore implements PresenceStore {
   }
 
   async sweep(channel: string): Promise<PresenceEntry[]> {
-    return (await this.listRaw(channel)).gone;
+    return (await this.listRaw(channel, true)).gone;
   }
 }
 

@@ -13,13 +13,19 @@
  * KEYS: 1 meta hash, 2 history list, 3 idempotency key
  * ARGV: 1 publication JSON (channel, data, time, publisher), 2 history size (0 = none),
  *       3 history TTL ms, 4 meta TTL ms (no history), 5 epoch to create with, 6 pub/sub channel,
- *       7 idempotency window ms (0 = none), 8 client id to exclude ('' = none), 9 'PUBLISH' or 'SPUBLISH'
- * Returns: { duplicate (0/1), offset, epoch }
+ *       7 idempotency window ms (0 = none), 8 client id to exclude ('' = none), 9 'PUBLISH' or 'SPUBLISH',
+ *       10 deadline in Redis time, ms ('0' = none): a script that runs later (the caller already gave
+ *          up, e.g. Redis was paused) applies nothing, so a publish that failed with a timeout never
+ *          appears afterwards
+ * Returns: { status (0 applied, 1 duplicate, 2 past the deadline: nothing applied), offset, epoch, Redis time ms }
  */
 export const PUBLISH = `
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+if ARGV[10] ~= '0' and now > tonumber(ARGV[10]) then return {2, 0, '', now} end
 if ARGV[7] ~= '0' then
   local seen = redis.call('HMGET', KEYS[3], 'o', 'e')
-  if seen[1] then return {1, tonumber(seen[1]), seen[2]} end
+  if seen[1] then return {1, tonumber(seen[1]), seen[2], now} end
 end
 local epoch = redis.call('HGET', KEYS[1], 'e')
 if not epoch then
@@ -47,7 +53,7 @@ if ARGV[7] ~= '0' then
   redis.call('HSET', KEYS[3], 'o', offset, 'e', epoch)
   redis.call('PEXPIRE', KEYS[3], ARGV[7])
 end
-return {0, offset, epoch}
+return {0, offset, epoch, now}
 `;
 
 /**
@@ -112,10 +118,15 @@ end
  * KEYS: 1 clients hash (client id -> entry JSON), 2 expiry zset, 3 users hash (user -> connections)
  * ARGV: 1 client id, 2 entry JSON, 3 user, 4 ttl ms. Time is Redis's own (TIME), the same for every node.
  * Returns: 1 when it is the user's first connection in the channel, else 0.
+ *
+ * Expired entries are NOT dropped here (nor by a plain list): only the sweep drops them, because
+ * only the sweep reports the users who left with them (one `leave` each). An expired entry still
+ * counts for its user until swept, so a user who comes back before the sweep gets neither a
+ * leave nor a second join.
  */
-export const PRESENCE_ADD = `${PRESENCE_EXPIRE}
+export const PRESENCE_ADD = `
+local function nowms() local t = redis.call('TIME') return tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000) end
 local now = nowms()
-expire(KEYS[1], KEYS[2], KEYS[3], now)
 local existed = redis.call('HEXISTS', KEYS[1], ARGV[1])
 redis.call('HSET', KEYS[1], ARGV[1], ARGV[2])
 redis.call('ZADD', KEYS[2], now + tonumber(ARGV[4]), ARGV[1])
@@ -149,12 +160,20 @@ end
 return {0, user}
 `;
 
-/** KEYS: as PRESENCE_ADD. Returns: { gone entries..., '--', live entries... } */
+/**
+ * KEYS: as PRESENCE_ADD. ARGV: 1 '1' to sweep (drop expired entries and return the users gone with
+ * them), '0' to only list. Returns: { gone entries..., '--', live (unexpired) entries... }
+ */
 export const PRESENCE_LIST = `${PRESENCE_EXPIRE}
-local result = expire(KEYS[1], KEYS[2], KEYS[3], nowms())
+local now = nowms()
+local result = {}
+if ARGV[1] == '1' then result = expire(KEYS[1], KEYS[2], KEYS[3], now) end
 result[#result + 1] = '--'
-local live = redis.call('HVALS', KEYS[1])
-for i = 1, #live do result[#result + 1] = live[i] end
+local ids = redis.call('ZRANGEBYSCORE', KEYS[2], '(' .. now, '+inf')
+for i = 1, #ids do
+  local entry = redis.call('HGET', KEYS[1], ids[i])
+  if entry then result[#result + 1] = entry end
+end
 return result
 `;
 
