@@ -94,7 +94,12 @@ export class ChorusServer {
   start(): Promise<void> {
     if (!this.started) {
       this.started = this.engine.start().then(() => {
-        const tickMs = Math.max(5, Math.min(1000, Math.floor(this.options.heartbeat.intervalMs / 2)));
+        // Often enough for heartbeats AND for the presence/connection refresh at a third of the
+        // TTL: a tick much longer than that would let live entries expire between refreshes.
+        const tickMs = Math.max(
+          5,
+          Math.min(1000, Math.floor(this.options.heartbeat.intervalMs / 2), Math.floor(this.options.presenceTtlMs / 6)),
+        );
         this.ticker = setInterval(() => this.tick(), tickMs);
         this.ticker.unref();
       });
