@@ -7,6 +7,7 @@
  *   npm run bench -- --only=chorus,ws   # a subset of servers
  *   npm run bench -- --no-idle          # skip the idle-connection (memory, connection rate) part
  *   npm run bench -- --no-fanout        # only the idle-connection part
+ *   npm run bench -- --rounds=1         # fan-out rounds (default 3; the table shows the fastest)
  *   npm run bench -- --scenario=fixed   # only fan-out scenarios whose name contains this
  *   BENCH_SERVER_NODE_ARGS="--cpu-prof --cpu-prof-dir=/tmp/prof" npm run bench -- --only=chorus   # profile the server
  */
@@ -37,8 +38,8 @@ const CONFIG = {
   concurrency: 50,
   /** Time limit for opening a batch of connections, ms. */
   connectDeadlineMs: 20000,
-  /** Each fan-out scenario runs this many rounds, servers interleaved; the table shows the median round. */
-  rounds: quick ? 1 : 3,
+  /** Each fan-out scenario runs this many rounds, servers interleaved; the table shows the fastest round. */
+  rounds: Number(argv.find((a) => a.startsWith('--rounds='))?.slice('--rounds='.length) ?? (quick ? 1 : 3)) || 1,
   /** After the publisher stops, wait at most this long for outstanding deliveries, ms. */
   drainMs: 5000,
   scenarios: [
@@ -335,10 +336,14 @@ async function runScenario(setup: FanoutSetup, name: string, plan: PublishPlan, 
   };
 }
 
-/** The round with the median throughput (all its columns come from that one round). */
-function medianRound(rounds: FanoutResult[]): FanoutResult {
-  const sorted = [...rounds].sort((a, b) => a.deliveriesPerSec - b.deliveriesPerSec);
-  return sorted[Math.floor((sorted.length - 1) / 2)]!;
+/**
+ * The round with the highest throughput; all its columns come from that one round. Other work on
+ * the machine only ever slows a round down, so the fastest round is the least disturbed one.
+ */
+function bestRound(rounds: FanoutResult[], mode: PublishPlan['mode']): FanoutResult {
+  // At a fixed rate every round delivers the same; the least disturbed one has the lowest median latency.
+  if (mode === 'rate') return rounds.reduce((best, r) => (r.latencyMs.p50 < best.latencyMs.p50 ? r : best));
+  return rounds.reduce((best, r) => (r.deliveriesPerSec > best.deliveriesPerSec ? r : best));
 }
 
 const LABEL: Record<ServerKind, string> = { chorus: 'Chorus', ws: 'ws (naive loop)', socketio: 'Socket.IO' };
@@ -421,9 +426,9 @@ async function main(): Promise<void> {
         }
       }
       for (const kind of KINDS) {
-        fanout[kind] = scenarios.flatMap(({ name }) => {
+        fanout[kind] = scenarios.flatMap(({ name, plan }) => {
           const mine = (rounds[kind] ?? []).filter((r) => r.scenario === name);
-          return mine.length ? [medianRound(mine)] : [];
+          return mine.length ? [bestRound(mine, plan.mode)] : [];
         });
       }
     } catch (err) {
@@ -437,17 +442,20 @@ async function main(): Promise<void> {
   }
 
   const fanoutRows: string[][] = [];
-  for (const { name } of CONFIG.scenarios) {
+  for (const { name, plan } of CONFIG.scenarios) {
     for (const kind of KINDS) {
       const r = fanout[kind]?.find((x) => x.scenario === name);
       if (!r) continue;
       const lost = r.expected - r.deliveries;
-      const all = (rounds[kind] ?? []).filter((x) => x.scenario === name).map((x) => x.deliveriesPerSec);
+      const mine = (rounds[kind] ?? []).filter((x) => x.scenario === name);
+      const all = mine.map((x) => (plan.mode === 'rate' ? x.latencyMs.p50 : x.deliveriesPerSec));
+      const digits = plan.mode === 'rate' ? 1 : 0;
+      const unit = plan.mode === 'rate' ? ' ms p50' : '';
       fanoutRows.push([
         `${name}: ${LABEL[kind]}`,
         fmt(r.publications),
         fmt(r.deliveriesPerSec),
-        all.length > 1 ? `${fmt(Math.min(...all))}–${fmt(Math.max(...all))}` : '-',
+        all.length > 1 ? `${fmt(Math.min(...all), digits)}–${fmt(Math.max(...all), digits)}${unit}` : '-',
         fmt(r.latencyMs.p50, 1),
         fmt(r.latencyMs.p99, 1),
         fmt(r.bytesPerDelivery),
@@ -460,7 +468,7 @@ async function main(): Promise<void> {
     }
   }
   console.log(
-    `\nFan-out: ${CONFIG.subscribers} subscribers on one channel; median of ${CONFIG.rounds} round(s) by deliveries/s` +
+    `\nFan-out: ${CONFIG.subscribers} subscribers on one channel; best of ${CONFIG.rounds} round(s): highest deliveries/s, at a fixed rate lowest p50` +
       ` (latency = publish to receipt, 1 in ${CONFIG.latencyEvery} subscribers sampled)\n`,
   );
   console.log(
