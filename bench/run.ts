@@ -11,13 +11,13 @@
  *   npm run bench -- --scenario=fixed   # only fan-out scenarios whose name contains this
  *   BENCH_SERVER_NODE_ARGS="--cpu-prof --cpu-prof-dir=/tmp/prof" npm run bench -- --only=chorus   # profile the server
  */
-import { execFileSync, spawn, type ChildProcess } from 'node:child_process';
 import { writeFileSync } from 'node:fs';
 import os from 'node:os';
-import { fileURLToPath } from 'node:url';
 import { SignJWT } from 'jose';
 import { Counters, LatencyRecorder, WireClient, nowMs, openMany } from './wire.js';
-import { BENCH_CHANNEL, type FromServer, type PublishPlan, type ServerKind, type ToServer } from './protocol.js';
+import { BENCH_CHANNEL, type PublishPlan, type ServerKind } from './protocol.js';
+import { JWT_SECRET, PIN, ServerProcess, sleep } from './server-process.js';
+import { LABEL, bestRound, printConnect, printFanout, type ConnectResult, type FanoutResult } from './report.js';
 
 const argv = process.argv.slice(2);
 const quick = argv.includes('--quick');
@@ -60,105 +60,6 @@ const CONFIG = {
   globalLimitMs: 6 * 60 * 1000,
 };
 
-const JWT_SECRET = 'bench-secret-bench-secret-bench-secret!';
-const here = fileURLToPath(new URL('.', import.meta.url));
-
-const sleep = (ms: number) => new Promise<void>((resolve) => setTimeout(resolve, ms));
-
-/** Pin this (load) process to core 1 and the server to core 0, when there are two cores and taskset. */
-const PIN = (() => {
-  if (os.cpus().length < 2) return false;
-  try {
-    execFileSync('taskset', ['-a', '-cp', '1', String(process.pid)], { stdio: 'ignore' });
-    return true;
-  } catch {
-    return false;
-  }
-})();
-
-class ServerProcess {
-  private readonly waiters: Array<{ type: FromServer['type']; resolve: (m: FromServer) => void }> = [];
-  private exited = false;
-
-  private constructor(
-    readonly kind: ServerKind,
-    private readonly child: ChildProcess,
-    readonly port: number,
-  ) {}
-
-  static async start(kind: ServerKind): Promise<ServerProcess> {
-    // BENCH_SERVER_NODE_ARGS: extra flags for the server process, e.g. "--cpu-prof --cpu-prof-dir=/tmp/prof".
-    const extra = (process.env.BENCH_SERVER_NODE_ARGS ?? '').split(' ').filter(Boolean);
-    const nodeArgs = [...extra, '--expose-gc', '--import', 'tsx', `${here}server.ts`, kind];
-    const [command, args] = PIN ? ['taskset', ['-c', '0', process.execPath, ...nodeArgs]] : [process.execPath, nodeArgs];
-    const child = spawn(command as string, args as string[], {
-      stdio: ['ignore', 'inherit', 'inherit', 'ipc'],
-      env: { ...process.env, BENCH_JWT_SECRET: JWT_SECRET, NODE_ENV: 'production' },
-    });
-    const ready = await new Promise<FromServer & { type: 'ready' }>((resolve, reject) => {
-      const timer = setTimeout(() => reject(new Error(`${kind} server did not start in 20 s`)), 20000);
-      child.once('error', reject);
-      child.once('exit', (code) => reject(new Error(`${kind} server exited with ${code}`)));
-      child.on('message', (m: FromServer) => {
-        if (m.type === 'ready') {
-          clearTimeout(timer);
-          resolve(m);
-        }
-      });
-    });
-    const server = new ServerProcess(kind, child, ready.port);
-    const killOnExit = () => child.kill('SIGKILL');
-    process.on('exit', killOnExit);
-    child.once('exit', () => process.off('exit', killOnExit));
-    child.on('message', (m: FromServer) => {
-      const i = server.waiters.findIndex((w) => w.type === m.type);
-      if (i !== -1) server.waiters.splice(i, 1)[0]!.resolve(m);
-    });
-    child.on('exit', () => (server.exited = true));
-    return server;
-  }
-
-  send(message: ToServer): void {
-    if (!this.exited) this.child.send(message);
-  }
-
-  /** Send a request and wait (bounded) for the reply of the given type. */
-  request<T extends FromServer['type']>(message: ToServer, type: T, timeoutMs = 10000): Promise<Extract<FromServer, { type: T }>> {
-    return new Promise((resolve, reject) => {
-      const timer = setTimeout(() => reject(new Error(`${this.kind} server: no "${type}" reply in ${timeoutMs} ms`)), timeoutMs);
-      this.waiters.push({
-        type,
-        resolve: (m) => {
-          clearTimeout(timer);
-          resolve(m as Extract<FromServer, { type: T }>);
-        },
-      });
-      this.send(message);
-    });
-  }
-
-  stats() {
-    return this.request({ type: 'stats' }, 'stats');
-  }
-
-  /** Poll until `pick(stats)` satisfies `done`, at most `timeoutMs`. Returns the last value. */
-  async waitFor(pick: 'subscribers' | 'connections', done: (n: number) => boolean, timeoutMs = 10000): Promise<number> {
-    const started = performance.now();
-    for (;;) {
-      const value = (await this.stats())[pick];
-      if (done(value) || performance.now() - started > timeoutMs) return value;
-      await sleep(50);
-    }
-  }
-
-  async stop(): Promise<void> {
-    if (this.exited) return;
-    const exited = new Promise<void>((resolve) => this.child.once('exit', () => resolve()));
-    this.send({ type: 'exit' });
-    await Promise.race([exited, sleep(3000)]);
-    if (!this.exited) this.child.kill('SIGKILL');
-  }
-}
 
 function pathFor(kind: ServerKind, token: string): string {
   if (kind === 'chorus') return `/ws?token=${token}`;
@@ -176,41 +77,6 @@ const SUBSCRIBE: Record<ServerKind, string> = {
   ws: 'subscribe',
   socketio: '42["sub"]',
 };
-
-interface ConnectResult {
-  idle: number;
-  failed: number;
-  handshakesPerSec: number;
-  serverCpuMsPerHandshake: number;
-  heapBytesPerConn: number;
-  rssBytesPerConn: number;
-  error?: string;
-}
-
-interface FanoutResult {
-  scenario: string;
-  round: number;
-  subscribers: number;
-  publications: number;
-  deliveries: number;
-  expected: number;
-  /** From the publish command to the last chunk received, ms. */
-  elapsedMs: number;
-  /** How long the publisher ran, ms. */
-  publishMs: number;
-  deliveriesPerSec: number;
-  /** Server CPU (user + system, kernel TCP work included) per delivery, µs: less sensitive to other load on the machine. */
-  serverCpuUsPerDelivery: number;
-  loadCpuUsPerDelivery: number;
-  latencyMs: { p50: number; p99: number; max: number; samples: number };
-  bytesPerDelivery: number;
-  deliveriesPerMessage: number;
-  serverCpuPct: number;
-  loadCpuPct: number;
-  /** Share of the publishing time the window publisher waited for credit (receivers behind). */
-  stalledPct: number;
-  closedConnections: number;
-}
 
 async function closeAll(server: ServerProcess, clients: WireClient[]): Promise<void> {
   for (const c of clients) c.destroy();
@@ -336,29 +202,6 @@ async function runScenario(setup: FanoutSetup, name: string, plan: PublishPlan, 
   };
 }
 
-/**
- * The round with the highest throughput; all its columns come from that one round. Other work on
- * the machine only ever slows a round down, so the fastest round is the least disturbed one.
- */
-function bestRound(rounds: FanoutResult[], mode: PublishPlan['mode']): FanoutResult {
-  // At a fixed rate every round delivers the same; the least disturbed one has the lowest median latency.
-  if (mode === 'rate') return rounds.reduce((best, r) => (r.latencyMs.p50 < best.latencyMs.p50 ? r : best));
-  return rounds.reduce((best, r) => (r.deliveriesPerSec > best.deliveriesPerSec ? r : best));
-}
-
-const LABEL: Record<ServerKind, string> = { chorus: 'Chorus', ws: 'ws (naive loop)', socketio: 'Socket.IO' };
-
-function fmt(n: number, digits = 0): string {
-  if (!Number.isFinite(n)) return '-';
-  return n.toLocaleString('en-US', { maximumFractionDigits: digits, minimumFractionDigits: digits });
-}
-
-function table(headers: string[], rows: string[][]): string {
-  const widths = headers.map((h, i) => Math.max(h.length, ...rows.map((r) => r[i]!.length)));
-  const line = (cells: string[]) => `| ${cells.map((c, i) => (i === 0 ? c.padEnd(widths[i]!) : c.padStart(widths[i]!))).join(' | ')} |`;
-  return [line(headers), `|${widths.map((w, i) => (i === 0 ? `${'-'.repeat(w + 1)}-` : `${'-'.repeat(w + 1)}:`)).join('|')}|`, ...rows.map(line)].join('\n');
-}
-
 async function main(): Promise<void> {
   const watchdog = setTimeout(() => {
     console.error(`bench: over the ${CONFIG.globalLimitMs / 1000} s limit, giving up`);
@@ -441,59 +284,8 @@ async function main(): Promise<void> {
     }
   }
 
-  const fanoutRows: string[][] = [];
-  for (const { name, plan } of CONFIG.scenarios) {
-    for (const kind of KINDS) {
-      const r = fanout[kind]?.find((x) => x.scenario === name);
-      if (!r) continue;
-      const lost = r.expected - r.deliveries;
-      const mine = (rounds[kind] ?? []).filter((x) => x.scenario === name);
-      const all = mine.map((x) => (plan.mode === 'rate' ? x.latencyMs.p50 : x.deliveriesPerSec));
-      const digits = plan.mode === 'rate' ? 1 : 0;
-      const unit = plan.mode === 'rate' ? ' ms p50' : '';
-      fanoutRows.push([
-        `${name}: ${LABEL[kind]}`,
-        fmt(r.publications),
-        fmt(r.deliveriesPerSec),
-        all.length > 1 ? `${fmt(Math.min(...all), digits)}–${fmt(Math.max(...all), digits)}${unit}` : '-',
-        fmt(r.latencyMs.p50, 1),
-        fmt(r.latencyMs.p99, 1),
-        fmt(r.bytesPerDelivery),
-        fmt(r.deliveriesPerMessage, 1),
-        fmt(r.serverCpuUsPerDelivery, 2),
-        fmt(r.serverCpuPct),
-        fmt(r.loadCpuPct),
-        lost === 0 && r.closedConnections === 0 ? '0' : `${fmt(lost)} (${r.closedConnections} closed)`,
-      ]);
-    }
-  }
-  console.log(
-    `\nFan-out: ${CONFIG.subscribers} subscribers on one channel; best of ${CONFIG.rounds} round(s): highest deliveries/s, at a fixed rate lowest p50` +
-      ` (latency = publish to receipt, 1 in ${CONFIG.latencyEvery} subscribers sampled)\n`,
-  );
-  console.log(
-    table(
-      ['scenario: server', 'pubs', 'deliveries/s', 'range (rounds)', 'p50 ms', 'p99 ms', 'B/delivery', 'frames/WS msg', 'server CPU µs/delivery', 'server CPU %', 'load CPU %', 'missing'],
-      fanoutRows,
-    ),
-  );
-
-  const connectRows = KINDS.flatMap((kind) => {
-    const r = connect[kind];
-    if (!r) return [];
-    return [
-      [
-        LABEL[kind],
-        `${fmt(r.idle)}${r.failed ? ` (${r.failed} failed)` : ''}`,
-        fmt(r.heapBytesPerConn / 1024, 1),
-        fmt(r.rssBytesPerConn / 1024, 1),
-        fmt(r.handshakesPerSec),
-        fmt(r.serverCpuMsPerHandshake, 3),
-      ],
-    ];
-  });
-  console.log(`\nIdle connections: memory per connection (after GC) and connection rate (${CONFIG.concurrency} handshakes in flight)\n`);
-  console.log(table(['server', 'connections', 'heap KB/conn', 'RSS KB/conn', 'handshakes/s', 'server CPU ms/handshake'], connectRows));
+  printFanout(fanout, rounds, { subscribers: CONFIG.subscribers, rounds: CONFIG.rounds, latencyEvery: CONFIG.latencyEvery, scenarios: CONFIG.scenarios, kinds: KINDS });
+  printConnect(connect, { concurrency: CONFIG.concurrency, kinds: KINDS });
 
   const loadAverageAfter = os.loadavg().map((l) => Number(l.toFixed(2)));
   console.log(`\nload average (1/5/15 min) before: ${machine.loadAverage.join(' ')}, after: ${loadAverageAfter.join(' ')}`);

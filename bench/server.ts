@@ -35,6 +35,9 @@ function chorusTarget(): Target {
   const chorus = new ChorusServer({
     auth: { secret },
     logger: { level: 'warn' },
+    // The default 30 s heartbeat would put a `ping` frame in every socket mid-run, which the load
+    // generator (counting frames, not parsing them) would take for deliveries.
+    heartbeat: { intervalMs: 600_000, timeoutMs: 1_200_000 },
     namespaces: [
       { pattern: 'user:*', personal: true, publish: 'none' },
       { pattern: 'bench:*', publish: 'none' },
