@@ -1,3 +1,4 @@
+import { createSecretKey, type KeyObject } from 'node:crypto';
 import type { IncomingMessage } from 'node:http';
 import { createRemoteJWKSet, importSPKI, jwtVerify, type JWTPayload, type JWTVerifyGetKey } from 'jose';
 import { ChorusError, ErrorCode } from '../protocol/index.js';
@@ -24,21 +25,21 @@ export function tokenFromRequest(req: IncomingMessage): string | undefined {
 export class Authenticator {
   private readonly options: AuthOptions;
   private readonly custom: ServerOptions['authenticate'];
-  private keyPromise: Promise<Uint8Array | CryptoKey | JWTVerifyGetKey> | undefined;
+  private keyPromise: Promise<KeyObject | CryptoKey | JWTVerifyGetKey> | undefined;
 
   constructor(options: AuthOptions, custom?: ServerOptions['authenticate']) {
     this.options = options;
     this.custom = custom;
   }
 
-  private key(): Promise<Uint8Array | CryptoKey | JWTVerifyGetKey> {
+  private key(): Promise<KeyObject | CryptoKey | JWTVerifyGetKey> {
     if (!this.keyPromise) {
       const { secret, publicKey, jwksUrl } = this.options;
       if (jwksUrl) this.keyPromise = Promise.resolve(createRemoteJWKSet(new URL(jwksUrl)));
       else if (publicKey) {
         const alg = this.algorithms()[0] ?? 'RS256';
         this.keyPromise = importSPKI(publicKey, alg, { extractable: false });
-      } else if (secret) this.keyPromise = Promise.resolve(new TextEncoder().encode(secret));
+      } else if (secret) this.keyPromise = Promise.resolve(createSecretKey(Buffer.from(secret, 'utf8'))); // once: jose would re-import raw bytes per verification
       else this.keyPromise = Promise.reject(new Error('no JWT key configured'));
       this.keyPromise.catch(() => {
         this.keyPromise = undefined;

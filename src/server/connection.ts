@@ -35,6 +35,25 @@ export interface ConnectionHost {
 
 const SEPARATOR = Buffer.from(FRAME_SEPARATOR);
 
+/** Remembers the last joined batch: consecutive connections with identical queues reuse it. */
+export class BatchCache {
+  private frames: Buffer[] = [];
+  private payload: Buffer | undefined;
+
+  join(queue: Buffer[]): Buffer {
+    const last = this.frames;
+    if (this.payload && last.length === queue.length && queue.every((frame, i) => frame === last[i])) return this.payload;
+    const parts: Buffer[] = [];
+    for (let i = 0; i < queue.length; i++) {
+      if (i > 0) parts.push(SEPARATOR);
+      parts.push(queue[i]!);
+    }
+    this.frames = queue;
+    this.payload = Buffer.concat(parts);
+    return this.payload;
+  }
+}
+
 let counter = 0;
 /** A connection id unique across nodes (time, counter and randomness). */
 export function newClientId(): string {
@@ -133,23 +152,18 @@ export class Connection {
     this.sendEncoded(Buffer.from(JSON.stringify(frame)), ephemeral);
   }
 
-  /** Write everything queued as one WebSocket message (frames joined by newlines). */
-  flush(): void {
+  /**
+   * Write everything queued as one WebSocket message (frames joined by newlines). `batches`
+   * shares joined payloads between connections whose queues hold the very same frames (the
+   * usual case in fan-out), so each distinct batch is built once per flush, not per subscriber.
+   */
+  flush(batches?: BatchCache): void {
     const queue = this.queue;
     if (queue.length === 0) return;
     this.queue = [];
     this.queuedBytes = 0;
-    let payload: Buffer;
-    if (queue.length === 1) payload = queue[0]!;
-    else {
-      const parts: Buffer[] = [];
-      for (let i = 0; i < queue.length; i++) {
-        if (i > 0) parts.push(SEPARATOR);
-        parts.push(queue[i]!);
-      }
-      payload = Buffer.concat(parts);
-    }
     if (this.ws.readyState !== this.ws.OPEN) return;
+    const payload = queue.length === 1 ? queue[0]! : (batches ?? new BatchCache()).join(queue);
     this.ws.send(payload, { binary: false });
     this.host.onBytesOut(payload.length, queue.length);
   }

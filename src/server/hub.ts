@@ -9,7 +9,7 @@ import {
   type SubscribeResult,
 } from '../protocol/index.js';
 import type { BrokerEvent, Engine, Publication } from '../engines/types.js';
-import type { Connection, SubscriptionState } from './connection.js';
+import { BatchCache, type Connection, type SubscriptionState } from './connection.js';
 import type { ResolvedNamespace } from './options.js';
 import type { Metrics } from './metrics.js';
 
@@ -89,9 +89,10 @@ export class Hub {
     this.flushScheduled = false;
     const dirty = [...this.dirty];
     this.dirty.clear();
+    const batches = new BatchCache();
     for (const connection of dirty) {
       try {
-        connection.flush();
+        connection.flush(batches);
       } catch (err) {
         this.logger.warn({ err, client: connection.id }, 'write failed');
         connection.terminate(1011, 'write failed');
