@@ -359,7 +359,8 @@ export class Session {
         if (frame.id === undefined) connection.send({ event: ServerEvent.PONG });
         return { value: {} };
       case ServerEvent.PONG:
-        return NO_REPLY;
+        // A sign of life; answered only to keep the rule that a frame with an id gets one reply.
+        return frame.id === undefined ? NO_REPLY : { value: {} };
       default: {
         const entry = server.handlers.get(frame.event);
         if (!entry || RESERVED_EVENTS.has(frame.event)) {
