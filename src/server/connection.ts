@@ -4,6 +4,9 @@ import type { ResolvedNamespace } from './options.js';
 import { TokenBucket } from './rate-limiter.js';
 import type { Publication } from '../engines/types.js';
 
+/** How a queued frame is treated when the send queue is full (see `Connection.sendEncoded`). */
+export type SendMode = 'live' | 'ephemeral' | 'reply';
+
 /** Per-channel state of one connection's subscription. */
 export interface SubscriptionState {
   namespace: ResolvedNamespace;
@@ -20,6 +23,7 @@ export interface SubscriptionState {
 export interface ConnectionHost {
   readonly limits: {
     maxQueuedBytes: number;
+    maxMessageBytes: number;
     ratePerSecond: number;
     rateBurst: number;
     maxFaults: number;
@@ -30,7 +34,7 @@ export interface ConnectionHost {
   scheduleFlush(connection: Connection): void;
   onSlowConsumer(connection: Connection): void;
   onEphemeralDropped(connection: Connection): void;
-  onBytesOut(bytes: number, frames: number): void;
+
 }
 
 const SEPARATOR = Buffer.from(FRAME_SEPARATOR);
@@ -129,16 +133,25 @@ export class Connection {
     return this.faults >= this.host.limits.maxFaults;
   }
 
-  /** Queue an encoded frame. Ephemeral frames are dropped first when the queue is half full. */
-  sendEncoded(frame: Buffer, ephemeral = false): void {
+  /**
+   * Queue an encoded frame.
+   * - `live` (publications, server events): past `maxQueuedBytes` unsent, the client is a slow
+   *   consumer and is disconnected (4003).
+   * - `ephemeral`: dropped once the queue is half full; never disconnects.
+   * - `reply` (acks, errors, recovered publications, protocol events): something the client
+   *   asked for, so its size does not count against it; only a queue that was already over the
+   *   limit before it (a client that stopped reading) makes it a slow consumer. Callers bound
+   *   the size of what they reply (history pages and recovery are capped by bytes).
+   */
+  sendEncoded(frame: Buffer, mode: SendMode = 'live'): void {
     if (this.closing) return;
-    const pending = this.pendingBytes + frame.length;
     const max = this.host.limits.maxQueuedBytes;
-    if (ephemeral && pending > max / 2) {
+    const before = this.pendingBytes;
+    if (mode === 'ephemeral' && before + frame.length > max / 2) {
       this.host.onEphemeralDropped(this);
       return;
     }
-    if (pending > max) {
+    if ((mode === 'reply' ? before : before + frame.length) > max) {
       this.host.onSlowConsumer(this);
       return;
     }
@@ -147,30 +160,47 @@ export class Connection {
     if (this.queue.length === 1) this.host.scheduleFlush(this);
   }
 
-  /** Encode and queue one frame. */
-  send(frame: Frame, ephemeral = false): void {
-    this.sendEncoded(Buffer.from(JSON.stringify(frame)), ephemeral);
+  /** Encode and queue one frame (a reply unless told otherwise). */
+  send(frame: Frame, mode: SendMode = 'reply'): void {
+    this.sendEncoded(Buffer.from(JSON.stringify(frame)), mode);
   }
 
   /**
-   * Write everything queued as one WebSocket message (frames joined by newlines). `batches`
-   * shares joined payloads between connections whose queues hold the very same frames (the
-   * usual case in fan-out), so each distinct batch is built once per flush, not per subscriber.
+   * Write everything queued, joining frames with newlines into WebSocket messages of at most
+   * `maxMessageBytes` (a larger single frame goes alone). `batches` shares joined payloads
+   * between connections whose queues hold the very same frames (the usual case in fan-out), so
+   * each distinct batch is built once per flush, not per subscriber. Adds to `totals`.
    */
-  flush(batches?: BatchCache): void {
+  flush(batches: BatchCache = new BatchCache(), totals?: { bytes: number; frames: number; messages: number }): void {
     const queue = this.queue;
     if (queue.length === 0) return;
     this.queue = [];
     this.queuedBytes = 0;
     if (this.ws.readyState !== this.ws.OPEN) return;
-    const payload = queue.length === 1 ? queue[0]! : (batches ?? new BatchCache()).join(queue);
-    this.ws.send(payload, { binary: false });
-    this.host.onBytesOut(payload.length, queue.length);
+    const limit = this.host.limits.maxMessageBytes;
+    let start = 0;
+    let size = 0;
+    for (let i = 0; i <= queue.length; i++) {
+      const frame = queue[i];
+      if (i === queue.length || (i > start && size + 1 + frame!.length > limit)) {
+        const chunk = start === 0 && i === queue.length ? queue : queue.slice(start, i);
+        const payload = chunk.length === 1 ? chunk[0]! : batches.join(chunk);
+        this.ws.send(payload, { binary: false });
+        if (totals) {
+          totals.bytes += payload.length;
+          totals.frames += chunk.length;
+          totals.messages++;
+        }
+        start = i;
+        size = 0;
+      }
+      if (frame) size += (size === 0 ? 0 : 1) + frame.length;
+    }
   }
 
-  /** Send an application event to this client. */
+  /** Send an application event to this client (counts against the send queue like a publication). */
   emit(event: string, data?: unknown): void {
-    this.send(data === undefined ? { event } : { event, data });
+    this.send(data === undefined ? { event } : { event, data }, 'live');
   }
 
   /**

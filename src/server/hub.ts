@@ -18,6 +18,15 @@ export interface SubscribeRequestOptions {
   snapshot?: boolean;
 }
 
+export interface HubSettings {
+  /** Presence entries live this long unless refreshed, in ms. */
+  presenceTtlMs: number;
+  /** Most bytes of publications one recovery may send; more missed than that is `recovered: false`. */
+  maxRecoveryBytes: number;
+  /** Called once per flush with what was written. */
+  onFlushed(totals: { bytes: number; frames: number; messages: number }): void;
+}
+
 /** Encode a publication as the `message` frame every subscriber receives. */
 export function messageData(publication: Publication): MessageData {
   const data: MessageData = { channel: publication.channel, data: publication.data, time: publication.time };
@@ -45,15 +54,21 @@ export class Hub {
   /** user -> local connections */
   readonly users = new Map<string, Set<Connection>>();
   private readonly dirty = new Set<Connection>();
+  /** Presence entries live this long unless refreshed, in ms (refreshed at a third of it). */
+  private readonly presenceTtlMs: number;
+  /** The broker subscription of each channel with local subscribers: every subscriber awaits it. */
+  private readonly brokerReady = new Map<string, Promise<void>>();
+  private refreshing = false;
   private flushScheduled = false;
 
   constructor(
     private readonly engine: Engine,
     private readonly metrics: Metrics,
     private readonly logger: Logger,
-    /** Presence entries live this long unless refreshed, in ms (refreshed at a third of it). */
-    private readonly presenceTtlMs: number,
-  ) {}
+    private readonly settings: HubSettings,
+  ) {
+    this.presenceTtlMs = settings.presenceTtlMs;
+  }
 
   addConnection(connection: Connection): void {
     let set = this.users.get(connection.user);
@@ -90,14 +105,31 @@ export class Hub {
     const dirty = [...this.dirty];
     this.dirty.clear();
     const batches = new BatchCache();
+    const totals = { bytes: 0, frames: 0, messages: 0 };
     for (const connection of dirty) {
       try {
-        connection.flush(batches);
+        connection.flush(batches, totals);
       } catch (err) {
         this.logger.warn({ err, client: connection.id }, 'write failed');
-        connection.terminate(1011, 'write failed');
+        connection.terminate(CloseCode.INTERNAL_ERROR, 'write failed');
       }
     }
+    if (totals.frames > 0) this.settings.onFlushed(totals);
+  }
+
+  /** The broker subscription for a channel, made once however many local subscribers await it. */
+  private brokerSubscription(channel: string, namespace: ResolvedNamespace): Promise<void> {
+    let ready = this.brokerReady.get(channel);
+    if (!ready) {
+      ready = this.engine.broker.subscribe(channel, { recoverable: namespace.historySize > 0 });
+      this.brokerReady.set(channel, ready);
+      const made = ready;
+      made.catch(() => {
+        // Failed: forget it so the next subscriber tries again.
+        if (this.brokerReady.get(channel) === made) this.brokerReady.delete(channel);
+      });
+    }
+    return ready;
   }
 
   /**
@@ -122,17 +154,17 @@ export class Hub {
     const state: SubscriptionState = { namespace, pending: [], presence: false };
     connection.subscriptions.set(channel, state);
     let subscribers = this.channels.get(channel);
-    const first = !subscribers;
     if (!subscribers) this.channels.set(channel, (subscribers = new Set()));
     subscribers.add(connection);
     this.metrics.subscriptions.inc();
+    const cancelled = () => connection.closing || connection.subscriptions.get(channel) !== state;
     try {
-      if (first) await this.engine.broker.subscribe(channel, { recoverable: namespace.historySize > 0 });
-      const { position, recovered, publications } = await this.catchUp(channel, namespace, options);
-      if (connection.closing || connection.subscriptions.get(channel) !== state) {
-        throw new ChorusError(ErrorCode.NOT_SUBSCRIBED, 'the subscription was cancelled');
-      }
-      for (const publication of publications) connection.sendEncoded(encodeMessage(publication));
+      // Every subscriber waits for the node's broker subscription, so positions read below are
+      // never older than what the node receives live.
+      await this.brokerSubscription(channel, namespace);
+      const { position, recovered, frames } = await this.catchUp(channel, namespace, options);
+      if (cancelled()) throw new ChorusError(ErrorCode.NOT_SUBSCRIBED, 'the subscription was cancelled');
+      for (const frame of frames) connection.sendEncoded(frame, 'reply');
       const result: SubscribeResult = {
         channel,
         offset: position.offset,
@@ -148,7 +180,7 @@ export class Hub {
           const offset = publication?.offset;
           // Already covered by the recovered publications or the starting position.
           if (offset !== undefined && publication!.epoch === position.epoch && offset <= position.offset) continue;
-          connection.sendEncoded(frame, publication?.ephemeral === true);
+          connection.sendEncoded(frame, publication?.ephemeral === true ? 'ephemeral' : 'live');
         }
       };
       if (namespace.presence) {
@@ -156,6 +188,7 @@ export class Hub {
         const entry = connection.info ? { user: connection.user, info: connection.info } : { user: connection.user };
         const { firstForUser } = await this.engine.presence.add(channel, connection.id, entry, this.presenceTtlMs);
         if (firstForUser && namespace.joinLeave) await this.presenceEvent('join', channel, namespace, connection);
+        if (cancelled()) throw new ChorusError(ErrorCode.NOT_SUBSCRIBED, 'the subscription was cancelled');
       }
       return { result, goLive };
     } catch (err) {
@@ -169,7 +202,7 @@ export class Hub {
     channel: string,
     namespace: ResolvedNamespace,
     options: SubscribeRequestOptions,
-  ): Promise<{ position: StreamPosition; recovered: boolean | undefined; publications: Publication[] }> {
+  ): Promise<{ position: StreamPosition; recovered: boolean | undefined; frames: Buffer[] }> {
     const history = this.engine.history;
     let recovered: boolean | undefined;
     if (options.since) {
@@ -179,7 +212,7 @@ export class Hub {
       if (since.epoch !== top.epoch || missed < 0 || missed > namespace.recoveryMaxMissed) {
         recovered = false;
       } else if (missed === 0) {
-        return { position: top, recovered: true, publications: [] };
+        return { position: top, recovered: true, frames: [] };
       } else {
         try {
           const read = await history.read(channel, { since, limit: namespace.recoveryMaxMissed + 1 });
@@ -190,7 +223,10 @@ export class Hub {
             pubs[pubs.length - 1]!.offset === read.position.offset &&
             pubs.length === read.position.offset - since.offset;
           if (contiguous && pubs.length <= namespace.recoveryMaxMissed) {
-            return { position: read.position, recovered: true, publications: pubs };
+            // Bounded by bytes too: the whole recovery is queued at once.
+            const frames = encodeWithin(pubs, this.settings.maxRecoveryBytes);
+            if (frames) return { position: read.position, recovered: true, frames };
+            this.metrics.limitHits.inc({ limit: 'recovery_bytes' });
           }
           recovered = false;
         } catch (err) {
@@ -201,30 +237,46 @@ export class Hub {
     }
     if (options.snapshot && namespace.historySize > 0) {
       const read = await history.read(channel, { limit: 1, reverse: true });
-      return { position: read.position, recovered, publications: read.publications };
+      return { position: read.position, recovered, frames: read.publications.map(encodeMessage) };
     }
-    return { position: await history.position(channel), recovered, publications: [] };
+    return { position: await history.position(channel), recovered, frames: [] };
   }
 
-  /** Unsubscribe a connection from a channel (no-op if not subscribed). Sends `leave` if it was the user's last connection. */
+  /**
+   * Unsubscribe a connection from a channel (false if it was not subscribed). Sends `leave` if it
+   * was the user's last connection. Never fails once local state has changed: engine failures
+   * are logged (a presence entry left behind expires by TTL and its `leave` comes from the sweep).
+   */
   async unsubscribe(connection: Connection, channel: string): Promise<boolean> {
     const state = connection.subscriptions.get(channel);
     if (!state) return false;
     connection.subscriptions.delete(channel);
     this.metrics.subscriptions.dec();
     const subscribers = this.channels.get(channel);
+    let last = false;
     if (subscribers) {
       subscribers.delete(connection);
       if (subscribers.size === 0) {
         this.channels.delete(channel);
-        await this.engine.broker.unsubscribe(channel);
+        this.brokerReady.delete(channel);
+        last = true;
       }
     }
     if (state.presence) {
       state.presence = false;
-      const { lastForUser } = await this.engine.presence.remove(channel, connection.id);
-      if (lastForUser && state.namespace.joinLeave) {
-        await this.presenceEvent('leave', channel, state.namespace, connection);
+      try {
+        const { lastForUser } = await this.engine.presence.remove(channel, connection.id);
+        if (lastForUser && state.namespace.joinLeave) await this.presenceEvent('leave', channel, state.namespace, connection);
+      } catch (err) {
+        this.logger.warn({ err: { message: (err as Error).message }, channel, client: connection.id }, 'presence removal failed; the entry expires by TTL');
+      }
+    }
+    // Only if nobody subscribed again meanwhile.
+    if (last && !this.channels.has(channel)) {
+      try {
+        await this.engine.broker.unsubscribe(channel);
+      } catch (err) {
+        this.logger.warn({ err: { message: (err as Error).message }, channel }, 'broker unsubscribe failed');
       }
     }
     return true;
@@ -256,19 +308,28 @@ export class Hub {
    * `leave` for users who are gone with them. Call periodically, at a third of the TTL.
    */
   async refreshPresence(): Promise<void> {
-    for (const [channel, subscribers] of this.channels) {
-      let namespace: ResolvedNamespace | undefined;
-      for (const connection of subscribers) {
-        const state = connection.subscriptions.get(channel);
-        if (!state?.presence) continue;
-        namespace = state.namespace;
-        const entry = connection.info ? { user: connection.user, info: connection.info } : { user: connection.user };
-        await this.engine.presence.add(channel, connection.id, entry, this.presenceTtlMs);
+    if (this.refreshing) return; // the previous round is still running (slow engine)
+    this.refreshing = true;
+    try {
+      for (const [channel, subscribers] of [...this.channels]) {
+        let namespace: ResolvedNamespace | undefined;
+        for (const connection of [...subscribers]) {
+          const state = connection.subscriptions.get(channel);
+          if (!state?.presence) continue;
+          namespace = state.namespace;
+          const entry = connection.info ? { user: connection.user, info: connection.info } : { user: connection.user };
+          const { firstForUser } = await this.engine.presence.add(channel, connection.id, entry, this.presenceTtlMs);
+          // The entry was gone (expired during an engine outage, swept by another node, or Redis
+          // lost it): the user was reported as left, so they join again.
+          if (firstForUser && namespace.joinLeave) await this.presenceEvent('join', channel, namespace, connection);
+        }
+        if (!namespace) continue;
+        for (const gone of await this.engine.presence.sweep(channel)) {
+          if (namespace.joinLeave) await this.presenceEvent('leave', channel, namespace, gone);
+        }
       }
-      if (!namespace) continue;
-      for (const gone of await this.engine.presence.sweep(channel)) {
-        if (namespace.joinLeave) await this.presenceEvent('leave', channel, namespace, gone);
-      }
+    } finally {
+      this.refreshing = false;
     }
   }
 
@@ -300,7 +361,7 @@ export class Hub {
           state.pending.push({ publication, frame });
           continue;
         }
-        connection.sendEncoded(frame, ephemeral);
+        connection.sendEncoded(frame, ephemeral ? 'ephemeral' : 'live');
       }
       return;
     }
@@ -313,7 +374,20 @@ export class Hub {
       const state = connection.subscriptions.get(event.channel);
       if (!state) continue;
       if (state.pending) state.pending.push({ frame });
-      else connection.sendEncoded(frame);
+      else connection.sendEncoded(frame, 'live');
     }
   }
+}
+
+/** Encode publications as message frames, or undefined if they exceed `maxBytes` together. */
+function encodeWithin(publications: Publication[], maxBytes: number): Buffer[] | undefined {
+  const frames: Buffer[] = [];
+  let total = 0;
+  for (const publication of publications) {
+    const frame = encodeMessage(publication);
+    total += frame.length;
+    if (total > maxBytes) return undefined;
+    frames.push(frame);
+  }
+  return frames;
 }

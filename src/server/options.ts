@@ -316,7 +316,7 @@ function resolveNumbers<T extends object>(
   if (given === undefined) return out;
   if (typeof given !== 'object' || given === null) fail(prefix, 'must be an object');
   for (const [k, v] of Object.entries(given)) {
-    if (!(k in defaults)) fail(`${prefix}.${k}`, 'unknown key');
+    if (!Object.hasOwn(defaults, k)) fail(`${prefix}.${k}`, 'unknown key');
     if (v === undefined) continue;
     (out as Record<string, number>)[k] = positiveInt(`${prefix}.${k}`, v, allowZero.has(k));
   }

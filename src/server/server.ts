@@ -8,7 +8,7 @@ import type { BrokerEvent, ControlCommand, Engine, PublishResult } from '../engi
 import { Authenticator } from './auth.js';
 import { ChannelRules } from './channels.js';
 import { Connection, newClientId, type ConnectionHost } from './connection.js';
-import { rejectUpgrade, originAllowed } from './handshake.js';
+import { invalidUpgrade, rejectUpgrade, originAllowed } from './handshake.js';
 import { Hooks, type Extension, type PublishSource } from './hooks.js';
 import { handleHttpRequest } from './http-api.js';
 import { Hub, messageData } from './hub.js';
@@ -67,7 +67,14 @@ export class ChorusServer {
     this.engine = options.engine ?? new MemoryEngine();
     this.rules = new ChannelRules(this.options.namespaces);
     this.authenticator = new Authenticator(this.options.auth, this.options.authenticate);
-    this.hub = new Hub(this.engine, this.metrics, this.logger, this.options.presenceTtlMs);
+    this.hub = new Hub(this.engine, this.metrics, this.logger, {
+      presenceTtlMs: this.options.presenceTtlMs,
+      maxRecoveryBytes: this.options.limits.maxQueuedBytes,
+      onFlushed: (totals) => {
+        this.metrics.bytesOut.inc(totals.bytes);
+        this.metrics.messagesOut.inc(totals.frames);
+      },
+    });
     this.wss = new WebSocketServer({
       noServer: true,
       maxPayload: this.options.limits.maxMessageBytes,
@@ -82,12 +89,13 @@ export class ChorusServer {
       scheduleFlush: (c) => this.hub.scheduleFlush(c),
       onSlowConsumer: (c) => this.onSlowConsumer(c),
       onEphemeralDropped: () => this.metrics.ephemeralDropped.inc(),
-      onBytesOut: (bytes, frames) => {
-        this.metrics.bytesOut.inc(bytes);
-        this.metrics.messagesOut.inc(frames);
-      },
     };
     this.session = new Session(this);
+  }
+
+  /** Clock skew tolerated on token expiry (`auth.clockToleranceSec`), in ms. */
+  get clockToleranceMs(): number {
+    return (this.options.auth.clockToleranceSec ?? 5) * 1000;
   }
 
   /** Start the engine and the heartbeat timer (done automatically on the first upgrade or request). */
@@ -165,6 +173,11 @@ export class ChorusServer {
       rejectUpgrade(socket, 503, ErrorCode.SHUTTING_DOWN, 'server is shutting down');
       return;
     }
+    const invalid = invalidUpgrade(req);
+    if (invalid) {
+      rejectUpgrade(socket, 400, ErrorCode.BAD_REQUEST, invalid);
+      return;
+    }
     if (!originAllowed(req, this.options.allowedOrigins)) {
       this.authFailure(socket, 403, ErrorCode.ORIGIN_NOT_ALLOWED, 'origin not allowed', 'origin', req);
       return;
@@ -187,7 +200,7 @@ export class ChorusServer {
     } finally {
       clearTimeout(timer);
     }
-    if (identity.expiresAt !== undefined && identity.expiresAt <= Date.now()) {
+    if (identity.expiresAt !== undefined && identity.expiresAt + this.clockToleranceMs <= Date.now()) {
       this.authFailure(socket, 401, ErrorCode.UNAUTHORIZED, 'invalid token: expired', 'token', req);
       return;
     }
@@ -227,7 +240,20 @@ export class ChorusServer {
         return;
       }
       handedOver = true;
-      this.wss.handleUpgrade(req, socket, head, (ws) => this.onSocket(ws, identity, clientId));
+      let upgraded = false;
+      // ws may still refuse the socket without calling back: then the slot is released here.
+      socket.once('close', () => {
+        if (!upgraded) this.releaseUser(user, clientId);
+      });
+      this.wss.handleUpgrade(req, socket, head, (ws) => {
+        upgraded = true;
+        try {
+          this.onSocket(ws, identity, clientId);
+        } catch (err) {
+          this.logger.error({ err }, 'connection setup failed');
+          ws.terminate();
+        }
+      });
     } finally {
       if (!handedOver) this.releaseUser(user, clientId);
     }
@@ -278,7 +304,7 @@ export class ChorusServer {
     this.metrics.connections.dec();
     const code = connection.closeCode ?? peerCode;
     const reason = connection.closeReason || peerReason;
-    this.metrics.disconnects.inc({ code: String(code) });
+    this.metrics.disconnects.inc({ code: closeCodeLabel(code) });
     this.logger.info(
       { client: connection.id, user: connection.user, code, reason, durationMs: Date.now() - connection.connectedAt },
       'disconnected',
@@ -318,7 +344,9 @@ export class ChorusServer {
           this.logger.warn({ err: { message: (err as Error).message }, client: connection.id, channel: command.channel }, 'server-side subscribe failed'),
         );
       } else {
-        void this.unsubscribeConnection(connection, command.channel, 'unsubscribed by the server');
+        void this.unsubscribeConnection(connection, command.channel, 'unsubscribed by the server').catch((err) =>
+          this.logger.warn({ err: { message: (err as Error).message }, client: connection.id, channel: command.channel }, 'server-side unsubscribe failed'),
+        );
       }
     }
   }
@@ -326,13 +354,14 @@ export class ChorusServer {
   /** Heartbeats, dead-peer detection, token expiry and presence refresh, for all connections in one timer. */
   tick(now = Date.now()): void {
     const { intervalMs, timeoutMs } = this.options.heartbeat;
-    const tolerance = (this.options.auth.clockToleranceSec ?? 5) * 1000;
+    const tolerance = this.clockToleranceMs;
     let ping: Buffer | undefined;
     for (const connection of this.connections) {
       if (connection.closing) continue;
       if (now - connection.lastSeen > timeoutMs) {
         this.metrics.limitHits.inc({ limit: 'heartbeat' });
-        connection.terminate(CloseCode.HEARTBEAT_TIMEOUT, 'heartbeat timeout');
+        // A close frame in case the peer is only slow; terminated soon after either way.
+        connection.close(CloseCode.HEARTBEAT_TIMEOUT, 'heartbeat timeout', { notice: false, graceMs: 1000 });
         continue;
       }
       if (connection.expiresAt !== undefined && now >= connection.expiresAt + tolerance) {
@@ -434,7 +463,7 @@ export class ChorusServer {
     this.metrics.publishDuration.observe({ source: options.source }, Number(process.hrtime.bigint() - started) / 1e9);
     if (!result.duplicate) {
       this.metrics.publications.inc({ source: options.source });
-      void this.hooks
+      if (this.hooks.has('afterPublish')) void this.hooks
         .run('afterPublish', { ...ctx, data: finalData, ...result })
         .catch((err) => this.logger.warn({ err, channel }, 'afterPublish hook failed'));
     }
@@ -525,12 +554,18 @@ export class ChorusServer {
       ...(options.since ? { since: options.since } : {}),
       ...(options.reverse ? { reverse: true } : {}),
     });
-    return {
-      channel,
-      publications: read.publications.map(messageData),
-      offset: read.position.offset,
-      epoch: read.position.epoch,
-    };
+    // One page is one frame: keep it within half the send queue (and well under the 1 MiB that
+    // common WebSocket clients accept by default); the client pages on from the last offset.
+    const maxBytes = this.options.limits.maxQueuedBytes / 2;
+    const publications = [];
+    let bytes = 0;
+    for (const publication of read.publications) {
+      const data = messageData(publication);
+      bytes += JSON.stringify(data).length;
+      if (publications.length > 0 && bytes > maxBytes) break;
+      publications.push(data);
+    }
+    return { channel, publications, offset: read.position.offset, epoch: read.position.epoch };
   }
 
   /** Channels with subscribers on this node, with their local subscriber counts. */
@@ -589,4 +624,12 @@ export class ChorusServer {
     if (this.ownsEngine) await this.engine.close();
     this.logger.info('shut down');
   }
+}
+
+const KNOWN_CLOSE_CODES = new Set<number>([1000, 1001, 1002, 1003, 1005, 1006, 1007, 1008, 1009, 1010, 1011, 1012, 1013, 1014, 1015]);
+
+/** Metric label for a close code: peers choose codes freely, so unknown ones are bucketed. */
+function closeCodeLabel(code: number): string {
+  if (KNOWN_CLOSE_CODES.has(code) || (Object.values(CloseCode) as number[]).includes(code)) return String(code);
+  return code >= 4000 && code <= 4999 ? '4xxx' : code >= 3000 && code <= 3999 ? '3xxx' : 'other';
 }

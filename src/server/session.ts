@@ -46,6 +46,11 @@ const FAULT_CODES: ReadonlySet<string> = new Set([
 
 const CODE_PATTERN = /^[A-Z][A-Z0-9_]{0,63}$/;
 
+/** Frames waiting for their turn on one connection before its socket is paused. */
+export const MAX_PENDING_FRAMES = 256;
+/** Waiting frames below which a paused socket is resumed. */
+export const RESUME_PENDING_FRAMES = 32;
+
 /** Turn anything thrown by a handler into a protocol error; internals never reach the client. */
 export function toChorusError(err: unknown): ChorusError | undefined {
   if (err instanceof ChorusError) return err;
@@ -96,8 +101,21 @@ function optionalBoolean(data: Record<string, unknown>, key: string): boolean | 
  */
 export class Session {
   private readonly queues = new WeakMap<Connection, Promise<void>>();
+  private readonly pending = new WeakMap<Connection, number>();
+  private readonly paused = new WeakSet<Connection>();
+  /** Connections past `maxFaults`: reading stopped, a 1008 close is queued. */
+  private readonly abusive = new WeakSet<Connection>();
 
   constructor(private readonly server: ChorusServer) {}
+
+  private readonly inCounters = new Map<string, { inc(): void }>();
+
+  /** Count an incoming frame; label children are cached (the label set is small and fixed). */
+  private countIn(event: string): void {
+    let counter = this.inCounters.get(event);
+    if (!counter) this.inCounters.set(event, (counter = this.server.metrics.messagesIn.labels({ event })));
+    counter.inc();
+  }
 
   assertHandlerName(event: string): void {
     if (typeof event !== 'string' || event.length === 0 || event.length > 128) {
@@ -120,8 +138,17 @@ export class Session {
           this.sendConnected(connection, subscriptions);
           goLive();
         } catch (err) {
-          // No personal namespace (or an invalid user id for a channel name): connect without it.
-          server.logger.debug({ err: { message: (err as Error).message }, client: connection.id }, 'no personal channel');
+          const code = err instanceof ChorusError ? err.code : ErrorCode.INTERNAL;
+          if (code === ErrorCode.BAD_CHANNEL) {
+            // No personal namespace, or a user id that is not a valid channel name: connect without it.
+            server.logger.warn({ client: connection.id, user: connection.user }, 'no personal channel for this user');
+          } else {
+            // The engine failed: without its personal channel the client would silently miss
+            // notifications, so it reconnects (with backoff) instead.
+            server.logger.warn({ err: { message: (err as Error).message }, client: connection.id }, 'personal channel subscribe failed');
+            connection.close(CloseCode.DISCONNECT_RECONNECT, 'personal channel unavailable; reconnect', { reconnect: true });
+            return;
+          }
         }
       }
       if (subscriptions.length === 0) this.sendConnected(connection, subscriptions);
@@ -148,11 +175,32 @@ export class Session {
     connection.send({ event: ServerEvent.CONNECTED, data });
   }
 
+  /**
+   * Run a task after the connection's earlier ones. Past MAX_PENDING_FRAMES waiting tasks (a
+   * slow handler or engine and a client that keeps sending) the socket is paused, so memory
+   * stays bounded: TCP pushes back on the client until the queue drains to RESUME_PENDING_FRAMES.
+   */
   private enqueue(connection: Connection, task: () => Promise<void>): void {
+    const pending = (this.pending.get(connection) ?? 0) + 1;
+    this.pending.set(connection, pending);
+    if (pending > MAX_PENDING_FRAMES && !this.paused.has(connection)) {
+      this.paused.add(connection);
+      connection.ws.pause();
+    }
     const previous = this.queues.get(connection) ?? Promise.resolve();
-    const next = previous.then(task).catch((err) => {
-      this.server.logger.error({ err, client: connection.id }, 'frame handling failed');
-    });
+    const next = previous
+      .then(task)
+      .catch((err) => {
+        this.server.logger.error({ err, client: connection.id }, 'frame handling failed');
+      })
+      .finally(() => {
+        const left = (this.pending.get(connection) ?? 1) - 1;
+        this.pending.set(connection, left);
+        if (left <= RESUME_PENDING_FRAMES && this.paused.has(connection) && !this.abusive.has(connection)) {
+          this.paused.delete(connection);
+          connection.ws.resume();
+        }
+      });
     this.queues.set(connection, next);
   }
 
@@ -164,7 +212,8 @@ export class Session {
     server.metrics.bytesIn.inc(data.length);
     if (isBinary) {
       const error = new ChorusError(ErrorCode.BAD_FRAME, 'binary messages are not accepted; send JSON text');
-      this.enqueue(connection, async () => this.fail(connection, undefined, 'binary', error));
+      this.enqueue(connection, async () => this.sendError(connection, undefined, 'binary', error));
+      this.countFault(connection, error.code);
       return;
     }
     for (const text of splitFrames(data.toString('utf8'))) {
@@ -173,17 +222,20 @@ export class Session {
       try {
         frame = parseFrame(text);
       } catch (err) {
-        this.enqueue(connection, async () => this.fail(connection, undefined, undefined, err as ChorusError));
+        const error = err as ChorusError;
+        this.enqueue(connection, async () => this.sendError(connection, undefined, undefined, error));
+        this.countFault(connection, error.code);
         continue;
       }
-      const reserved = RESERVED_EVENTS.has(frame.event);
-      server.metrics.messagesIn.inc({ event: reserved ? frame.event : 'app' });
+      this.countIn(RESERVED_EVENTS.has(frame.event) ? frame.event : 'app');
       const rate = connection.consumeRate();
       if (!rate.ok) {
         server.metrics.limitHits.inc({ limit: 'rate' });
         const error = new ChorusError(ErrorCode.RATE_LIMITED, 'too many frames; slow down', { retryAfterMs: rate.retryAfterMs });
-        // Replies keep the order of the frames they answer, so the error waits its turn.
-        this.enqueue(connection, async () => this.fail(connection, frame.id, frame.event, error));
+        // Replies keep the order of the frames they answer, so the error waits its turn; the
+        // fault counts now, so a flood is cut off however long the queue is.
+        this.enqueue(connection, async () => this.sendError(connection, frame.id, frame.event, error));
+        this.countFault(connection, error.code);
         continue;
       }
       this.enqueue(connection, () => this.handle(connection, frame));
@@ -194,17 +246,25 @@ export class Session {
     if (frame.id !== undefined) connection.send({ event: ServerEvent.ACK, id: frame.id, data: result ?? null });
   }
 
-  /** Send an error reply; count faults; close with 1008 when they exceed the limit. */
-  private fail(connection: Connection, id: string | undefined, event: string | undefined, error: ChorusError): void {
+  /** Send an error reply. */
+  private sendError(connection: Connection, id: string | undefined, event: string | undefined, error: ChorusError): void {
     if (connection.closing) return;
     const data: Record<string, unknown> = { code: error.code, message: error.message, ...(error.details ?? {}) };
     if (id === undefined && event !== undefined) data.event = event;
     connection.send(id === undefined ? { event: ServerEvent.ERROR, data } : { event: ServerEvent.ERROR, id, data });
-    if (FAULT_CODES.has(error.code) && connection.addFault()) {
-      this.server.metrics.limitHits.inc({ limit: 'faults' });
-      this.server.logger.warn({ client: connection.id, user: connection.user }, 'too many faulty frames');
-      connection.close(CloseCode.POLICY_VIOLATION, 'too many faulty frames');
-    }
+  }
+
+  /**
+   * Count a faulty frame. Past `maxFaults` in the window the connection reads nothing more and
+   * is closed with 1008 once the replies queued before (this frame's error included) are sent.
+   */
+  private countFault(connection: Connection, code: string): void {
+    if (!FAULT_CODES.has(code) || this.abusive.has(connection) || !connection.addFault()) return;
+    this.abusive.add(connection);
+    this.server.metrics.limitHits.inc({ limit: 'faults' });
+    this.server.logger.warn({ client: connection.id, user: connection.user }, 'too many faulty frames');
+    connection.ws.pause();
+    this.enqueue(connection, async () => connection.close(CloseCode.POLICY_VIOLATION, 'too many faulty frames'));
   }
 
   private async handle(connection: Connection, frame: Frame): Promise<void> {
@@ -220,7 +280,8 @@ export class Session {
         this.server.logger.error({ err, client: connection.id, event: frame.event }, 'handler failed');
         error = new ChorusError(ErrorCode.INTERNAL, 'internal error');
       }
-      this.fail(connection, frame.id, frame.event, error);
+      this.sendError(connection, frame.id, frame.event, error);
+      this.countFault(connection, error.code);
     }
   }
 
@@ -348,7 +409,7 @@ export class Session {
           throw new ChorusError(ErrorCode.TOKEN_INVALID, (err as Error).message);
         }
         if (identity.user !== connection.user) throw new ChorusError(ErrorCode.TOKEN_INVALID, 'the new token is for another user');
-        if (identity.expiresAt !== undefined && identity.expiresAt <= Date.now()) {
+        if (identity.expiresAt !== undefined && identity.expiresAt + server.clockToleranceMs <= Date.now()) {
           throw new ChorusError(ErrorCode.TOKEN_INVALID, 'invalid token: expired');
         }
         connection.expiresAt = identity.expiresAt;
