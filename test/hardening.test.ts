@@ -260,3 +260,29 @@ describe('handshake edge cases', () => {
     }
   });
 });
+
+describe('extension denials', () => {
+  test('a plain Error from onSubscribe or beforePublish denies with PERMISSION_DENIED, its message hidden', async () => {
+    const s = await startServer();
+    s.chorus.use({
+      onSubscribe: ({ channel }) => {
+        if (channel === 'chat:no') throw new Error('internal detail');
+      },
+      beforePublish: ({ channel }) => {
+        if (channel === 'chat:nopub') throw new Error('internal detail');
+      },
+    });
+    try {
+      const a = await TestSocket.connect(s.wsUrl, await signToken('ada'));
+      const sub = (await a.request('subscribe', { channel: 'chat:no' })).data as any;
+      assert.equal(sub.code, 'PERMISSION_DENIED');
+      assert.ok(!JSON.stringify(sub).includes('internal detail'));
+      const pub = (await a.request('publish', { channel: 'chat:nopub', data: 1 })).data as any;
+      assert.equal(pub.code, 'PERMISSION_DENIED');
+      await a.ok('subscribe', { channel: 'chat:yes' });
+      a.close();
+    } finally {
+      await s.close();
+    }
+  });
+});

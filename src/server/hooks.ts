@@ -1,4 +1,6 @@
 import type { IncomingMessage } from 'node:http';
+import { ChorusError, ErrorCode } from '../protocol/index.js';
+import { toChorusError } from './errors.js';
 import type { Connection } from './connection.js';
 import type { Identity } from './options.js';
 
@@ -61,6 +63,11 @@ export interface Extension {
 
 type HookName = Exclude<keyof Extension, 'name' | 'priority'>;
 
+/** A hook's throw as the error the client sees. */
+function asDenial(err: unknown): ChorusError {
+  return toChorusError(err) ?? new ChorusError(ErrorCode.PERMISSION_DENIED, 'denied by the server');
+}
+
 /** Holds extensions sorted by priority and runs one hook across all of them. */
 export class Hooks {
   private extensions: Extension[] = [];
@@ -80,12 +87,29 @@ export class Hooks {
     }
   }
 
-  /** Run beforePublish across extensions, threading replaced data through. */
+  /**
+   * Run a hook that may deny the operation: a thrown coded error keeps its code, anything else
+   * becomes PERMISSION_DENIED (the extension's message is not shown to the client).
+   */
+  async deny<H extends HookName>(hook: H, ctx: Parameters<NonNullable<Extension[H]>>[0]): Promise<void> {
+    try {
+      await this.run(hook, ctx);
+    } catch (err) {
+      throw asDenial(err);
+    }
+  }
+
+  /** Run beforePublish across extensions, threading replaced data through; throws like `deny`. */
   async beforePublish(ctx: PublishContext): Promise<unknown> {
     let data = ctx.data;
     for (const extension of this.extensions) {
       if (!extension.beforePublish) continue;
-      const result = await extension.beforePublish({ ...ctx, data });
+      let result: void | { data: unknown };
+      try {
+        result = await extension.beforePublish({ ...ctx, data });
+      } catch (err) {
+        throw asDenial(err);
+      }
       if (result && typeof result === 'object' && 'data' in result) data = result.data;
     }
     return data;

@@ -211,7 +211,7 @@ export class ChorusServer {
       reserved = await this.engine.connections.reserve(user, clientId, this.options.limits.maxConnectionsPerUser, this.options.presenceTtlMs);
     } catch (err) {
       this.logger.error({ err: { message: (err as Error).message } }, 'connection registry unavailable');
-      rejectUpgrade(socket, 503, ErrorCode.UNAVAILABLE, 'the engine is unavailable; try again later');
+      this.authFailure(socket, 503, ErrorCode.UNAVAILABLE, 'the engine is unavailable; try again later', 'unavailable', req);
       return;
     }
     if (!reserved) {
@@ -493,7 +493,7 @@ export class ChorusServer {
   /** Subscribe one local connection to a channel from the server side; the client gets a `subscribed` event. */
   async subscribeConnection(connection: Connection, channel: string, options: { since?: StreamPosition } = {}): Promise<SubscribeResult> {
     const namespace = this.rules.resolve(channel);
-    await this.hooks.run('onSubscribe', { connection, channel, serverSide: true });
+    await this.hooks.deny('onSubscribe', { connection, channel, serverSide: true });
     const { result, goLive } = await this.hub.subscribe(
       connection,
       channel,

@@ -14,6 +14,7 @@ import {
   type SubscribeResult,
 } from '../protocol/index.js';
 import type { Connection } from './connection.js';
+import { toChorusError } from './errors.js';
 import type { ResolvedNamespace } from './options.js';
 import { validate, type StandardSchemaV1 } from './schema.js';
 import type { ChorusServer } from './server.js';
@@ -44,25 +45,10 @@ const FAULT_CODES: ReadonlySet<string> = new Set([
   ErrorCode.RATE_LIMITED,
 ]);
 
-const CODE_PATTERN = /^[A-Z][A-Z0-9_]{0,63}$/;
-
 /** Frames waiting for their turn on one connection before its socket is paused. */
 export const MAX_PENDING_FRAMES = 256;
 /** Waiting frames below which a paused socket is resumed. */
 export const RESUME_PENDING_FRAMES = 32;
-
-/** Turn anything thrown by a handler into a protocol error; internals never reach the client. */
-export function toChorusError(err: unknown): ChorusError | undefined {
-  if (err instanceof ChorusError) return err;
-  if (err instanceof Error) {
-    const e = err as Error & { code?: unknown; errno?: unknown; syscall?: unknown };
-    // A coded application error (not a Node system or internal error) is shown as it is.
-    if (typeof e.code === 'string' && CODE_PATTERN.test(e.code) && !e.code.startsWith('ERR_') && e.errno === undefined && e.syscall === undefined) {
-      return new ChorusError(e.code, e.message);
-    }
-  }
-  return undefined;
-}
 
 function objectData(frame: Frame): Record<string, unknown> {
   const data = frame.data;
@@ -321,7 +307,7 @@ export class Session {
         if (connection.subscriptions.has(channel)) {
           throw new ChorusError(ErrorCode.ALREADY_SUBSCRIBED, `already subscribed to "${channel}"`);
         }
-        await server.hooks.run('onSubscribe', { connection, channel, serverSide: false });
+        await server.hooks.deny('onSubscribe', { connection, channel, serverSide: false });
         const { result, goLive } = await server.hub.subscribe(
           connection,
           channel,
