@@ -103,9 +103,9 @@ export function contract(name: string, make: () => Promise<{ engine: Engine; cle
     test('exceptClient travels with the publication', async () => {
       const c = ch();
       await engine.broker.subscribe(c, { recoverable: true });
-      await engine.broker.publish(c, 'x', { history, exceptClient: 'c_me' });
+      await engine.broker.publish(c, 'x', { history, exceptClient: 'c_"me\\' });
       const e = await waitFor((e) => e.type === 'publication' && e.publication.channel === c);
-      assert.equal((e as any).exceptClient, 'c_me');
+      assert.equal((e as any).exceptClient, 'c_"me\\');
       await engine.broker.unsubscribe(c);
     });
 
@@ -153,6 +153,11 @@ export function contract(name: string, make: () => Promise<{ engine: Engine; cle
       await engine.connections.reserve(dead, 'e1', 1, 30);
       await new Promise((r) => setTimeout(r, 60));
       assert.equal(await engine.connections.reserve(dead, 'e2', 1, 60000), true, 'an unrefreshed entry expires');
+      const back = `${user}-back`;
+      await engine.connections.reserve(back, 'f1', 1, 30);
+      await new Promise((r) => setTimeout(r, 60));
+      await engine.connections.refresh([{ user: back, clientId: 'f1' }], 60000);
+      assert.equal(await engine.connections.reserve(back, 'f2', 1, 60000), false, 'a live connection whose entry expired is counted again after a refresh');
     });
 
     test('rate limiter: burst then refusal with retryAfterMs', async () => {

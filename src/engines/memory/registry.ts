@@ -26,9 +26,11 @@ export class MemoryConnectionRegistry implements ConnectionRegistry {
 
   async refresh(list: Array<{ user: string; clientId: string }>, ttlMs: number): Promise<void> {
     const expiresAt = this.now() + ttlMs;
+    // Entries of live connections are (re-)added even if they expired meanwhile.
     for (const { user, clientId } of list) {
-      const entries = this.users.get(user);
-      if (entries?.has(clientId)) entries.set(clientId, expiresAt);
+      let entries = this.users.get(user);
+      if (!entries) this.users.set(user, (entries = new Map()));
+      entries.set(clientId, expiresAt);
     }
   }
 

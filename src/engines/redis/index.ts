@@ -125,6 +125,10 @@ export class RedisEngine implements Engine, Broker, HistoryStore {
       enableOfflineQueue: false,
       maxRetriesPerRequest: 0,
       retryStrategy: (times: number) => Math.min(50 * 2 ** Math.min(times, 6), 2000),
+      // Sentinel: drop the connection as soon as a sentinel announces +switch-master. Without it
+      // the old master keeps accepting our writes until Sentinel demotes it (about 8-10 s later),
+      // and those publications are lost with its data set.
+      ...(options.redis?.sentinels ? { failoverDetector: true } : {}),
       ...options.redis,
     };
     const tag = options.name ? `${options.name.replace(/[^A-Za-z0-9_.-]/g, '_')}-` : '';
@@ -134,7 +138,12 @@ export class RedisEngine implements Engine, Broker, HistoryStore {
           enableOfflineQueue: false,
           clusterRetryStrategy: (times: number) => Math.min(100 * times, 2000),
           ...options.clusterOptions,
-          redisOptions: { ...common, connectionName: `chorus-${tag}${role}` },
+          // SSUBSCRIBE must reach the master that owns the channel's slot. ioredis routes it there
+          // only with `shardedSubscribers` (one subscriber connection per master); otherwise every
+          // SSUBSCRIBE goes to its one classic subscriber node and fails (MOVED) for other slots.
+          ...(role === 'pubsub' && this.sharded ? { shardedSubscribers: true } : {}),
+          // Node connections: our defaults, then `redis`, then `clusterOptions.redisOptions` (was dropped).
+          redisOptions: { ...common, ...options.clusterOptions?.redisOptions, connectionName: `chorus-${tag}${role}` },
         });
       }
       const opts: RedisOptions = { ...common, connectionName: `chorus-${tag}${role}`, autoResubscribe: false };
@@ -177,6 +186,10 @@ export class RedisEngine implements Engine, Broker, HistoryStore {
     this.client.on('reconnecting', () => this.logger?.warn('redis reconnecting'));
     this.subscriber.on(this.sharded ? 'smessage' : 'message', (channel: string, message: string) => this.onMessage(channel, message));
     this.subscriber.on('ready', () => void this.onSubscriberReady());
+    // Cluster + sharded pub/sub: a shard's subscriber connection is replaced (node restart, slot
+    // move) without a `ready` of the Cluster; ioredis resubscribes it and then emits this. Our
+    // handler resubscribes too (idempotent) and backfills what was published meanwhile.
+    if (options.cluster && this.sharded) this.subscriber.on('subscribersReady', () => this.everReady && void this.onSubscriberReady());
   }
 
   get broker(): Broker {
@@ -227,7 +240,8 @@ export class RedisEngine implements Engine, Broker, HistoryStore {
       const channels = [this.controlChannel, ...[...this.subscribed].map((c) => this.key(c, 'p'))];
       if (this.sharded) {
         await this.subscriber.subscribe(this.controlChannel);
-        if (channels.length > 1) await this.subscriber.ssubscribe(...channels.slice(1));
+        // One SSUBSCRIBE per channel: on Cluster, channels of one SSUBSCRIBE must share a slot.
+        await Promise.all(channels.slice(1).map((c) => this.subscriber.ssubscribe(c)));
       } else {
         await this.subscriber.subscribe(...channels);
       }
@@ -236,7 +250,10 @@ export class RedisEngine implements Engine, Broker, HistoryStore {
         await this.sequencer.resync((channel) => this.position(channel));
       }
     } catch (err) {
-      this.logger?.error({ err: { message: (err as Error).message } }, 'redis pub/sub resubscribe failed');
+      // Without its subscriptions the node would receive nothing: reconnect (with the client's
+      // backoff) and try again; the next 'ready' resubscribes and backfills.
+      this.logger?.error({ err: { message: (err as Error).message } }, 'redis pub/sub resubscribe failed; reconnecting');
+      if (!this.closed) this.subscriber.disconnect(true);
     }
   }
 

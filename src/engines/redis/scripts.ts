@@ -47,7 +47,7 @@ else
   redis.call('PEXPIRE', KEYS[1], ARGV[4])
 end
 local message = '{"t":"p",' .. body
-if ARGV[8] ~= '' then message = '{"t":"p","x":"' .. ARGV[8] .. '",' .. body end
+if ARGV[8] ~= '' then message = '{"t":"p","x":' .. cjson.encode(ARGV[8]) .. ',' .. body end
 redis.call(ARGV[9], ARGV[6], message)
 if ARGV[7] ~= '0' then
   redis.call('HSET', KEYS[3], 'o', offset, 'e', epoch)
@@ -223,10 +223,14 @@ redis.call('PEXPIRE', KEYS[1], math.ceil(burst / rate * 1000) + 1000)
 return {ok, retry}
 `;
 
-/** Refresh one connection entry. KEYS: 1 the user's zset. ARGV: 1 ttl ms, 2 client id. */
+/**
+ * Refresh one live connection entry. KEYS: 1 the user's zset. ARGV: 1 ttl ms, 2 client id.
+ * Re-adds an entry that is gone (expired during a Redis outage, or Redis lost it), so live
+ * connections keep counting toward the cap.
+ */
 export const REFRESH = `
 local function nowms() local t = redis.call('TIME') return tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000) end
-redis.call('ZADD', KEYS[1], 'XX', nowms() + tonumber(ARGV[1]), ARGV[2])
+redis.call('ZADD', KEYS[1], nowms() + tonumber(ARGV[1]), ARGV[2])
 if redis.call('PTTL', KEYS[1]) < tonumber(ARGV[1]) then redis.call('PEXPIRE', KEYS[1], ARGV[1]) end
 return 1
 `;
