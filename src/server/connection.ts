@@ -226,6 +226,8 @@ export class Connection {
     this.closing = true;
     this.closeCode = code;
     this.closeReason = reason;
+    // Reading may have been paused (flood control): the peer's close frame must be read.
+    if (this.ws.isPaused) this.ws.resume();
     try {
       this.ws.close(code, reason);
     } catch {
