@@ -186,6 +186,24 @@ describe('loadConfig: precedence flags > env > file > defaults', () => {
     assert.equal(c.server.auth?.audience, 'chat');
   });
 
+  it('reads redis.tls PEM files relative to the config file', () => {
+    const ca = '-----BEGIN CERTIFICATE-----\nCA\n-----END CERTIFICATE-----\n';
+    const cert = '-----BEGIN CERTIFICATE-----\nME\n-----END CERTIFICATE-----\n';
+    const key = '-----BEGIN PRIVATE KEY-----\nK\n-----END PRIVATE KEY-----\n';
+    const fsTls = files({
+      '/etc/chorus/c.json': JSON.stringify({
+        redis: { url: 'rediss://redis.internal:6380', tls: { caFile: 'tls/ca.crt', certFile: '/abs/client.crt', keyFile: 'tls/client.key', servername: 'redis.internal' } },
+      }),
+      '/etc/chorus/tls/ca.crt': ca,
+      '/abs/client.crt': cert,
+      '/etc/chorus/tls/client.key': key,
+    });
+    const c = loadConfig(['--config', '/etc/chorus/c.json'], {}, fsTls);
+    assert.deepEqual(c.redis, { url: 'rediss://redis.internal:6380', tls: { ca, cert, key, servername: 'redis.internal' } });
+    const insecure = loadConfig(['--config', '/c.json'], {}, files({ '/c.json': JSON.stringify({ redis: { tls: { rejectUnauthorized: false } } }) }));
+    assert.deepEqual(insecure.redis, { tls: { rejectUnauthorized: false } });
+  });
+
   it('reads auth.publicKeyFile relative to the config file; no demo mode then', () => {
     const pem = '-----BEGIN PUBLIC KEY-----\nMFkw\n-----END PUBLIC KEY-----\n';
     const fsKey = files({
@@ -267,6 +285,27 @@ describe('loadConfig: errors name the bad key', () => {
     ['bad redis.commandTimeoutMs', () => loadConfig(['--config', '/c.json'], {}, file({ redis: { commandTimeoutMs: 0 } })), /^invalid option redis\.commandTimeoutMs: /],
     ['sentinels without a name', () => loadConfig(['--config', '/c.json'], {}, file({ redis: { sentinels: [{ host: 'a', port: 26379 }] } })), /^invalid option redis\.name: is required/],
     ['bad cluster node', () => loadConfig(['--config', '/c.json'], {}, file({ redis: { cluster: [{ host: 'a', port: 'x' }] } })), /^invalid option redis\.cluster\[0\]\.port: /],
+    ['redis.tls not an object', () => loadConfig(['--config', '/c.json'], {}, file({ redis: { tls: true } })), /^invalid option redis\.tls: must be an object/],
+    ['unknown redis.tls key', () => loadConfig(['--config', '/c.json'], {}, file({ redis: { tls: { ca: 'x' } } })), /^invalid option redis\.tls\.ca: unknown key/],
+    [
+      'missing redis.tls.caFile',
+      () => loadConfig(['--config', '/c.json'], {}, file({ redis: { tls: { caFile: 'ca.crt' } } })),
+      /^invalid option redis\.tls\.caFile: cannot read "\/ca\.crt" \(ENOENT\)/,
+    ],
+    [
+      'redis.tls.caFile not PEM',
+      () => loadConfig(['--config', '/c.json'], {}, files({ '/c.json': JSON.stringify({ redis: { tls: { caFile: 'ca.crt' } } }), '/ca.crt': 'junk' })),
+      /^invalid option redis\.tls\.caFile: "\/ca\.crt" is not a PEM file/,
+    ],
+    ['empty redis.tls.caFile', () => loadConfig(['--config', '/c.json'], {}, file({ redis: { tls: { caFile: '' } } })), /^invalid option redis\.tls\.caFile: must be a file path/],
+    [
+      'redis.tls.certFile without keyFile',
+      () =>
+        loadConfig(['--config', '/c.json'], {}, files({ '/c.json': JSON.stringify({ redis: { tls: { certFile: 'c.crt' } } }), '/c.crt': '-----BEGIN CERTIFICATE-----' })),
+      /^invalid option redis\.tls\.keyFile: certFile and keyFile go together/,
+    ],
+    ['bad redis.tls.rejectUnauthorized', () => loadConfig(['--config', '/c.json'], {}, file({ redis: { tls: { rejectUnauthorized: 'no' } } })), /^invalid option redis\.tls\.rejectUnauthorized: must be true or false/],
+    ['bad redis.tls.servername', () => loadConfig(['--config', '/c.json'], {}, file({ redis: { tls: { servername: 1 } } })), /^invalid option redis\.tls\.servername: /],
     ['bad presenceTtlMs', () => loadConfig(['--config', '/c.json'], {}, file({ presenceTtlMs: -1 })), /^invalid option presenceTtlMs: /],
     ['bad personalChannel', () => loadConfig(['--config', '/c.json'], {}, file({ personalChannel: 'yes' })), /^invalid option personalChannel: /],
     ['bad heartbeat', () => loadConfig(['--config', '/c.json'], {}, file({ heartbeat: { intervalMs: 5000, timeoutMs: 1000 } })), /^invalid option heartbeat\.timeoutMs: /],

@@ -85,7 +85,23 @@ const FILE_KEYS = new Set([
 ]);
 
 /** Keys of the file's `redis` object. */
-const REDIS_KEYS = new Set(['url', 'prefix', 'commandTimeoutMs', 'sentinels', 'name', 'cluster', 'shardedPubSub']);
+const REDIS_KEYS = new Set(['url', 'prefix', 'commandTimeoutMs', 'sentinels', 'name', 'cluster', 'shardedPubSub', 'tls']);
+
+/** Keys of the file's `redis.tls` object (files are read relative to the config file). */
+const REDIS_TLS_KEYS = new Set(['caFile', 'certFile', 'keyFile', 'rejectUnauthorized', 'servername']);
+
+/** TLS to Redis, resolved: PEM texts read from the `*File` keys. */
+export interface RedisTlsConfig {
+  /** CA certificate(s) the server's certificate must chain to (default: Node's public CAs). */
+  ca?: string;
+  /** Client certificate and key, for a server with `tls-auth-clients yes`. */
+  cert?: string;
+  key?: string;
+  /** Default true; false accepts any server certificate (testing only). */
+  rejectUnauthorized?: boolean;
+  /** The name the server's certificate is checked against (SNI), when it differs from the host. */
+  servername?: string;
+}
 
 /** Serializable Redis engine settings (file key `redis`; `CHORUS_REDIS_URL` sets `url`). */
 export interface RedisConfig {
@@ -102,6 +118,8 @@ export interface RedisConfig {
   cluster?: Array<{ host: string; port: number }>;
   /** Sharded pub/sub on Redis Cluster (Redis 7). Default false. */
   shardedPubSub?: boolean;
+  /** TLS to Redis (file key `redis.tls`: caFile, certFile, keyFile, rejectUnauthorized, servername). Implied by `rediss://`. */
+  tls?: RedisTlsConfig;
 }
 
 function hostPorts(key: string, value: unknown): Array<{ host: string; port: number }> {
@@ -112,7 +130,44 @@ function hostPorts(key: string, value: unknown): Array<{ host: string; port: num
   });
 }
 
-function fileRedis(raw: unknown): RedisConfig | undefined {
+/** Validates `redis.tls` and reads its PEM files (relative to the config file). */
+function fileRedisTls(raw: unknown, configPath: string, readFile: ReadFile): RedisTlsConfig {
+  if (!isPlainObject(raw)) invalid('redis.tls', 'must be an object ({"caFile", "certFile", "keyFile", "rejectUnauthorized", "servername"})');
+  for (const key of Object.keys(raw)) if (!REDIS_TLS_KEYS.has(key)) invalid(`redis.tls.${key}`, 'unknown key');
+  const tls: RedisTlsConfig = {};
+  const pem = (key: 'caFile' | 'certFile' | 'keyFile'): string | undefined => {
+    const value = raw[key];
+    if (value === undefined) return undefined;
+    if (typeof value !== 'string' || !value) invalid(`redis.tls.${key}`, 'must be a file path');
+    const path = resolve(dirname(configPath), value);
+    let text: string;
+    try {
+      text = readFile(path);
+    } catch (err) {
+      invalid(`redis.tls.${key}`, `cannot read ${JSON.stringify(path)} (${(err as NodeJS.ErrnoException).code ?? 'error'})`);
+    }
+    if (!text.includes('-----BEGIN ')) invalid(`redis.tls.${key}`, `${JSON.stringify(path)} is not a PEM file`);
+    return text;
+  };
+  const ca = pem('caFile');
+  const cert = pem('certFile');
+  const key = pem('keyFile');
+  if ((cert === undefined) !== (key === undefined)) invalid(cert === undefined ? 'redis.tls.certFile' : 'redis.tls.keyFile', 'certFile and keyFile go together');
+  if (ca !== undefined) tls.ca = ca;
+  if (cert !== undefined) tls.cert = cert;
+  if (key !== undefined) tls.key = key;
+  if (raw.rejectUnauthorized !== undefined) {
+    if (typeof raw.rejectUnauthorized !== 'boolean') invalid('redis.tls.rejectUnauthorized', 'must be true or false');
+    tls.rejectUnauthorized = raw.rejectUnauthorized;
+  }
+  if (raw.servername !== undefined) {
+    if (typeof raw.servername !== 'string' || !raw.servername) invalid('redis.tls.servername', 'must be a non-empty string');
+    tls.servername = raw.servername;
+  }
+  return tls;
+}
+
+function fileRedis(raw: unknown, configPath: string, readFile: ReadFile): RedisConfig | undefined {
   if (raw === undefined) return undefined;
   if (!isPlainObject(raw)) invalid('redis', 'must be an object');
   for (const key of Object.keys(raw)) if (!REDIS_KEYS.has(key)) invalid(`redis.${key}`, 'unknown key');
@@ -140,6 +195,7 @@ function fileRedis(raw: unknown): RedisConfig | undefined {
     if (raw.shardedPubSub && !redis.cluster) invalid('redis.shardedPubSub', 'needs redis.cluster');
     redis.shardedPubSub = raw.shardedPubSub;
   }
+  if (raw.tls !== undefined) redis.tls = fileRedisTls(raw.tls, configPath, readFile);
   return redis;
 }
 
@@ -375,7 +431,7 @@ export function loadConfig(
           : 'info';
 
   const { port: _p, host: _h, logLevel: _l, auth: rawAuth, redis: rawRedis, ...rest } = file;
-  let redis = fileRedis(rawRedis);
+  let redis = fileRedis(rawRedis, configFile ?? '.', readFile);
   const envRedis = envVar(env, 'CHORUS_REDIS_URL');
   if (envRedis !== undefined) redis = { ...redis, url: redisUrl('CHORUS_REDIS_URL', envRedis) };
   const server = rest as ServerOptions;

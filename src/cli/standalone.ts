@@ -157,7 +157,14 @@ export function createRedisEngine(config: RedisConfig, logger: Logger, name?: st
     ...(config.url ? { url: config.url } : {}),
     ...(config.prefix ? { prefix: config.prefix } : {}),
     ...(config.commandTimeoutMs ? { commandTimeoutMs: config.commandTimeoutMs } : {}),
-    ...(config.sentinels ? { redis: { sentinels: config.sentinels, name: config.name } } : {}),
+    redis: {
+      ...(config.sentinels ? { sentinels: config.sentinels, name: config.name } : {}),
+      // TLS to the data nodes (also Cluster nodes: `redis` is every node's options). With
+      // Sentinel, ioredis uses `tls` for the master only with enableTLSForSentinelMode, and
+      // `sentinelTLS` for the sentinels themselves: a TLS deployment secures both.
+      ...(config.tls ? { tls: { ...config.tls } } : {}),
+      ...(config.tls && config.sentinels ? { enableTLSForSentinelMode: true, sentinelTLS: { ...config.tls } } : {}),
+    },
     ...(config.cluster ? { cluster: config.cluster } : {}),
     ...(config.shardedPubSub ? { shardedPubSub: true } : {}),
     logger: logger.child({ component: 'redis' }),
