@@ -184,7 +184,10 @@ export class RedisEngine implements Engine, Broker, HistoryStore {
     });
     this.client.on('end', () => !this.closed && this.logger?.error('redis connection ended'));
     this.client.on('reconnecting', () => this.logger?.warn('redis reconnecting'));
-    this.subscriber.on(this.sharded ? 'smessage' : 'message', (channel: string, message: string) => this.onMessage(channel, message));
+    // Both kinds: with sharded pub/sub, channels arrive as `smessage` but the control channel
+    // (classic SUBSCRIBE, cluster-wide) still arrives as `message`.
+    this.subscriber.on('message', (channel: string, message: string) => this.onMessage(channel, message));
+    if (this.sharded) this.subscriber.on('smessage', (channel: string, message: string) => this.onMessage(channel, message));
     this.subscriber.on('ready', () => void this.onSubscriberReady());
     // Cluster + sharded pub/sub: a shard's subscriber connection is replaced (node restart, slot
     // move) without a `ready` of the Cluster; ioredis resubscribes it and then emits this. Our
