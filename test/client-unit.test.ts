@@ -581,6 +581,20 @@ describe('client state machine', () => {
     });
   });
 
+  test('connect() while waiting out a reconnect delay reconnects at once', async () => {
+    await withClient({}, { minReconnectDelayMs: 60000, maxReconnectDelayMs: 60000, random: () => 0.999 }, async (server, client) => {
+      client.connect();
+      await next(client, 'connected');
+      const conn = await server.connection(1);
+      const connecting = next(client, 'connecting');
+      conn.ws.close(4000, 'drop');
+      assert.ok((await connecting).delayMs > 1000, 'a long delay is pending');
+      client.connect();
+      await next(client, 'connected');
+      assert.equal(server.connections.length, 2);
+    });
+  });
+
   test('a silent server is detected (pingIntervalMs + pingTimeoutMs / 3) and the client reconnects', async () => {
     await withClient({ connected: { pingIntervalMs: 40, pingTimeoutMs: 30 } }, {}, async (server, client) => {
       client.connect();

@@ -212,8 +212,18 @@ export class ChorusClient<
     return this.#requests.queued;
   }
 
-  /** Start connecting (and keep reconnecting until `close()` or a no-reconnect close code). No-op unless disconnected. */
+  /**
+   * Start connecting (and keep reconnecting until `close()` or a no-reconnect close code). While
+   * waiting out a reconnect delay it reconnects at once (a "Reconnect now" button); otherwise a
+   * no-op unless disconnected.
+   */
   connect(): void {
+    if (this.#state === ClientState.CONNECTING && this.#reconnectTimer !== undefined) {
+      clearTimeout(this.#reconnectTimer);
+      this.#reconnectTimer = undefined;
+      void this.#open();
+      return;
+    }
     if (this.#state !== ClientState.DISCONNECTED) return;
     this.#setState(ClientState.CONNECTING);
     this.#emit('connecting', { attempt: 0, delayMs: 0 });
