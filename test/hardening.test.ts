@@ -43,8 +43,8 @@ describe('replies the client asked for are bounded by bytes, not treated as a sl
     }
   });
 
-  test('recovery up to maxQueuedBytes is delivered; more is recovered:false; neither disconnects', async () => {
-    const maxQueuedBytes = 256 * 1024;
+  test('recovery up to half the send queue is delivered; more is recovered:false; neither disconnects', async () => {
+    const maxQueuedBytes = 512 * 1024;
     const s = await startServer({ limits: { maxQueuedBytes }, namespaces: [{ pattern: 'big:*', historySize: 100 }] });
     try {
       const a = await TestSocket.connect(s.wsUrl, await signToken('ada'));
@@ -56,13 +56,46 @@ describe('replies the client asked for are bounded by bytes, not treated as a sl
       assert.equal(ok.recovered, true);
       assert.equal(a.messages('big:r').length, 10);
       await a.ok('unsubscribe', { channel: 'big:r' });
-      for (let i = 0; i < 15; i++) await s.chorus.publish('big:r', { i, payload }); // ~300 KiB missed: more than the queue
+      for (let i = 0; i < 15; i++) await s.chorus.publish('big:r', { i, payload }); // ~300 KiB missed: more than half the queue
       const before = a.messages('big:r').length;
       const tooMuch = await a.ok('subscribe', { channel: 'big:r', since: { offset: ok.offset, epoch: ok.epoch } });
       assert.equal(tooMuch.recovered, false);
       assert.equal(a.messages('big:r').length, before, 'nothing partial');
       await a.ok('ping');
       assert.equal(a.closeCode, undefined);
+      a.close();
+    } finally {
+      await s.close();
+    }
+  });
+
+  test('several recoveries at once share the budget: none disconnects, each is whole or recovered:false', async () => {
+    const maxQueuedBytes = 256 * 1024;
+    const s = await startServer({ limits: { maxQueuedBytes }, namespaces: [{ pattern: 'big:*', historySize: 100 }] });
+    try {
+      const a = await TestSocket.connect(s.wsUrl, await signToken('ada'));
+      const channels = ['big:1', 'big:2', 'big:3'];
+      const starts: Array<{ offset: number; epoch: string }> = [];
+      for (const channel of channels) starts.push(await a.ok('subscribe', { channel }));
+      for (const channel of channels) await a.ok('unsubscribe', { channel });
+      const payload = 'z'.repeat(20 * 1024);
+      for (const channel of channels) for (let i = 0; i < 5; i++) await s.chorus.publish(channel, { i, payload }); // ~100 KiB each
+      // Resubscribe all three in one message (like a client after a reconnect), plus a live publication meanwhile.
+      const frames = channels.map((channel, i) =>
+        JSON.stringify({ event: 'subscribe', id: `r${i}`, data: { channel, since: { offset: starts[i]!.offset, epoch: starts[i]!.epoch } } }),
+      );
+      a.send(frames.join('\n'));
+      void s.chorus.publish('big:1', { live: true, payload });
+      const acks: Array<{ event: string; data?: unknown }> = [];
+      for (let i = 0; i < 3; i++) acks.push(await a.find((f) => f.id === `r${i}`));
+      for (const [i, ack] of acks.entries()) {
+        assert.equal(ack.event, 'ack');
+        const got = a.messages(channels[i]).filter((m: any) => !m.data.live).length;
+        assert.equal(got, (ack.data as any).recovered ? 5 : 0, `${channels[i]}: whole or nothing`);
+      }
+      assert.equal((acks[0]!.data as any).recovered, true, 'the first fits its budget');
+      await a.ok('ping');
+      assert.equal(a.closeCode, undefined, 'not treated as a slow consumer');
       a.close();
     } finally {
       await s.close();
@@ -280,6 +313,44 @@ describe('extension denials', () => {
       const pub = (await a.request('publish', { channel: 'chat:nopub', data: 1 })).data as any;
       assert.equal(pub.code, 'PERMISSION_DENIED');
       await a.ok('subscribe', { channel: 'chat:yes' });
+      a.close();
+    } finally {
+      await s.close();
+    }
+  });
+});
+
+describe('subscription races', () => {
+  test('a cancelled subscribe does not undo a newer subscription to the same channel', async () => {
+    const engine = new MemoryEngine();
+    let open!: () => void;
+    const opened = new Promise<void>((r) => (open = r));
+    let reached!: () => void;
+    const atPosition = new Promise<void>((r) => (reached = r));
+    const position = engine.position.bind(engine);
+    let calls = 0;
+    engine.position = async (channel: string) => {
+      if (channel === 'chat:x' && ++calls === 1) {
+        reached();
+        await opened;
+      }
+      return position(channel);
+    };
+    const s = await startServer({ engine });
+    try {
+      const a = await TestSocket.connect(s.wsUrl, await signToken('ada'));
+      const conn = [...s.chorus.connections][0]!;
+      const clientSubscribe = a.request('subscribe', { channel: 'chat:x' });
+      await atPosition; // the client's subscribe is catching up
+      await s.chorus.unsubscribeConnection(conn, 'chat:x', 'moved');
+      await s.chorus.subscribeConnection(conn, 'chat:x');
+      open();
+      const reply = await clientSubscribe;
+      assert.equal(reply.event, 'error');
+      assert.equal((reply.data as any).code, 'NOT_SUBSCRIBED');
+      assert.ok(conn.subscriptions.has('chat:x'), 'the newer, server-side subscription stands');
+      await s.chorus.publish('chat:x', 'hello');
+      await a.find((f) => f.event === 'message' && (f.data as any).data === 'hello');
       a.close();
     } finally {
       await s.close();

@@ -21,7 +21,11 @@ export interface SubscribeRequestOptions {
 export interface HubSettings {
   /** Presence entries live this long unless refreshed, in ms. */
   presenceTtlMs: number;
-  /** Most bytes of publications one recovery may send; more missed than that is `recovered: false`. */
+  /**
+   * Send-queue budget of one recovery, in bytes: a recovery may fill the connection's queue up to
+   * this (what is already queued counts), leaving the rest for live traffic while the client
+   * reads it; more missed than fits is `recovered: false`.
+   */
   maxRecoveryBytes: number;
   /** Called once per flush with what was written. */
   onFlushed(totals: { bytes: number; frames: number; messages: number }): void;
@@ -162,7 +166,7 @@ export class Hub {
       // Every subscriber waits for the node's broker subscription, so positions read below are
       // never older than what the node receives live.
       await this.brokerSubscription(channel, namespace);
-      const { position, recovered, frames } = await this.catchUp(channel, namespace, options);
+      const { position, recovered, frames } = await this.catchUp(channel, namespace, options, connection);
       if (cancelled()) throw new ChorusError(ErrorCode.NOT_SUBSCRIBED, 'the subscription was cancelled');
       for (const frame of frames) connection.sendEncoded(frame, 'reply');
       const result: SubscribeResult = {
@@ -192,7 +196,8 @@ export class Hub {
       }
       return { result, goLive };
     } catch (err) {
-      await this.unsubscribe(connection, channel).catch(() => {});
+      // Undo only this attempt: a newer subscription to the same channel may exist by now.
+      if (connection.subscriptions.get(channel) === state) await this.unsubscribe(connection, channel).catch(() => {});
       throw err;
     }
   }
@@ -202,6 +207,7 @@ export class Hub {
     channel: string,
     namespace: ResolvedNamespace,
     options: SubscribeRequestOptions,
+    connection: Connection,
   ): Promise<{ position: StreamPosition; recovered: boolean | undefined; frames: Buffer[] }> {
     const history = this.engine.history;
     let recovered: boolean | undefined;
@@ -224,7 +230,7 @@ export class Hub {
             pubs.length === read.position.offset - since.offset;
           if (contiguous && pubs.length <= namespace.recoveryMaxMissed) {
             // Bounded by bytes too: the whole recovery is queued at once.
-            const frames = encodeWithin(pubs, this.settings.maxRecoveryBytes);
+            const frames = encodeWithin(pubs, this.settings.maxRecoveryBytes - connection.pendingBytes);
             if (frames) return { position: read.position, recovered: true, frames };
             this.metrics.limitHits.inc({ limit: 'recovery_bytes' });
           }

@@ -69,7 +69,7 @@ export class ChorusServer {
     this.authenticator = new Authenticator(this.options.auth, this.options.authenticate);
     this.hub = new Hub(this.engine, this.metrics, this.logger, {
       presenceTtlMs: this.options.presenceTtlMs,
-      maxRecoveryBytes: this.options.limits.maxQueuedBytes,
+      maxRecoveryBytes: this.options.limits.maxQueuedBytes / 2,
       onFlushed: (totals) => {
         this.metrics.bytesOut.inc(totals.bytes);
         this.metrics.messagesOut.inc(totals.frames);
@@ -561,7 +561,7 @@ export class ChorusServer {
     let bytes = 0;
     for (const publication of read.publications) {
       const data = messageData(publication);
-      bytes += JSON.stringify(data).length;
+      bytes += Buffer.byteLength(JSON.stringify(data));
       if (publications.length > 0 && bytes > maxBytes) break;
       publications.push(data);
     }

@@ -245,7 +245,7 @@ export class Session {
    * is closed with 1008 once the replies queued before (this frame's error included) are sent.
    */
   private countFault(connection: Connection, code: string): void {
-    if (!FAULT_CODES.has(code) || this.abusive.has(connection) || !connection.addFault()) return;
+    if (connection.closing || !FAULT_CODES.has(code) || this.abusive.has(connection) || !connection.addFault()) return;
     this.abusive.add(connection);
     this.server.metrics.limitHits.inc({ limit: 'faults' });
     this.server.logger.warn({ client: connection.id, user: connection.user }, 'too many faulty frames');
@@ -254,7 +254,8 @@ export class Session {
   }
 
   private async handle(connection: Connection, frame: Frame): Promise<void> {
-    if (connection.closing) return;
+    // Past maxFaults nothing more is handled: the 1008 close is on its way.
+    if (connection.closing || this.abusive.has(connection)) return;
     try {
       const result = await this.dispatch(connection, frame);
       if (result === NO_REPLY) return;

@@ -111,6 +111,12 @@ export class RedisEngine implements Engine, Broker, HistoryStore {
   private readonly commandTimeoutMs: number;
   /** Redis's clock minus ours, in ms: publish deadlines are given to the script in Redis time. */
   private clockOffsetMs = 0;
+  /** Half the round trip of the sample behind `clockOffsetMs` (how wrong it may be), in ms. */
+  private clockUncertaintyMs = Number.POSITIVE_INFINITY;
+  private clockSampledAt = 0;
+  /** Consecutive failed pub/sub resubscriptions (drives the backoff before reconnecting again). */
+  private resubscribeFailures = 0;
+  private resubscribeTimer: NodeJS.Timeout | undefined;
 
   constructor(options: RedisEngineOptions = {}) {
     this.prefix = options.prefix ?? 'chorus';
@@ -230,6 +236,7 @@ export class RedisEngine implements Engine, Broker, HistoryStore {
 
   async close(): Promise<void> {
     this.closed = true;
+    if (this.resubscribeTimer) clearTimeout(this.resubscribeTimer);
     await Promise.allSettled([this.client.quit(), this.subscriber.quit()]);
     this.client.disconnect();
     this.subscriber.disconnect();
@@ -248,15 +255,26 @@ export class RedisEngine implements Engine, Broker, HistoryStore {
       } else {
         await this.subscriber.subscribe(...channels);
       }
+      this.resubscribeFailures = 0;
       if (!first) {
         this.logger?.warn({ channels: this.subscribed.size }, 'redis pub/sub reconnected; backfilling');
         await this.sequencer.resync((channel) => this.position(channel));
       }
     } catch (err) {
-      // Without its subscriptions the node would receive nothing: reconnect (with the client's
-      // backoff) and try again; the next 'ready' resubscribes and backfills.
-      this.logger?.error({ err: { message: (err as Error).message } }, 'redis pub/sub resubscribe failed; reconnecting');
-      if (!this.closed) this.subscriber.disconnect(true);
+      // Without its subscriptions the node would receive nothing: reconnect and try again, with
+      // our own exponential backoff (ioredis restarts its retry count at every 'ready').
+      this.resubscribeFailures++;
+      const delay = Math.min(100 * 2 ** Math.min(this.resubscribeFailures - 1, 6), 5000);
+      this.logger?.error(
+        { err: { message: (err as Error).message }, attempt: this.resubscribeFailures, retryInMs: delay },
+        'redis pub/sub resubscribe failed; reconnecting',
+      );
+      if (this.closed || this.resubscribeTimer) return;
+      this.resubscribeTimer = setTimeout(() => {
+        this.resubscribeTimer = undefined;
+        if (!this.closed) this.subscriber.disconnect(true);
+      }, delay);
+      this.resubscribeTimer.unref();
     }
   }
 
@@ -294,8 +312,21 @@ export class RedisEngine implements Engine, Broker, HistoryStore {
     }
   }
 
+  /**
+   * Take a sample of Redis's clock. The reply's time lies somewhere in the round trip, so a
+   * sample is only as good as half its round trip: a sample from a slow round trip (Redis
+   * stalled, queued commands) is ignored unless it beats the one we have or ours is old.
+   */
   private observeClock(redisNowMs: number, sentAt: number): void {
-    if (Number.isFinite(redisNowMs)) this.clockOffsetMs = redisNowMs - (sentAt + Date.now()) / 2;
+    if (!Number.isFinite(redisNowMs)) return;
+    const now = Date.now();
+    const uncertainty = (now - sentAt) / 2;
+    const stale = now - this.clockSampledAt > 60000;
+    if (uncertainty <= this.clockUncertaintyMs || (stale && uncertainty <= 25)) {
+      this.clockOffsetMs = redisNowMs - (sentAt + now) / 2;
+      this.clockUncertaintyMs = uncertainty;
+      this.clockSampledAt = now;
+    }
   }
 
   /**
@@ -304,8 +335,9 @@ export class RedisEngine implements Engine, Broker, HistoryStore {
    * the timeout leaves room for the reply of a script that ran just in time.
    */
   private publishDeadline(sentAt: number): number {
+    if (!Number.isFinite(this.clockUncertaintyMs)) return 0; // no clock sample yet: no deadline
     const margin = Math.min(250, Math.floor(this.commandTimeoutMs / 4));
-    return Math.round(sentAt + this.clockOffsetMs + this.commandTimeoutMs - margin);
+    return Math.max(1, Math.round(sentAt + this.clockOffsetMs + this.commandTimeoutMs - margin - this.clockUncertaintyMs));
   }
 
   async publish(channel: string, data: unknown, options: PublishOptions): Promise<PublishResult> {
