@@ -90,7 +90,6 @@ export class WireClient {
   private remaining = 0;
   private opcode = 0;
   private fin = false;
-  private messageOpcode = 0;
   private messageFirstByte = -1;
   private messageNewlines = 0;
   private messageBytes = 0;
@@ -206,7 +205,6 @@ export class WireClient {
         this.headerLength = -1; // in payload
         this.remaining = length;
         if (this.opcode === 1 || this.opcode === 2) {
-          this.messageOpcode = this.opcode;
           this.messageFirstByte = -1;
           this.messageNewlines = 0;
           this.messageBytes = 0;

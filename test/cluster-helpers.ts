@@ -51,37 +51,6 @@ export async function cleanupAll(): Promise<void> {
   await Promise.allSettled([...live].map((item) => item.stop()));
 }
 
-/** Poll a condition (where no event exists), bounded by a deadline. */
-export async function until(what: string, check: () => boolean | Promise<boolean>, ms = 10000, everyMs = 10): Promise<void> {
-  const deadline = Date.now() + ms;
-  for (;;) {
-    if (await check()) return;
-    if (Date.now() > deadline) throw new Error(`timed out after ${ms} ms waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, everyMs));
-  }
-}
-
-/** Resolve with the next `event` of an emitter (Chorus client or subscription) matching `filter`, or reject after `ms`. */
-export function nextEvent<T>(
-  emitter: { on(event: string, listener: (data: any) => void): () => void },
-  event: string,
-  ms = 5000,
-  filter: (data: T) => boolean = () => true,
-): Promise<T> {
-  return new Promise((resolvePromise, reject) => {
-    const timer = setTimeout(() => {
-      off();
-      reject(new Error(`timed out after ${ms} ms waiting for "${event}"`));
-    }, ms);
-    const off = emitter.on(event, (data: T) => {
-      if (!filter(data)) return;
-      clearTimeout(timer);
-      off();
-      resolvePromise(data);
-    });
-  });
-}
-
 export interface NodeOptions {
   /** The Redis URL (CHORUS_REDIS_URL). */
   redisUrl: string;
@@ -370,3 +339,5 @@ export async function clientList(port: number): Promise<Array<Record<string, str
     })
     .filter((c) => c.name);
 }
+
+export { until, nextEvent } from './helpers.js';

@@ -5,17 +5,7 @@ import { describe, test } from 'node:test';
 import WebSocket from 'ws';
 import { MemoryEngine } from '../src/engines/memory/index.js';
 import { ChorusError } from '../src/protocol/index.js';
-import { signToken, startServer, TestSocket, upgradeStatus, withTimeout } from './helpers.js';
-
-async function until(what: string, check: () => boolean | Promise<boolean>, ms = 5000): Promise<void> {
-  await withTimeout(
-    (async () => {
-      while (!(await check())) await new Promise((r) => setTimeout(r, 5));
-    })(),
-    ms,
-    what,
-  );
-}
+import { signToken, startServer, TestSocket, upgradeStatus, until } from './helpers.js';
 
 describe('replies the client asked for are bounded by bytes, not treated as a slow consumer', () => {
   test('a history page stops at half the send queue; paging on gets the rest; the connection stays', async () => {

@@ -214,3 +214,44 @@ export async function api(
   }
   return { status: res.status, body: parsed };
 }
+
+/** Start a server, run `fn`, and close the server whatever happens. */
+export async function withServer(options: ServerOptions, fn: (s: TestServer) => Promise<void>): Promise<void> {
+  const s = await startServer(options);
+  try {
+    await fn(s);
+  } finally {
+    await s.close();
+  }
+}
+
+/** Poll a condition (only where no event exists to wait on), bounded by a deadline. */
+export async function until(what: string, check: () => boolean | Promise<boolean>, ms = 10000, everyMs = 10): Promise<void> {
+  const deadline = Date.now() + ms;
+  for (;;) {
+    if (await check()) return;
+    if (Date.now() > deadline) throw new Error(`timed out after ${ms} ms waiting for ${what}`);
+    await new Promise((r) => setTimeout(r, everyMs));
+  }
+}
+
+/** Resolve with the next `event` of an emitter (Chorus client or subscription) matching `filter`, or reject after `ms`. */
+export function nextEvent<T>(
+  emitter: { on(event: string, listener: (data: any) => void): () => void },
+  event: string,
+  ms = 5000,
+  filter: (data: T) => boolean = () => true,
+): Promise<T> {
+  return new Promise((resolve, reject) => {
+    const timer = setTimeout(() => {
+      off();
+      reject(new Error(`timed out after ${ms} ms waiting for "${event}"`));
+    }, ms);
+    const off = emitter.on(event, (data: T) => {
+      if (!filter(data)) return;
+      clearTimeout(timer);
+      off();
+      resolve(data);
+    });
+  });
+}

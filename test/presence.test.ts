@@ -7,19 +7,10 @@ import assert from 'node:assert/strict';
 import { describe, test } from 'node:test';
 import WebSocket from 'ws';
 import type { Frame } from '../src/protocol/index.js';
-import type { NamespaceOptions, ServerOptions } from '../src/server/index.js';
-import { api, signToken, startServer, TestSocket, withTimeout, type TestServer } from './helpers.js';
+import type { NamespaceOptions } from '../src/server/index.js';
+import { api, signToken, TestSocket, withTimeout, withServer, until } from './helpers.js';
 
 const USER_NS: NamespaceOptions = { pattern: 'user:*', personal: true, publish: 'none' };
-
-async function withServer(options: ServerOptions, fn: (s: TestServer) => Promise<void>): Promise<void> {
-  const s = await startServer(options);
-  try {
-    await fn(s);
-  } finally {
-    await s.close();
-  }
-}
 
 const presenceEvents = (socket: TestSocket, channel: string) =>
   socket.frames
@@ -39,16 +30,6 @@ async function seen(socket: TestSocket, match: (f: Frame) => boolean, count = 1,
 
 function members(list: Array<{ user: string; connections: number; info?: unknown }>) {
   return [...list].sort((a, b) => a.user.localeCompare(b.user));
-}
-
-/** Poll a condition (no event exists for "the server has processed a close"), bounded by a deadline. */
-async function until(what: string, check: () => Promise<boolean> | boolean, ms = 5000): Promise<void> {
-  const deadline = Date.now() + ms;
-  for (;;) {
-    if (await check()) return;
-    if (Date.now() > deadline) throw new Error(`timed out after ${ms} ms waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, 10));
-  }
 }
 
 describe('presence aggregation and join/leave', () => {

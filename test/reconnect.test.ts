@@ -9,27 +9,10 @@ import assert from 'node:assert/strict';
 import { describe, test } from 'node:test';
 import WebSocket from 'ws';
 import { ChorusClient, type MessageData, type Subscription } from '../src/client/index.js';
-import type { NamespaceOptions, ServerOptions } from '../src/server/index.js';
-import { signToken, startServer, TestSocket, type TestServer } from './helpers.js';
-
-const NAMESPACES: NamespaceOptions[] = [
-  { pattern: 'user:*', personal: true, publish: 'none' },
-  { pattern: 'chat:*', historySize: 10000, recoveryMaxMissed: 10000 },
-];
+import { signToken, TestSocket, type TestServer, withServer, until, nextEvent } from './helpers.js';
 
 /** Clients made by the current test: closed at its end whatever happens (else they reconnect forever). */
 const openClients = new Set<ChorusClient>();
-
-async function withServer(options: ServerOptions, fn: (s: TestServer) => Promise<void>): Promise<void> {
-  const s = await startServer({ namespaces: NAMESPACES, limits: { maxConnectionsPerUser: 1000 }, ...options });
-  try {
-    await fn(s);
-  } finally {
-    for (const client of openClients) client.close();
-    openClients.clear();
-    await s.close();
-  }
-}
 
 /** A `ws` WebSocket class that remembers the last socket it made, so a test can kill it. */
 function trackedWebSocket() {
@@ -42,36 +25,6 @@ function trackedWebSocket() {
     }
   }
   return { Tracked, holder };
-}
-
-/** Resolve with the next `event` of an emitter matching `filter`, or reject after `ms`. */
-function nextEvent<T>(
-  emitter: { on(event: string, listener: (data: any) => void): () => void },
-  event: string,
-  ms = 5000,
-  filter: (data: T) => boolean = () => true,
-): Promise<T> {
-  return new Promise((resolve, reject) => {
-    const timer = setTimeout(() => {
-      off();
-      reject(new Error(`timed out after ${ms} ms waiting for "${event}"`));
-    }, ms);
-    const off = emitter.on(event, (data: T) => {
-      if (!filter(data)) return;
-      clearTimeout(timer);
-      off();
-      resolve(data);
-    });
-  });
-}
-
-/** Poll a condition (used where no event exists), bounded by a deadline. */
-async function until(what: string, check: () => boolean, ms = 10000): Promise<void> {
-  const deadline = Date.now() + ms;
-  while (!check()) {
-    if (Date.now() > deadline) throw new Error(`timed out after ${ms} ms waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, 5));
-  }
 }
 
 /** A seeded PRNG so a failure can be replayed (the seed is printed in the assertion messages). */

@@ -8,8 +8,8 @@ import { describe, test } from 'node:test';
 import { MemoryEngine } from '../src/engines/memory/index.js';
 import type { HistoryReadOptions, HistoryReadResult } from '../src/engines/types.js';
 import type { Frame } from '../src/protocol/index.js';
-import type { NamespaceOptions, ServerOptions } from '../src/server/index.js';
-import { api, signToken, startServer, TestSocket, type TestServer } from './helpers.js';
+import type { NamespaceOptions } from '../src/server/index.js';
+import { api, signToken, TestSocket, type TestServer, withServer } from './helpers.js';
 
 const USER_NS: NamespaceOptions = { pattern: 'user:*', personal: true, publish: 'none' };
 
@@ -32,15 +32,6 @@ class HookedEngine extends MemoryEngine {
     this.afterRead = undefined;
     if (after) await after();
     return result;
-  }
-}
-
-async function withServer(options: ServerOptions, fn: (s: TestServer) => Promise<void>): Promise<void> {
-  const s = await startServer(options);
-  try {
-    await fn(s);
-  } finally {
-    await s.close();
   }
 }
 
