@@ -70,6 +70,20 @@ export function contract(name: string, make: () => Promise<{ engine: Engine; cle
       );
     });
 
+    test('history expires by its TTL while the position and epoch stay', async () => {
+      const c = ch();
+      const short = { size: 5, ttlMs: 40 };
+      const first = await engine.broker.publish(c, 1, { history: short });
+      await engine.broker.publish(c, 2, { history: short });
+      await new Promise((r) => setTimeout(r, 80)); // let a real TTL pass (no event to wait on)
+      const read = await engine.history.read(c, { limit: 10 });
+      assert.equal(read.publications.length, 0, 'history expired');
+      assert.deepEqual(read.position, { offset: 2, epoch: first.epoch }, 'position and epoch kept');
+      assert.equal(read.firstOffset, 3);
+      const next = await engine.broker.publish(c, 3, { history: short });
+      assert.deepEqual([next.offset, next.epoch], [3, first.epoch]);
+    });
+
     test('publications keep data, time and publisher', async () => {
       const c = ch();
       await engine.broker.publish(c, { deep: [1, { x: 'é' }] }, { history, publisher: { user: 'ada', client: 'c1', info: { name: 'Ada' } } });

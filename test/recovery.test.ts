@@ -5,7 +5,7 @@
  */
 import assert from 'node:assert/strict';
 import { describe, test } from 'node:test';
-import { MemoryEngine } from '../src/engines/memory/index.js';
+import { MemoryEngine, STREAM_META_TTL_MS } from '../src/engines/memory/index.js';
 import type { HistoryReadOptions, HistoryReadResult } from '../src/engines/types.js';
 import type { Frame } from '../src/protocol/index.js';
 import type { NamespaceOptions } from '../src/server/index.js';
@@ -146,7 +146,7 @@ describe('recovery edges (subscribe with since)', () => {
     });
   });
 
-  test('expired stream (history TTL, injected clock): recovered false with a new epoch; just before expiry it recovers', async () => {
+  test('expired history (injected clock): the position and epoch stay; missed publications that expired are recovered:false; nothing missed recovers', async () => {
     const clock = fakeClock();
     const engine = new MemoryEngine({ now: clock.now });
     await withServer({ namespaces: [USER_NS, { pattern: 'ttl:*', historySize: 10, historyTtlMs: 1000 }], engine }, async (s) => {
@@ -154,21 +154,43 @@ describe('recovery edges (subscribe with since)', () => {
       const top = await publishN(s, 'ttl:a', 3);
       const topB = await publishN(s, 'ttl:b', 3);
 
-      clock.advance(999); // 1 ms before expiry
+      clock.advance(999); // 1 ms before the history expires
       const alive = await a.ok('subscribe', { channel: 'ttl:a', since: { offset: 1, epoch: top.epoch } });
       assert.equal(alive.recovered, true);
       assert.deepEqual(offsets(a.messages('ttl:a')), [2, 3]);
 
-      clock.advance(1); // ttl:b was last written 1000 ms ago: expired
+      clock.advance(1); // ttl:b's history was last written 1000 ms ago: expired
       const id = 'expired';
       const ack = await a.request('subscribe', { channel: 'ttl:b', since: { offset: 2, epoch: topB.epoch } }, id);
       const data = ack.data as any;
-      assert.equal(data.recovered, false);
-      assert.notEqual(data.epoch, topB.epoch, 'a new epoch: history was lost');
-      assert.equal(data.offset, 0);
+      assert.equal(data.recovered, false, 'publication 3 expired: it cannot be delivered');
+      assert.equal(data.epoch, topB.epoch, 'a quiet channel keeps its epoch');
+      assert.equal(data.offset, 3);
       assert.deepEqual(split(a, id, 'ttl:b').before, [], 'nothing partial');
-      // The new stream starts at offset 1 in the new epoch.
-      const next = await s.chorus.publish('ttl:b', { n: 1 });
+      await a.ok('unsubscribe', { channel: 'ttl:b' });
+      const upToDate = await a.ok('subscribe', { channel: 'ttl:b', since: { offset: 3, epoch: topB.epoch } });
+      assert.equal(upToDate.recovered, true, 'nothing was missed: recovered, although the history expired');
+      const next = await s.chorus.publish('ttl:b', { n: 4 });
+      assert.deepEqual(next, { offset: 4, epoch: topB.epoch });
+      a.close();
+    });
+  });
+
+  test('expired stream (position TTL, injected clock): recovered false with a new epoch', async () => {
+    const clock = fakeClock();
+    const engine = new MemoryEngine({ now: clock.now });
+    await withServer({ namespaces: [USER_NS, { pattern: 'ttl:*', historySize: 10, historyTtlMs: 1000 }], engine }, async (s) => {
+      const a = await TestSocket.connect(s.wsUrl, await signToken('ada'));
+      const top = await publishN(s, 'ttl:c', 3);
+      clock.advance(STREAM_META_TTL_MS); // a day without publications or reads
+      const id = 'gone';
+      const ack = await a.request('subscribe', { channel: 'ttl:c', since: { offset: 3, epoch: top.epoch } }, id);
+      const data = ack.data as any;
+      assert.equal(data.recovered, false);
+      assert.notEqual(data.epoch, top.epoch, 'a new epoch: the stream was forgotten');
+      assert.equal(data.offset, 0);
+      assert.deepEqual(split(a, id, 'ttl:c').before, [], 'nothing partial');
+      const next = await s.chorus.publish('ttl:c', { n: 1 });
       assert.deepEqual(next, { offset: 1, epoch: data.epoch });
       a.close();
     });

@@ -15,7 +15,7 @@ import { MemoryConnectionRegistry, MemoryRateLimiter } from './registry.js';
 import { StreamTable } from './streams.js';
 
 export { MemoryPresenceStore } from './presence.js';
-export { StreamTable } from './streams.js';
+export { StreamTable, STREAM_META_TTL_MS } from './streams.js';
 export { MemoryConnectionRegistry, MemoryRateLimiter } from './registry.js';
 
 export interface MemoryEngineOptions {

@@ -2,7 +2,11 @@ import { randomBytes } from 'node:crypto';
 import { ChorusError, ErrorCode, type StreamPosition } from '../../protocol/index.js';
 import type { HistoryPolicy, HistoryReadOptions, HistoryReadResult, Publication } from '../types.js';
 
-/** Streams of channels without history are forgotten this long after their last publication, in ms. */
+/**
+ * A stream's position (offset and epoch) is kept this long after its last publication or read,
+ * in ms, whatever the history TTL: a quiet channel keeps its epoch, so its subscribers are not
+ * told to reload just because nothing happened. (History itself expires by the namespace TTL.)
+ */
 export const STREAM_META_TTL_MS = 24 * 60 * 60 * 1000;
 
 interface Stream {
@@ -10,7 +14,9 @@ interface Stream {
   offset: number;
   /** Retained publications, oldest first; at most `size` of them. */
   publications: Publication[];
-  /** When the stream (and its history) may be dropped, ms since the Unix epoch. */
+  /** When the retained publications expire (history TTL after the last publication). */
+  historyExpiresAt: number;
+  /** When the whole stream (position and epoch) may be dropped, ms since the Unix epoch. */
   expiresAt: number;
 }
 
@@ -19,9 +25,10 @@ export function newEpoch(): string {
 }
 
 /**
- * In-memory channel streams: offsets, epochs and bounded history. A stream that expires, or a
- * process restart, loses its history; the next publication starts a new epoch, so a client
- * holding an old position is told `recovered: false` instead of getting a silent gap.
+ * In-memory channel streams: offsets, epochs and bounded history. History expires by its TTL
+ * while the position stays, so a client that missed expired publications is told `recovered:
+ * false`. A stream that expires altogether, or a process restart, gets a new epoch, with the
+ * same result for old positions: never a silent gap.
  */
 export class StreamTable {
   private readonly streams = new Map<string, Stream>();
@@ -37,18 +44,24 @@ export class StreamTable {
 
   private live(channel: string): Stream | undefined {
     const stream = this.streams.get(channel);
-    if (stream && stream.expiresAt <= this.now()) {
+    if (!stream) return undefined;
+    const now = this.now();
+    if (stream.expiresAt <= now) {
       this.streams.delete(channel);
       return undefined;
     }
+    if (stream.publications.length > 0 && stream.historyExpiresAt <= now) stream.publications = [];
     return stream;
   }
 
   private ensure(channel: string): Stream {
     let stream = this.live(channel);
+    const now = this.now();
     if (!stream) {
-      stream = { epoch: newEpoch(), offset: 0, publications: [], expiresAt: this.now() + STREAM_META_TTL_MS };
+      stream = { epoch: newEpoch(), offset: 0, publications: [], historyExpiresAt: now, expiresAt: now + STREAM_META_TTL_MS };
       this.streams.set(channel, stream);
+    } else {
+      stream.expiresAt = Math.max(stream.expiresAt, now + STREAM_META_TTL_MS);
     }
     return stream;
   }
@@ -64,10 +77,9 @@ export class StreamTable {
       if (stream.publications.length > history.size) {
         stream.publications.splice(0, stream.publications.length - history.size);
       }
-      stream.expiresAt = now + history.ttlMs;
-    } else {
-      stream.expiresAt = now + STREAM_META_TTL_MS;
+      stream.historyExpiresAt = now + history.ttlMs;
     }
+    stream.expiresAt = now + Math.max(STREAM_META_TTL_MS, history?.ttlMs ?? 0);
     return stored;
   }
 
@@ -98,7 +110,7 @@ export class StreamTable {
     return { publications, position, firstOffset };
   }
 
-  /** Drop expired streams; returns how many were dropped. */
+  /** Drop expired streams and expired history; returns how many streams were dropped. */
   sweep(): number {
     const now = this.now();
     let dropped = 0;
@@ -106,6 +118,8 @@ export class StreamTable {
       if (stream.expiresAt <= now) {
         this.streams.delete(channel);
         dropped++;
+      } else if (stream.publications.length > 0 && stream.historyExpiresAt <= now) {
+        stream.publications = [];
       }
     }
     return dropped;

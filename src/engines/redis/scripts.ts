@@ -12,7 +12,7 @@
 /**
  * KEYS: 1 meta hash, 2 history list, 3 idempotency key
  * ARGV: 1 publication JSON (channel, data, time, publisher), 2 history size (0 = none),
- *       3 history TTL ms, 4 meta TTL ms (no history), 5 epoch to create with, 6 pub/sub channel,
+ *       3 history TTL ms, 4 position (meta) TTL ms, 5 epoch to create with, 6 pub/sub channel,
  *       7 idempotency window ms (0 = none), 8 client id to exclude ('' = none), 9 'PUBLISH' or 'SPUBLISH',
  *       10 deadline in Redis time, ms ('0' = none): a script that runs later (the caller already gave
  *          up, e.g. Redis was paused) applies nothing, so a publish that failed with a timeout never
@@ -42,10 +42,9 @@ if size > 0 then
   redis.call('RPUSH', KEYS[2], '{' .. body)
   redis.call('LTRIM', KEYS[2], -size, -1)
   redis.call('PEXPIRE', KEYS[2], ARGV[3])
-  redis.call('PEXPIRE', KEYS[1], ARGV[3])
-else
-  redis.call('PEXPIRE', KEYS[1], ARGV[4])
 end
+-- The position outlives the history, so a quiet channel keeps its epoch.
+redis.call('PEXPIRE', KEYS[1], math.max(tonumber(ARGV[3]), tonumber(ARGV[4])))
 local message = '{"t":"p",' .. body
 if ARGV[8] ~= '' then message = '{"t":"p","x":' .. cjson.encode(ARGV[8]) .. ',' .. body end
 redis.call(ARGV[9], ARGV[6], message)
@@ -70,6 +69,8 @@ if not epoch then
   redis.call('PEXPIRE', KEYS[1], ARGV[2])
   return {epoch, 0, 1}
 end
+-- Reading keeps the position alive (nodes with subscribers read it), never shortens it.
+if redis.call('PTTL', KEYS[1]) < tonumber(ARGV[2]) then redis.call('PEXPIRE', KEYS[1], ARGV[2]) end
 local top = tonumber(redis.call('HGET', KEYS[1], 'o'))
 local len = redis.call('LLEN', KEYS[2])
 local first = top - len + 1
