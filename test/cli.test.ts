@@ -282,6 +282,7 @@ describe('loadConfig: errors name the bad key', () => {
     ],
     ['bad CHORUS_REDIS_URL', () => loadConfig([], { CHORUS_REDIS_URL: 'http://x' }, noFiles), /^invalid option CHORUS_REDIS_URL: must be a redis:\/\/ or rediss:\/\/ URL$/],
     ['unknown redis key', () => loadConfig(['--config', '/c.json'], {}, file({ redis: { host: 'x' } })), /^invalid option redis\.host: unknown key/],
+    ['bad redis.gapCheckIntervalMs', () => loadConfig(['--config', '/c.json'], {}, file({ redis: { gapCheckIntervalMs: -1 } })), /^invalid option redis\.gapCheckIntervalMs: /],
     ['bad redis.commandTimeoutMs', () => loadConfig(['--config', '/c.json'], {}, file({ redis: { commandTimeoutMs: 0 } })), /^invalid option redis\.commandTimeoutMs: /],
     ['sentinels without a name', () => loadConfig(['--config', '/c.json'], {}, file({ redis: { sentinels: [{ host: 'a', port: 26379 }] } })), /^invalid option redis\.name: is required/],
     ['bad cluster node', () => loadConfig(['--config', '/c.json'], {}, file({ redis: { cluster: [{ host: 'a', port: 'x' }] } })), /^invalid option redis\.cluster\[0\]\.port: /],

@@ -85,7 +85,7 @@ const FILE_KEYS = new Set([
 ]);
 
 /** Keys of the file's `redis` object. */
-const REDIS_KEYS = new Set(['url', 'prefix', 'commandTimeoutMs', 'sentinels', 'name', 'cluster', 'shardedPubSub', 'tls']);
+const REDIS_KEYS = new Set(['url', 'prefix', 'commandTimeoutMs', 'gapCheckIntervalMs', 'sentinels', 'name', 'cluster', 'shardedPubSub', 'tls']);
 
 /** Keys of the file's `redis.tls` object (files are read relative to the config file). */
 const REDIS_TLS_KEYS = new Set(['caFile', 'certFile', 'keyFile', 'rejectUnauthorized', 'servername']);
@@ -111,6 +111,8 @@ export interface RedisConfig {
   prefix?: string;
   /** Commands slower than this fail with UNAVAILABLE, in ms. Default 2000. */
   commandTimeoutMs?: number;
+  /** Periodic check for publications pub/sub dropped, in ms; 0 turns it off. Default 10000. */
+  gapCheckIntervalMs?: number;
   /** Redis Sentinel: sentinel addresses and the master `name`. */
   sentinels?: Array<{ host: string; port: number }>;
   name?: string;
@@ -182,6 +184,12 @@ function fileRedis(raw: unknown, configPath: string, readFile: ReadFile): RedisC
       invalid('redis.commandTimeoutMs', `must be a positive integer, got ${JSON.stringify(raw.commandTimeoutMs)}`);
     }
     redis.commandTimeoutMs = raw.commandTimeoutMs;
+  }
+  if (raw.gapCheckIntervalMs !== undefined) {
+    if (typeof raw.gapCheckIntervalMs !== 'number' || !Number.isSafeInteger(raw.gapCheckIntervalMs) || raw.gapCheckIntervalMs < 0) {
+      invalid('redis.gapCheckIntervalMs', `must be a non-negative integer, got ${JSON.stringify(raw.gapCheckIntervalMs)}`);
+    }
+    redis.gapCheckIntervalMs = raw.gapCheckIntervalMs;
   }
   if (raw.sentinels !== undefined) redis.sentinels = hostPorts('redis.sentinels', raw.sentinels);
   if (raw.name !== undefined) {

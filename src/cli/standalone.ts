@@ -157,6 +157,7 @@ export function createRedisEngine(config: RedisConfig, logger: Logger, name?: st
     ...(config.url ? { url: config.url } : {}),
     ...(config.prefix ? { prefix: config.prefix } : {}),
     ...(config.commandTimeoutMs ? { commandTimeoutMs: config.commandTimeoutMs } : {}),
+    ...(config.gapCheckIntervalMs !== undefined ? { gapCheckIntervalMs: config.gapCheckIntervalMs } : {}),
     redis: {
       ...(config.sentinels ? { sentinels: config.sentinels, name: config.name } : {}),
       // TLS to the data nodes (also Cluster nodes: `redis` is every node's options). With

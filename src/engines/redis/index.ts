@@ -39,6 +39,12 @@ export interface RedisEngineOptions {
   commandTimeoutMs?: number;
   /** Publications read per history page when a node backfills a pub/sub gap. Default 1000. */
   backfillPageSize?: number;
+  /**
+   * How often a node compares its channels with their streams to backfill publications pub/sub
+   * dropped silently, in ms; 0 turns it off. One read per channel with local subscribers per
+   * round. Default 10000.
+   */
+  gapCheckIntervalMs?: number;
   /** Shown in Redis' CLIENT LIST as `chorus-<name>-commands` / `chorus-<name>-pubsub` (e.g. the node id). */
   name?: string;
   /** Logger for connection state changes. */
@@ -117,6 +123,9 @@ export class RedisEngine implements Engine, Broker, HistoryStore {
   /** Consecutive failed pub/sub resubscriptions (drives the backoff before reconnecting again). */
   private resubscribeFailures = 0;
   private resubscribeTimer: NodeJS.Timeout | undefined;
+  private readonly gapCheckIntervalMs: number;
+  private gapCheckTimer: NodeJS.Timeout | undefined;
+  private auditing = false;
 
   constructor(options: RedisEngineOptions = {}) {
     this.prefix = options.prefix ?? 'chorus';
@@ -125,6 +134,7 @@ export class RedisEngine implements Engine, Broker, HistoryStore {
     this.logger = options.logger;
     const timeout = options.commandTimeoutMs ?? 2000;
     this.commandTimeoutMs = timeout;
+    this.gapCheckIntervalMs = options.gapCheckIntervalMs ?? 10000;
     const common: RedisOptions = {
       commandTimeout: timeout,
       connectTimeout: Math.max(timeout, 2000),
@@ -231,11 +241,27 @@ export class RedisEngine implements Engine, Broker, HistoryStore {
             });
           });
     await Promise.all([ready(this.client), ready(this.subscriber)]);
+    if (this.gapCheckIntervalMs > 0 && !this.gapCheckTimer) {
+      this.gapCheckTimer = setInterval(() => void this.auditGaps(), this.gapCheckIntervalMs);
+      this.gapCheckTimer.unref();
+    }
     if (this.client.status !== 'ready') this.logger?.error('redis is not reachable yet; operations fail with UNAVAILABLE until it is');
+  }
+
+  /** One round of the periodic gap check (skipped while the previous one runs). */
+  private async auditGaps(): Promise<void> {
+    if (this.auditing || this.closed || this.client.status !== 'ready') return;
+    this.auditing = true;
+    try {
+      await this.sequencer.audit((channel) => this.position(channel));
+    } finally {
+      this.auditing = false;
+    }
   }
 
   async close(): Promise<void> {
     this.closed = true;
+    if (this.gapCheckTimer) clearInterval(this.gapCheckTimer);
     if (this.resubscribeTimer) clearTimeout(this.resubscribeTimer);
     await Promise.allSettled([this.client.quit(), this.subscriber.quit()]);
     this.client.disconnect();

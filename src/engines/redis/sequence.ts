@@ -75,6 +75,33 @@ export class Sequencer {
     }
   }
 
+  /**
+   * Compare every tracked recoverable channel with its stream's position and backfill what
+   * pub/sub silently dropped (a publication missed at the end of a burst would otherwise wait
+   * for the channel's next publication to show the gap). Run periodically.
+   */
+  async audit(position: (channel: string) => Promise<StreamPosition>): Promise<void> {
+    for (const [channel, sequence] of [...this.channels]) {
+      const known = sequence.position;
+      if (!known || !sequence.recoverable || sequence.held) continue;
+      let top: StreamPosition;
+      try {
+        top = await position(channel);
+      } catch {
+        return; // Redis unavailable: try again next round
+      }
+      const now = sequence.position;
+      if (this.channels.get(channel) !== sequence || !now || sequence.held) continue;
+      if (top.epoch !== now.epoch) {
+        // The stream was replaced (its position expired, or Redis lost it): a publication in the
+        // new epoch may not have come through.
+        if (top.offset > 0) this.markLost(channel, sequence, 'epoch changed', top);
+      } else if (top.offset > now.offset) {
+        await this.backfill(channel, sequence);
+      }
+    }
+  }
+
   /** One publication from pub/sub (`exceptClient`: a connection that must not receive it). */
   push(publication: Publication, exceptClient?: string): void {
     const sequence = this.channels.get(publication.channel);
