@@ -66,3 +66,20 @@ describe('metrics and logs', () => {
     }
   });
 });
+
+describe('process metrics', () => {
+  test('Node process metrics are exported by default and can be turned off', async () => {
+    const on = await startServer();
+    const off = await startServer({ processMetrics: false });
+    try {
+      const withProcess = await (await fetch(`${on.url}/metrics`)).text();
+      assert.match(withProcess, /^chorus_process_resident_memory_bytes \d+/m);
+      assert.match(withProcess, /^chorus_nodejs_eventloop_lag_seconds /m);
+      const without = await (await fetch(`${off.url}/metrics`)).text();
+      assert.doesNotMatch(without, /chorus_process_|chorus_nodejs_/);
+    } finally {
+      await on.close();
+      await off.close();
+    }
+  });
+});

@@ -80,6 +80,7 @@ const FILE_KEYS = new Set([
   'shutdown',
   'idempotencyWindowMs',
   'presenceTtlMs',
+  'processMetrics',
   'nodeId',
   'redis',
 ]);
@@ -453,6 +454,9 @@ export function loadConfig(
   if (envOrigins !== undefined) server.allowedOrigins = parseOrigins('CHORUS_ALLOWED_ORIGINS', envOrigins);
 
   optionalString('nodeId', server.nodeId);
+  if (server.processMetrics !== undefined && typeof server.processMetrics !== 'boolean') {
+    invalid('processMetrics', `must be true or false, got ${JSON.stringify(server.processMetrics)}`);
+  }
   if (server.personalChannel !== undefined && typeof server.personalChannel !== 'boolean') {
     invalid('personalChannel', `must be true or false, got ${JSON.stringify(server.personalChannel)}`);
   }

@@ -344,6 +344,7 @@ export class Hub {
     const subscribers = this.channels.get(channel);
     if (!subscribers) return;
     this.logger.warn({ channel, subscribers: subscribers.size }, 'publications lost on this node; subscribers must resynchronise');
+    this.metrics.resyncs.inc();
     for (const connection of [...subscribers]) {
       connection.close(CloseCode.INSUFFICIENT_STATE, 'insufficient state', { reconnect: true });
     }

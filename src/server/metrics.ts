@@ -17,11 +17,12 @@ export class Metrics {
   readonly limitHits: Counter<'limit'>;
   readonly slowConsumerDisconnects: Counter;
   readonly ephemeralDropped: Counter;
+  readonly resyncs: Counter;
 
   constructor(registry?: Registry, defaultMetrics = false) {
     this.registry = registry ?? new Registry();
     const registers = [this.registry];
-    if (defaultMetrics) collectDefaultMetrics({ register: this.registry, prefix: 'chorus_process_' });
+    if (defaultMetrics) collectDefaultMetrics({ register: this.registry, prefix: 'chorus_' });
     this.connections = new Gauge({ name: 'chorus_connections', help: 'Open WebSocket connections', registers });
     this.connectionsTotal = new Counter({ name: 'chorus_connections_total', help: 'Accepted WebSocket connections', registers });
     this.disconnects = new Counter({ name: 'chorus_disconnects_total', help: 'Closed connections by close code', labelNames: ['code'], registers });
@@ -48,6 +49,11 @@ export class Metrics {
     this.slowConsumerDisconnects = new Counter({
       name: 'chorus_slow_consumer_disconnects_total',
       help: 'Connections closed because their send queue overflowed',
+      registers,
+    });
+    this.resyncs = new Counter({
+      name: 'chorus_resyncs_total',
+      help: 'Channels whose missed publications the node could not backfill (subscribers closed with 4005)',
       registers,
     });
     this.ephemeralDropped = new Counter({

@@ -165,6 +165,8 @@ export interface ServerOptions {
   logger?: Logger | { level?: string };
   /** Prometheus registry to register metrics in. Default: a new registry (exposed at `/metrics`). */
   metricsRegistry?: Registry;
+  /** Also export Node process metrics (CPU, memory, event-loop lag, GC) as `chorus_process_*`. Default `true`. */
+  processMetrics?: boolean;
   /** Node id shown in `connected` and logs. Default: random. */
   nodeId?: string;
   /** Answer `/healthz`, `/metrics` and `/api/*` on the attached HTTP server. Default `true`. */

@@ -62,7 +62,7 @@ export class ChorusServer {
   constructor(options: ServerOptions = {}) {
     this.options = resolveOptions(options);
     this.logger = createLogger(options.logger).child({ node: this.options.nodeId });
-    this.metrics = new Metrics(options.metricsRegistry);
+    this.metrics = new Metrics(options.metricsRegistry, options.processMetrics ?? true);
     this.ownsEngine = !options.engine;
     this.engine = options.engine ?? new MemoryEngine();
     this.rules = new ChannelRules(this.options.namespaces);
