@@ -21,6 +21,8 @@ export { MemoryConnectionRegistry, MemoryRateLimiter } from './registry.js';
 export interface MemoryEngineOptions {
   /** Clock, injectable for tests. Default `Date.now`. */
   now?: () => number;
+  /** Most streams kept that were only read, never published to (the oldest are forgotten first). Default 100000. */
+  maxUnpublishedStreams?: number;
   /** How often expired streams and idempotency entries are swept, in ms. Default 60000. */
   sweepIntervalMs?: number;
 }
@@ -44,7 +46,7 @@ export class MemoryEngine implements Engine, Broker, HistoryStore {
   constructor(options: MemoryEngineOptions = {}) {
     this.now = options.now ?? Date.now;
     this.sweepIntervalMs = options.sweepIntervalMs ?? 60000;
-    this.streams = new StreamTable(this.now);
+    this.streams = new StreamTable(this.now, options.maxUnpublishedStreams ?? 100000);
     this.presence = new MemoryPresenceStore(this.now);
     this.connections = new MemoryConnectionRegistry(this.now);
     this.rateLimiter = new MemoryRateLimiter(this.now);

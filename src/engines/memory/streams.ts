@@ -32,10 +32,21 @@ export function newEpoch(): string {
  */
 export class StreamTable {
   private readonly streams = new Map<string, Stream>();
+  /** Streams created by a read and never published to, oldest first (bounded: see maxUnpublished). */
+  private readonly unpublished = new Set<string>();
   private readonly now: () => number;
+  private readonly maxUnpublished: number;
 
-  constructor(now: () => number = Date.now) {
+  /**
+   * @param maxUnpublished Streams that exist only because someone read their position (subscribe,
+   *   history) are capped at this many; the oldest are forgotten first. A forgotten stream gets a
+   *   new epoch when first published to, so its subscribers (if any) are told `recovered: false`
+   *   instead of silently missing anything. Bounds what clients can make the server keep by
+   *   reading random channel names. Default 100000.
+   */
+  constructor(now: () => number = Date.now, maxUnpublished = 100000) {
     this.now = now;
+    this.maxUnpublished = maxUnpublished;
   }
 
   get size(): number {
@@ -48,6 +59,7 @@ export class StreamTable {
     const now = this.now();
     if (stream.expiresAt <= now) {
       this.streams.delete(channel);
+      this.unpublished.delete(channel);
       return undefined;
     }
     if (stream.publications.length > 0 && stream.historyExpiresAt <= now) stream.publications = [];
@@ -60,6 +72,12 @@ export class StreamTable {
     if (!stream) {
       stream = { epoch: newEpoch(), offset: 0, publications: [], historyExpiresAt: now, expiresAt: now + STREAM_META_TTL_MS };
       this.streams.set(channel, stream);
+      this.unpublished.add(channel);
+      if (this.unpublished.size > this.maxUnpublished) {
+        const oldest = this.unpublished.values().next().value as string;
+        this.unpublished.delete(oldest);
+        this.streams.delete(oldest);
+      }
     } else {
       stream.expiresAt = Math.max(stream.expiresAt, now + STREAM_META_TTL_MS);
     }
@@ -69,6 +87,7 @@ export class StreamTable {
   /** Assign the next offset and append to history, in one step. */
   append(publication: Publication, history: HistoryPolicy | undefined): Publication {
     const stream = this.ensure(publication.channel);
+    this.unpublished.delete(publication.channel);
     stream.offset += 1;
     const stored: Publication = { ...publication, offset: stream.offset, epoch: stream.epoch };
     const now = this.now();
@@ -117,6 +136,7 @@ export class StreamTable {
     for (const [channel, stream] of this.streams) {
       if (stream.expiresAt <= now) {
         this.streams.delete(channel);
+        this.unpublished.delete(channel);
         dropped++;
       } else if (stream.publications.length > 0 && stream.historyExpiresAt <= now) {
         stream.publications = [];
