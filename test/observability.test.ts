@@ -83,3 +83,23 @@ describe('process metrics', () => {
     }
   });
 });
+
+describe('limit hits are logged', () => {
+  test('each limit is logged with the connection, at most once per 10 s per connection', async () => {
+    const s = await startServer({ limits: { rateBurst: 3, ratePerSecond: 1, maxFaults: 1000, maxSubscriptionsPerConnection: 2 } });
+    try {
+      const a = await TestSocket.connect(s.wsUrl, await signToken('ada'));
+      a.send(Array.from({ length: 10 }, (_, i) => JSON.stringify({ event: 'ping', id: `p${i}` })).join('\n'));
+      await a.find((f) => f.id === 'p9');
+      const rateLogs = s.logs.filter((l) => l.msg === 'limit hit' && l.limit === 'rate');
+      assert.equal(rateLogs.length, 1, 'seven rate-limited frames, one log line');
+      assert.equal(rateLogs[0]!.user, 'ada');
+      assert.match(String(rateLogs[0]!.client), /^c_/);
+      const metrics = await (await fetch(`${s.url}/metrics`)).text();
+      assert.match(metrics, /chorus_limit_hits_total\{limit="rate"\} 7/);
+      a.close();
+    } finally {
+      await s.close();
+    }
+  });
+});

@@ -84,6 +84,8 @@ export class Connection {
   lastPing: number;
   /** Set once the connection is closing; nothing more is sent. */
   closing = false;
+  /** When each limit was last logged for this connection (limit hits are logged at most every 10 s). */
+  limitLoggedAt: Map<string, number> | undefined;
   /** Close code and reason recorded for logs and metrics. */
   closeCode: number | undefined;
   closeReason = '';

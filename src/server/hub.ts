@@ -27,6 +27,8 @@ export interface HubSettings {
    * reads it; more missed than fits is `recovered: false`.
    */
   maxRecoveryBytes: number;
+  /** Called when a limit is hit (counted and logged by the server). */
+  onLimitHit(limit: string, connection: Connection, details?: Record<string, unknown>): void;
   /** Called once per flush with what was written. */
   onFlushed(totals: { bytes: number; frames: number; messages: number }): void;
 }
@@ -152,7 +154,7 @@ export class Hub {
       throw new ChorusError(ErrorCode.ALREADY_SUBSCRIBED, `already subscribed to "${channel}"`);
     }
     if (connection.subscriptions.size >= maxSubscriptions) {
-      this.metrics.limitHits.inc({ limit: 'subscriptions' });
+      this.settings.onLimitHit('subscriptions', connection, { maxSubscriptions });
       throw new ChorusError(ErrorCode.TOO_MANY_SUBSCRIPTIONS, `at most ${maxSubscriptions} subscriptions per connection`);
     }
     const state: SubscriptionState = { namespace, pending: [], presence: false };
@@ -232,7 +234,7 @@ export class Hub {
             // Bounded by bytes too: the whole recovery is queued at once.
             const frames = encodeWithin(pubs, this.settings.maxRecoveryBytes - connection.pendingBytes);
             if (frames) return { position: read.position, recovered: true, frames };
-            this.metrics.limitHits.inc({ limit: 'recovery_bytes' });
+            this.settings.onLimitHit('recovery_bytes', connection, { channel });
           }
           recovered = false;
         } catch (err) {

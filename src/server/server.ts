@@ -70,6 +70,7 @@ export class ChorusServer {
     this.hub = new Hub(this.engine, this.metrics, this.logger, {
       presenceTtlMs: this.options.presenceTtlMs,
       maxRecoveryBytes: this.options.limits.maxQueuedBytes / 2,
+      onLimitHit: (limit, connection, details) => this.limitHit(limit, connection, details),
       onFlushed: (totals) => {
         this.metrics.bytesOut.inc(totals.bytes);
         this.metrics.messagesOut.inc(totals.frames);
@@ -88,7 +89,10 @@ export class ChorusServer {
       now: () => Date.now(),
       scheduleFlush: (c) => this.hub.scheduleFlush(c),
       onSlowConsumer: (c) => this.onSlowConsumer(c),
-      onEphemeralDropped: () => this.metrics.ephemeralDropped.inc(),
+      onEphemeralDropped: (c) => {
+        this.metrics.ephemeralDropped.inc();
+        this.limitHit('ephemeral_dropped', c);
+      },
     };
     this.session = new Session(this);
   }
@@ -279,7 +283,7 @@ export class ChorusServer {
     ws.on('error', (err: Error & { code?: string }) => {
       // ws closes the socket itself after protocol errors (1007 invalid UTF-8, 1009 too big, ...).
       if (err.code === 'WS_ERR_UNSUPPORTED_MESSAGE_LENGTH') {
-        this.metrics.limitHits.inc({ limit: 'message_size' });
+        this.limitHit('message_size', connection, { maxMessageBytes: this.options.limits.maxMessageBytes });
         connection.closeCode ??= CloseCode.MESSAGE_TOO_BIG;
         connection.closeReason ||= 'message too big';
       } else if (err.code === 'WS_ERR_INVALID_UTF8') {
@@ -359,7 +363,7 @@ export class ChorusServer {
     for (const connection of this.connections) {
       if (connection.closing) continue;
       if (now - connection.lastSeen > timeoutMs) {
-        this.metrics.limitHits.inc({ limit: 'heartbeat' });
+        this.limitHit('heartbeat', connection);
         // A close frame in case the peer is only slow; terminated soon after either way.
         connection.close(CloseCode.HEARTBEAT_TIMEOUT, 'heartbeat timeout', { notice: false, graceMs: 1000 });
         continue;
@@ -390,6 +394,22 @@ export class ChorusServer {
       this.lastPresenceRefresh = now;
       void this.hub.refreshPresence().catch((err) => this.logger.warn({ err }, 'presence refresh failed'));
     }
+  }
+
+  /**
+   * Count a limit hit (`chorus_limit_hits_total{limit}`) and log it (`limit hit`), at most once
+   * every 10 s per connection and limit so that a misbehaving client cannot flood the logs.
+   */
+  limitHit(limit: string, connection?: Connection, details: Record<string, unknown> = {}): void {
+    this.metrics.limitHits.inc({ limit });
+    if (connection) {
+      const now = Date.now();
+      const logged = (connection.limitLoggedAt ??= new Map());
+      const last = logged.get(limit);
+      if (last !== undefined && now - last < 10000) return;
+      logged.set(limit, now);
+    }
+    this.logger.info({ limit, ...(connection ? { client: connection.id, user: connection.user } : {}), ...details }, 'limit hit');
   }
 
   /** Register an application event handler. Its return value is the ack; a coded throw is the error reply. */

@@ -216,7 +216,7 @@ export class Session {
       this.countIn(RESERVED_EVENTS.has(frame.event) ? frame.event : 'app');
       const rate = connection.consumeRate();
       if (!rate.ok) {
-        server.metrics.limitHits.inc({ limit: 'rate' });
+        server.limitHit('rate', connection);
         const error = new ChorusError(ErrorCode.RATE_LIMITED, 'too many frames; slow down', { retryAfterMs: rate.retryAfterMs });
         // Replies keep the order of the frames they answer, so the error waits its turn; the
         // fault counts now, so a flood is cut off however long the queue is.
@@ -348,7 +348,7 @@ export class Session {
             namespace.ephemeralPerSecond,
           );
           if (!rate.ok) {
-            server.metrics.limitHits.inc({ limit: 'ephemeral' });
+            server.limitHit('ephemeral', connection, { channel });
             throw new ChorusError(ErrorCode.RATE_LIMITED, 'too many ephemeral publications', { retryAfterMs: rate.retryAfterMs });
           }
         }
