@@ -5,6 +5,7 @@ import { describe, test } from 'node:test';
 import WebSocket from 'ws';
 import { MemoryEngine } from '../src/engines/memory/index.js';
 import { ChorusError } from '../src/protocol/index.js';
+import { MAX_PENDING_FRAMES } from '../src/server/session.js';
 import { signToken, startServer, TestSocket, upgradeStatus, until } from './helpers.js';
 
 describe('replies the client asked for are bounded by bytes, not treated as a slow consumer', () => {
@@ -113,20 +114,30 @@ describe('replies the client asked for are bounded by bytes, not treated as a sl
 });
 
 describe('a flood behind a slow handler is paused, not buffered', () => {
-  test('past the pending limit the socket is paused; everything is answered once the handler frees up', async () => {
+  test('exactly MAX_PENDING_FRAMES waiting frames do not pause; one more does; everything is answered once the handler frees up', async () => {
     const s = await startServer({ limits: { ratePerSecond: 1_000_000, rateBurst: 1_000_000 } });
     let release!: () => void;
     const gate = new Promise<void>((r) => (release = r));
+    let entered!: () => void;
+    const handlerEntered = new Promise<void>((r) => (entered = r));
     s.chorus.on('slow', async () => {
+      entered();
       await gate;
       return 'done';
     });
     try {
       const a = await TestSocket.connect(s.wsUrl, await signToken('ada'));
       const conn = [...s.chorus.connections][0]!;
-      const n = 1000;
-      a.send(Array.from({ length: n }, (_, i) => JSON.stringify({ event: 'slow', id: `s${i}` })).join('\n'));
+      const batch = (from: number, count: number) =>
+        Array.from({ length: count }, (_, i) => JSON.stringify({ event: 'slow', id: `s${from + i}` })).join('\n');
+      // One message: all of its frames are queued before the first handler runs.
+      a.send(batch(0, MAX_PENDING_FRAMES));
+      await handlerEntered;
+      assert.equal((conn.ws as any).isPaused, false, `${MAX_PENDING_FRAMES} waiting frames: still reading`);
+      a.send(batch(MAX_PENDING_FRAMES, 1));
       await until('socket paused', () => (conn.ws as any).isPaused === true);
+      a.send(batch(MAX_PENDING_FRAMES + 1, 1000 - MAX_PENDING_FRAMES - 1));
+      const n = 1000;
       release();
       await a.find((f) => f.id === `s${n - 1}`, 10000);
       assert.equal(a.frames.filter((f) => f.event === 'ack' && f.id?.startsWith('s')).length, n);

@@ -80,8 +80,6 @@ export const CloseCode = {
   INSUFFICIENT_STATE: 4005,
   /** Disconnected by the server or an admin; do not reconnect. */
   DISCONNECT: 4500,
-  /** The user's credentials were revoked or no longer valid; do not reconnect with the same token. */
-  UNAUTHORIZED: 4501,
 } as const;
 export type CloseCode = (typeof CloseCode)[keyof typeof CloseCode];
 
