@@ -500,8 +500,8 @@ export class ChorusServer {
     return Promise.all(
       channels.map(async (channel) => {
         try {
-          const key = options.idempotencyKey === undefined ? {} : { idempotencyKey: `${options.idempotencyKey}` };
-          return { channel, ...(await this.publish(channel, data, { ...options, ...key })) };
+          // Idempotency keys are scoped per channel by the engine, so one key serves them all.
+          return { channel, ...(await this.publish(channel, data, options)) };
         } catch (err) {
           const e = err instanceof ChorusError ? err : new ChorusError(ErrorCode.INTERNAL, 'internal error');
           return { channel, error: { code: e.code, message: e.message } };

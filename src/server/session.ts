@@ -115,14 +115,14 @@ export class Session {
     this.enqueue(connection, async () => {
       const server = this.server;
       const subscriptions: SubscribeResult[] = [];
+      let goLive: (() => void) | undefined;
       if (server.options.personalChannel) {
         const channel = `user:${connection.user}`;
         try {
           const namespace = server.rules.resolve(channel);
-          const { result, goLive } = await server.hub.subscribe(connection, channel, namespace, {}, Number.MAX_SAFE_INTEGER);
-          subscriptions.push(result);
-          this.sendConnected(connection, subscriptions);
-          goLive();
+          const personal = await server.hub.subscribe(connection, channel, namespace, {}, Number.MAX_SAFE_INTEGER);
+          subscriptions.push(personal.result);
+          goLive = personal.goLive;
         } catch (err) {
           const code = err instanceof ChorusError ? err.code : ErrorCode.INTERNAL;
           if (code === ErrorCode.BAD_CHANNEL) {
@@ -137,7 +137,8 @@ export class Session {
           }
         }
       }
-      if (subscriptions.length === 0) this.sendConnected(connection, subscriptions);
+      this.sendConnected(connection, subscriptions);
+      goLive?.();
       try {
         await server.hooks.run('onConnect', { connection });
       } catch (err) {

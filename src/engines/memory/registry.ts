@@ -33,12 +33,6 @@ export class MemoryConnectionRegistry implements ConnectionRegistry {
       entries.set(clientId, expiresAt);
     }
   }
-
-  /** Live entries of a user (tests, diagnostics). */
-  count(user: string): number {
-    const now = this.now();
-    return [...(this.users.get(user)?.values() ?? [])].filter((e) => e > now).length;
-  }
 }
 
 /** Token buckets by key, in one process; idle buckets are forgotten on `sweep`. */

@@ -40,10 +40,6 @@ export class Sequencer {
     this.channels.delete(channel);
   }
 
-  tracked(): string[] {
-    return [...this.channels.keys()];
-  }
-
   /** The stream's position as read after subscribing: anything between the two is backfilled. */
   async advanceTo(channel: string, position: StreamPosition): Promise<void> {
     const sequence = this.channels.get(channel);
