@@ -38,6 +38,19 @@ async function connect(node: { wsUrl: string }, user: string): Promise<TestSocke
 }
 
 const clients = new Set<ChorusClient>();
+
+/** A real client subscribed to `channel` on `node`, recording what its subscription delivers. */
+async function watchingClient(node: { wsUrl: string }, user: string, channel: string) {
+  const client = new ChorusClient({ url: node.wsUrl, token: await signToken(user), WebSocket: WebSocket as any, minReconnectDelayMs: 10, maxReconnectDelayMs: 100 });
+  clients.add(client);
+  client.connect();
+  const subscription = client.subscribe<{ i: number }>(channel);
+  const watcher = { client, received: [] as MessageData<{ i: number }>[], failed: 0 };
+  subscription.on('message', (m) => watcher.received.push(m));
+  subscription.on('recovery-failed', () => watcher.failed++);
+  await nextEvent(subscription, 'subscribed');
+  return watcher;
+}
 /** Set when a test ends early, so its publisher loops stop. */
 let stopPublishing = false;
 process.once('exit', () => {
@@ -416,15 +429,8 @@ describe('Redis restarts', () => {
       const channel = 'chat:volatile';
       const sub = await connect(b, 'r1');
       await subscribe(sub, channel);
-      const client = new ChorusClient({ url: b.wsUrl, token: await signToken('r2'), WebSocket: WebSocket as any, minReconnectDelayMs: 10, maxReconnectDelayMs: 100 });
-      clients.add(client);
-      client.connect();
-      const csub = client.subscribe<{ i: number }>(channel);
-      const creceived: MessageData<{ i: number }>[] = [];
-      let cfailed = 0;
-      csub.on('message', (m) => creceived.push(m));
-      csub.on('recovery-failed', () => cfailed++);
-      await nextEvent(csub, 'subscribed');
+      const watcher = await watchingClient(b, 'r2', channel);
+      const creceived = watcher.received;
       for (let i = 1; i <= 5; i++) assert.equal((await publish(a, channel, { i })).body.offset, i);
       await until('5 messages', () => sub.messages(channel).length === 5 && creceived.length === 5);
       const oldEpoch = sub.messages(channel)[0].epoch as string;
@@ -462,7 +468,7 @@ describe('Redis restarts', () => {
       // The real client: recovery-failed (the app reloads), then live publications of the new epoch.
       assert.equal((await publish(b, channel, { i: 'new-2' })).body.offset, 2);
       await until('the client is on the new epoch', () => creceived.some((m) => m.epoch === first.epoch && m.offset === 2), 10000);
-      assert.ok(cfailed >= 1, 'the client was told recovery failed');
+      assert.ok(watcher.failed >= 1, 'the client was told recovery failed');
       for (const m of creceived.slice(5)) assert.equal(m.epoch, first.epoch);
     } finally {
       await Promise.allSettled([a.stop(), b.stop()]);
@@ -477,15 +483,8 @@ describe('Redis restarts', () => {
       const channel = 'chat:durable';
       const sub = await connect(b, 'p1');
       await subscribe(sub, channel);
-      const client = new ChorusClient({ url: b.wsUrl, token: await signToken('p2'), WebSocket: WebSocket as any, minReconnectDelayMs: 10, maxReconnectDelayMs: 100 });
-      clients.add(client);
-      client.connect();
-      const csub = client.subscribe<{ i: number }>(channel);
-      const creceived: MessageData<{ i: number }>[] = [];
-      let cfailed = 0;
-      csub.on('message', (m) => creceived.push(m));
-      csub.on('recovery-failed', () => cfailed++);
-      await nextEvent(csub, 'subscribed');
+      const watcher = await watchingClient(b, 'p2', channel);
+      const creceived = watcher.received;
       for (let i = 1; i <= 3; i++) assert.equal((await publish(a, channel, { i })).body.offset, i);
       await until('3 messages', () => sub.messages(channel).length === 3 && creceived.length === 3);
       const epoch = sub.messages(channel)[0].epoch as string;
@@ -509,7 +508,7 @@ describe('Redis restarts', () => {
       // The client that stayed connected through the restart has everything, once, in order.
       await until('the client has 1..6', () => creceived.length >= 6, 10000);
       assertContiguous(creceived.map((m) => m.offset), 6, 'client through a Redis restart');
-      assert.equal(cfailed, 0);
+      assert.equal(watcher.failed, 0);
     } finally {
       await Promise.allSettled([a.stop(), b.stop()]);
       await stopRedis(redis);
