@@ -119,6 +119,18 @@ describe('asymmetric keys and JWKS', () => {
     }
   });
 
+  test('Ed25519 public key (EdDSA, algorithm taken from the key)', async () => {
+    const { publicKey, privateKey } = await generateKeyPair('EdDSA', { crv: 'Ed25519' });
+    const s = await startServer({ auth: { publicKey: await exportSPKI(publicKey) } });
+    try {
+      const token = await new SignJWT({}).setProtectedHeader({ alg: 'EdDSA' }).setSubject('ada').setExpirationTime('1h').sign(privateKey);
+      assert.equal((await upgradeStatus(`${s.wsUrl}?token=${token}`)).status, 101);
+      assert.equal((await upgradeStatus(`${s.wsUrl}?token=${await signToken('ada')}`)).status, 401, 'HS256 is not accepted');
+    } finally {
+      await s.close();
+    }
+  });
+
   test('JWKS URL served over loopback', async () => {
     const { publicKey, privateKey } = await generateKeyPair('RS256');
     const jwk = { ...(await exportJWK(publicKey)), kid: 'k1', alg: 'RS256', use: 'sig' };

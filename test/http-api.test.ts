@@ -59,6 +59,28 @@ describe('HTTP API', () => {
     assert.equal(r.body.results[1].offset, 1);
     assert.equal(r.body.results[2].error.code, 'BAD_CHANNEL');
     assert.equal((await api(s.url, 'POST', '/api/broadcast', { channels: [], data: 1 })).status, 400);
+    // At the edge: 1000 channels are accepted, 1001 are not.
+    const many = (n: number) => Array.from({ length: n }, (_, i) => `chat:many-${i}`);
+    const big = await startServer(); // default body limit (64 KiB): room for 1000 names
+    try {
+      const thousand = await api(big.url, 'POST', '/api/broadcast', { channels: many(1000), data: 1 });
+      assert.equal(thousand.status, 200);
+      assert.equal(thousand.body.results.length, 1000);
+      assert.equal((await api(big.url, 'POST', '/api/broadcast', { channels: many(1001), data: 1 })).status, 400);
+    } finally {
+      await big.close();
+    }
+  });
+
+  test('idempotencyKey: 1 to 128 characters; a repeat returns the first result', async () => {
+    const key = 'k'.repeat(128);
+    const first = await api(s.url, 'POST', '/api/publish', { channel: 'chat:idem', data: 1, idempotencyKey: key });
+    const again = await api(s.url, 'POST', '/api/publish', { channel: 'chat:idem', data: 1, idempotencyKey: key });
+    assert.equal(first.status, 200);
+    assert.deepEqual(again.body, first.body);
+    const tooLong = await api(s.url, 'POST', '/api/publish', { channel: 'chat:idem', data: 1, idempotencyKey: 'k'.repeat(129) });
+    assert.equal(tooLong.status, 400);
+    assert.equal((await api(s.url, 'POST', '/api/publish', { channel: 'chat:idem', data: 1, idempotencyKey: '' })).status, 400);
   });
 
   test('channels, presence and history', async () => {
