@@ -149,7 +149,7 @@ async function serveApi(server: ChorusServer, req: IncomingMessage, res: ServerR
   if (server.closing && req.method === 'POST') throw new ChorusError(ErrorCode.SHUTTING_DOWN, 'server is shutting down');
   const method = req.method ?? 'GET';
   const maxBytes = server.options.limits.maxMessageBytes;
-  if (method === 'POST') {
+  if (method === 'POST' && !path.startsWith('/api/documents/')) {
     const body = await readJson(req, maxBytes);
     switch (path) {
       case '/api/publish': {
@@ -190,7 +190,7 @@ async function serveApi(server: ChorusServer, req: IncomingMessage, res: ServerR
         return send(res, 200, { unsubscribed });
       }
     }
-  } else if (method === 'GET') {
+  } else if (method === 'GET' && !path.startsWith('/api/documents/')) {
     req.resume();
     if (path === '/api/channels') return send(res, 200, { channels: server.channels() });
     if (path.startsWith('/api/presence/')) return send(res, 200, await server.presence(channelFromPath(path, '/api/presence/')));
@@ -219,5 +219,6 @@ async function serveApi(server: ChorusServer, req: IncomingMessage, res: ServerR
   } else {
     req.resume();
   }
+  for (const route of server.apiRoutes) if (await route(req, res, path, method)) return;
   throw new ChorusError(ErrorCode.NOT_FOUND, `no API route ${method} ${path}`);
 }

@@ -40,6 +40,13 @@ export interface NamespaceOptions {
   ephemeral?: boolean;
   /** Ephemeral publications allowed per user per channel, per second (burst equal). Default 10. */
   ephemeralPerSecond?: number;
+  /**
+   * Channels of this namespace are shared Yjs documents (opened at `/yjs/<name>` or with document
+   * frames, never with `subscribe`/`publish`). `publish: 'none'` makes them read-only for clients.
+   * Document namespaces default to `historySize: 1000` and `historyTtlMs: 3600000`: their updates'
+   * history is how a node catches up between stored snapshots. Default `false`.
+   */
+  document?: boolean;
 }
 
 export type ResolvedNamespace = Required<NamespaceOptions>;
@@ -211,6 +218,7 @@ export const DEFAULT_SHUTDOWN: ShutdownOptions = { drainTimeoutMs: 10000, reconn
 export const DEFAULT_NAMESPACES: NamespaceOptions[] = [
   { pattern: 'user:*', personal: true, publish: 'none' },
   { pattern: 'chat:*', historySize: 100, historyTtlMs: 300000, presence: true, joinLeave: true },
+  { pattern: 'doc:*', document: true },
 ];
 
 const NAMESPACE_DEFAULTS: Omit<ResolvedNamespace, 'pattern' | 'joinLeave'> = {
@@ -224,7 +232,11 @@ const NAMESPACE_DEFAULTS: Omit<ResolvedNamespace, 'pattern' | 'joinLeave'> = {
   joinLeaveMaxMembers: 1000,
   ephemeral: true,
   ephemeralPerSecond: 10,
+  document: false,
 };
+
+/** History defaults of document namespaces (updates between stored snapshots are read back from it). */
+const DOCUMENT_HISTORY = { historySize: 1000, historyTtlMs: 3600000 };
 
 const NAMESPACE_KEYS = new Set<string>([
   'pattern',
@@ -273,6 +285,8 @@ export function resolveNamespace(ns: NamespaceOptions, key: string): ResolvedNam
   const presence = ns.presence === undefined ? NAMESPACE_DEFAULTS.presence : bool(`${key}.presence`, ns.presence);
   const joinLeave = ns.joinLeave === undefined ? presence : bool(`${key}.joinLeave`, ns.joinLeave);
   if (joinLeave && !presence) fail(`${key}.joinLeave`, 'needs presence: true');
+  const document = ns.document === undefined ? NAMESPACE_DEFAULTS.document : bool(`${key}.document`, ns.document);
+  const history = document ? DOCUMENT_HISTORY : NAMESPACE_DEFAULTS;
   const resolved: ResolvedNamespace = {
     pattern: ns.pattern,
     subscribe:
@@ -283,9 +297,9 @@ export function resolveNamespace(ns: NamespaceOptions, key: string): ResolvedNam
         : oneOf(`${key}.publish`, ns.publish, ['any', 'subscribers', 'none'] as const),
     personal: ns.personal === undefined ? NAMESPACE_DEFAULTS.personal : bool(`${key}.personal`, ns.personal),
     historySize:
-      ns.historySize === undefined ? NAMESPACE_DEFAULTS.historySize : positiveInt(`${key}.historySize`, ns.historySize, true),
+      ns.historySize === undefined ? history.historySize : positiveInt(`${key}.historySize`, ns.historySize, true),
     historyTtlMs:
-      ns.historyTtlMs === undefined ? NAMESPACE_DEFAULTS.historyTtlMs : positiveInt(`${key}.historyTtlMs`, ns.historyTtlMs),
+      ns.historyTtlMs === undefined ? history.historyTtlMs : positiveInt(`${key}.historyTtlMs`, ns.historyTtlMs),
     recoveryMaxMissed:
       ns.recoveryMaxMissed === undefined
         ? NAMESPACE_DEFAULTS.recoveryMaxMissed
@@ -301,6 +315,7 @@ export function resolveNamespace(ns: NamespaceOptions, key: string): ResolvedNam
       ns.ephemeralPerSecond === undefined
         ? NAMESPACE_DEFAULTS.ephemeralPerSecond
         : positiveNumber(`${key}.ephemeralPerSecond`, ns.ephemeralPerSecond),
+    document,
   };
   if (resolved.personal && !resolved.pattern.endsWith('*')) {
     fail(`${key}.personal`, 'needs a pattern ending in * (e.g. "user:*")');

@@ -6,7 +6,7 @@ import { ChorusError, CloseCode, ErrorCode, ServerEvent, type StreamPosition, ty
 import { MemoryEngine } from '../engines/memory/index.js';
 import type { BrokerEvent, ControlCommand, Engine, PublishResult } from '../engines/types.js';
 import { Authenticator } from './auth.js';
-import { ChannelRules } from './channels.js';
+import { ChannelRules, notDocument } from './channels.js';
 import { Connection, newClientId, type ConnectionHost } from './connection.js';
 import { invalidUpgrade, rejectUpgrade, originAllowed } from './handshake.js';
 import { Hooks, type Extension, type PublishSource } from './hooks.js';
@@ -29,6 +29,24 @@ export interface ServerPublishOptions {
   /** Recorded as the source in metrics. Default `'server'`. */
   source?: PublishSource;
 }
+
+/** An admitted upgrade request (see `ChorusServer.admit`). */
+export interface Admission {
+  identity: Identity;
+  /** The connection id reserved in the per-user registry. */
+  clientId: string;
+  /** Release the per-user slot; idempotent. */
+  release(): void;
+}
+
+/** An extra WebSocket endpoint (e.g. documents' `/yjs/`): upgrades whose path starts with `prefix`. */
+export interface UpgradeRoute {
+  prefix: string;
+  handle(req: IncomingMessage, socket: Duplex, head: Buffer): void;
+}
+
+/** An extra HTTP API route, run after the API key was checked; resolves false when it does not own the path. */
+export type ApiRoute = (req: IncomingMessage, res: ServerResponse, path: string, method: string) => Promise<boolean>;
 
 /**
  * A Chorus server: embed it in an existing `http.Server` with `attach`, or drive it with
@@ -58,6 +76,12 @@ export class ChorusServer {
   private closingPromise: Promise<void> | undefined;
   /** True once `close()` was called. */
   closing = false;
+  /** @internal Extra WebSocket endpoints by path prefix (documents' `/yjs/`), tried by `attach`. */
+  readonly upgradeRoutes: UpgradeRoute[] = [];
+  /** @internal Extra `/api/` routes (documents' versions API), tried after the built-in ones. */
+  readonly apiRoutes: ApiRoute[] = [];
+  /** @internal Consumers of broker events before the hub (documents); a tap returning true consumes the event. */
+  readonly brokerTaps: Array<(event: BrokerEvent) => boolean> = [];
 
   constructor(options: ServerOptions = {}) {
     this.options = resolveOptions(options);
@@ -128,7 +152,13 @@ export class ChorusServer {
   attach(server: HttpServer): this {
     void this.start();
     server.on('upgrade', (req: IncomingMessage, socket: Duplex, head: Buffer) => {
-      if (safePath(req.url) !== this.options.path) {
+      const path = safePath(req.url);
+      const route = this.upgradeRoutes.find((r) => path.startsWith(r.prefix));
+      if (route) {
+        route.handle(req, socket, head);
+        return;
+      }
+      if (path !== this.options.path) {
         // Leave other paths to other upgrade listeners; answer 404 if there are none.
         if (server.listenerCount('upgrade') === 1) rejectUpgrade(socket, 404, ErrorCode.NOT_FOUND, 'no WebSocket endpoint at this path');
         return;
@@ -171,20 +201,27 @@ export class ChorusServer {
     rejectUpgrade(socket, status, code, message);
   }
 
-  private async upgrade(req: IncomingMessage, socket: Duplex, head: Buffer): Promise<void> {
+  /**
+   * Admission of an upgrade request, shared by every WebSocket endpoint (`/ws`, documents'
+   * `/yjs/`): shutdown, handshake validity, Origin, authentication (bounded by
+   * `limits.handshakeTimeoutMs`), token expiry, the per-user connection cap and `onUpgrade` hooks.
+   * On refusal it answers the request itself and resolves undefined; on success the caller owns
+   * the reserved per-user slot and calls `release()` exactly once when the connection ends.
+   */
+  async admit(req: IncomingMessage, socket: Duplex): Promise<Admission | undefined> {
     await this.start();
     if (this.closing) {
       rejectUpgrade(socket, 503, ErrorCode.SHUTTING_DOWN, 'server is shutting down');
-      return;
+      return undefined;
     }
     const invalid = invalidUpgrade(req);
     if (invalid) {
       rejectUpgrade(socket, 400, ErrorCode.BAD_REQUEST, invalid);
-      return;
+      return undefined;
     }
     if (!originAllowed(req, this.options.allowedOrigins)) {
       this.authFailure(socket, 403, ErrorCode.ORIGIN_NOT_ALLOWED, 'origin not allowed', 'origin', req);
-      return;
+      return undefined;
     }
     let identity: Identity;
     let timer: NodeJS.Timeout | undefined;
@@ -200,13 +237,13 @@ export class ChorusServer {
       const e = err instanceof ChorusError ? err : new ChorusError(ErrorCode.UNAUTHORIZED, 'authentication failed');
       if (e.code === ErrorCode.TIMEOUT) this.authFailure(socket, 503, e.code, e.message, 'timeout', req);
       else this.authFailure(socket, 401, ErrorCode.UNAUTHORIZED, e.message, 'token', req);
-      return;
+      return undefined;
     } finally {
       clearTimeout(timer);
     }
     if (identity.expiresAt !== undefined && identity.expiresAt + this.clockToleranceMs <= Date.now()) {
       this.authFailure(socket, 401, ErrorCode.UNAUTHORIZED, 'invalid token: expired', 'token', req);
-      return;
+      return undefined;
     }
     const clientId = newClientId();
     const user = identity.user;
@@ -216,7 +253,7 @@ export class ChorusServer {
     } catch (err) {
       this.logger.error({ err: { message: (err as Error).message } }, 'connection registry unavailable');
       this.authFailure(socket, 503, ErrorCode.UNAVAILABLE, 'the engine is unavailable; try again later', 'unavailable', req);
-      return;
+      return undefined;
     }
     if (!reserved) {
       this.metrics.limitHits.inc({ limit: 'connections_per_user' });
@@ -228,27 +265,40 @@ export class ChorusServer {
         'connection_limit',
         req,
       );
-      return;
+      return undefined;
     }
-    let handedOver = false;
+    let released = false;
+    const release = (): void => {
+      if (released) return;
+      released = true;
+      this.releaseUser(user, clientId);
+    };
     try {
-      try {
-        await this.hooks.run('onUpgrade', { req, identity });
-      } catch (err) {
-        const e = err instanceof ChorusError ? err : new ChorusError(ErrorCode.PERMISSION_DENIED, 'connection denied');
-        this.authFailure(socket, 403, e.code, e.message, 'hook', req);
-        return;
-      }
-      if (this.closing || socket.destroyed || !socket.writable) {
-        if (!socket.destroyed) rejectUpgrade(socket, 503, ErrorCode.SHUTTING_DOWN, 'server is shutting down');
-        return;
-      }
-      handedOver = true;
-      let upgraded = false;
-      // ws may still refuse the socket without calling back: then the slot is released here.
-      socket.once('close', () => {
-        if (!upgraded) this.releaseUser(user, clientId);
-      });
+      await this.hooks.run('onUpgrade', { req, identity });
+    } catch (err) {
+      release();
+      const e = err instanceof ChorusError ? err : new ChorusError(ErrorCode.PERMISSION_DENIED, 'connection denied');
+      this.authFailure(socket, 403, e.code, e.message, 'hook', req);
+      return undefined;
+    }
+    if (this.closing || socket.destroyed || !socket.writable) {
+      release();
+      if (!socket.destroyed) rejectUpgrade(socket, 503, ErrorCode.SHUTTING_DOWN, 'server is shutting down');
+      return undefined;
+    }
+    return { identity, clientId, release };
+  }
+
+  private async upgrade(req: IncomingMessage, socket: Duplex, head: Buffer): Promise<void> {
+    const admitted = await this.admit(req, socket);
+    if (!admitted) return;
+    const { identity, clientId } = admitted;
+    let upgraded = false;
+    // ws may still refuse the socket without calling back: then the slot is released here.
+    socket.once('close', () => {
+      if (!upgraded) admitted.release();
+    });
+    try {
       this.wss.handleUpgrade(req, socket, head, (ws) => {
         upgraded = true;
         try {
@@ -258,8 +308,9 @@ export class ChorusServer {
           ws.terminate();
         }
       });
-    } finally {
-      if (!handedOver) this.releaseUser(user, clientId);
+    } catch (err) {
+      admitted.release();
+      throw err;
     }
   }
 
@@ -333,6 +384,7 @@ export class ChorusServer {
   }
 
   private onBrokerEvent(event: BrokerEvent): void {
+    for (const tap of this.brokerTaps) if (tap(event)) return;
     if (event.type === 'control') this.onControl(event.command);
     else this.hub.deliver(event);
   }
@@ -437,6 +489,7 @@ export class ChorusServer {
    */
   async publish(channel: string, data: unknown, options: ServerPublishOptions = {}): Promise<PublishResult> {
     const namespace = this.rules.resolve(channel);
+    notDocument(channel, namespace);
     return this.publishChecked(channel, namespace, data, { ...options, source: options.source ?? 'server' });
   }
 
@@ -513,6 +566,7 @@ export class ChorusServer {
   /** Subscribe one local connection to a channel from the server side; the client gets a `subscribed` event. */
   async subscribeConnection(connection: Connection, channel: string, options: { since?: StreamPosition } = {}): Promise<SubscribeResult> {
     const namespace = this.rules.resolve(channel);
+    notDocument(channel, namespace);
     await this.hooks.deny('onSubscribe', { connection, channel, serverSide: true });
     const { result, goLive } = await this.hub.subscribe(
       connection,
@@ -535,7 +589,7 @@ export class ChorusServer {
 
   /** Subscribe every connection of a user (on every node) to a channel. Returns local connections affected. */
   async subscribeUser(user: string, channel: string): Promise<number> {
-    this.rules.resolve(channel);
+    notDocument(channel, this.rules.resolve(channel));
     const local = this.hub.users.get(user)?.size ?? 0;
     await this.engine.broker.publishControl({ type: 'subscribe', user, channel });
     return local;
