@@ -1,0 +1,70 @@
+import type { IncomingMessage, ServerResponse } from 'node:http';
+import type { Duplex } from 'node:stream';
+import type { Logger } from 'pino';
+import type { Registry } from 'prom-client';
+import type { BrokerEvent, Broker, HistoryStore } from '../engines/types.js';
+import type { AuthorizeRequest, ResolvedNamespace } from '../server/options.js';
+import type { Admission, ChorusServer } from '../server/server.js';
+
+/** Exactly what documents need from the server they run on. */
+export interface DocumentsHost {
+  readonly nodeId: string;
+  readonly logger: Logger;
+  readonly broker: Broker;
+  readonly history: HistoryStore;
+  readonly metricsRegistry: Registry;
+  /** Heartbeat ping interval and silence timeout, in ms (the server's `heartbeat`). */
+  readonly heartbeat: { intervalMs: number; timeoutMs: number };
+  /** Lifetime of per-user connection entries, in ms; refreshed every third. */
+  readonly registryTtlMs: number;
+  /** Clock skew tolerated on token expiry, in ms. */
+  readonly clockToleranceMs: number;
+  now(): number;
+  isClosing(): boolean;
+  /** The namespace of a channel name; throws ChorusError(BAD_CHANNEL). */
+  namespace(name: string): ResolvedNamespace;
+  /** For personal namespaces: the user a name belongs to. */
+  ownerOf(name: string): string | undefined;
+  /** The server's `authorize` option, if any. */
+  readonly authorize: ((request: AuthorizeRequest) => boolean | Promise<boolean>) | undefined;
+  /** Origin, token (with timeout), per-user cap, `onUpgrade` hooks; answers refusals itself. */
+  admit(req: IncomingMessage, socket: Duplex): Promise<Admission | undefined>;
+  /** Extend the per-user registry entries of live connections. */
+  refreshConnections(entries: Array<{ user: string; clientId: string }>): Promise<void>;
+  /** Count (and rate-limit the logging of) a limit hit. */
+  limitHit(limit: string, details: Record<string, unknown>): void;
+  addUpgradeRoute(prefix: string, handle: (req: IncomingMessage, socket: Duplex, head: Buffer) => void): void;
+  addApiRoute(route: (req: IncomingMessage, res: ServerResponse, path: string, method: string) => Promise<boolean>): void;
+  addBrokerTap(tap: (event: BrokerEvent) => boolean): void;
+  /** Run on server close, after its connections closed and before its engine does. */
+  onClose(fn: () => Promise<void>): void;
+}
+
+/** The host for a `ChorusServer`, through its public seams. */
+export function serverHost(server: ChorusServer): DocumentsHost {
+  return {
+    nodeId: server.options.nodeId,
+    logger: server.logger.child({ component: 'documents' }),
+    broker: server.engine.broker,
+    history: server.engine.history,
+    metricsRegistry: server.metrics.registry,
+    heartbeat: server.options.heartbeat,
+    registryTtlMs: server.options.presenceTtlMs,
+    clockToleranceMs: server.clockToleranceMs,
+    now: () => Date.now(),
+    isClosing: () => server.closing,
+    namespace: (name) => server.rules.resolve(name),
+    ownerOf: (name) => server.rules.ownerOf(name),
+    authorize: server.options.authorize,
+    admit: (req, socket) => server.admit(req, socket),
+    refreshConnections: (entries) => server.engine.connections.refresh(entries, server.options.presenceTtlMs),
+    limitHit: (limit, details) => {
+      server.metrics.limitHits.inc({ limit });
+      server.logger.info({ limit, ...details }, 'limit hit');
+    },
+    addUpgradeRoute: (prefix, handle) => server.upgradeRoutes.push({ prefix, handle }),
+    addApiRoute: (route) => server.apiRoutes.push(route),
+    addBrokerTap: (tap) => server.brokerTaps.push(tap),
+    onClose: (fn) => server.use({ name: 'documents', onDestroy: fn }),
+  };
+}
