@@ -34,6 +34,11 @@ export interface StandaloneConfig {
   configFile: string | undefined;
   /** Redis engine settings; absent means the in-memory engine (one process). */
   redis: RedisConfig | undefined;
+  /**
+   * Directory of the SQLite document store, used when there is no Redis (with Redis, documents
+   * live in Redis). Default `./chorus-data` (`CHORUS_DATA_DIR`).
+   */
+  dataDir: string;
   /** `--help` was given: print usage and exit. Nothing else is meaningful then. */
   help: boolean;
 }
@@ -62,6 +67,8 @@ Environment:
                           (default: in-memory engine, one process)
   CHORUS_ALLOWED_ORIGINS  comma-separated browser Origin allow-list ("*" allows all);
                           default: only the server's own origin
+  CHORUS_DATA_DIR         directory of the SQLite file that keeps documents (/yjs/) when
+                          CHORUS_REDIS_URL is not set (default ./chorus-data)
 `;
 
 /** Keys the config file may have at the top level. */
@@ -407,7 +414,7 @@ export function loadConfig(
 ): StandaloneConfig {
   const flags = parseFlags(argv);
   if (flags.help) {
-    return { port: 8080, host: '0.0.0.0', logLevel: 'info', server: {}, demo: false, configFile: undefined, redis: undefined, help: true };
+    return { port: 8080, host: '0.0.0.0', logLevel: 'info', server: {}, demo: false, configFile: undefined, redis: undefined, dataDir: './chorus-data', help: true };
   }
 
   const configFile = flags.config ?? envVar(env, 'CHORUS_CONFIG');
@@ -471,5 +478,6 @@ export function loadConfig(
     if (err instanceof TypeError) throw new ConfigError(err.message);
     throw err;
   }
-  return { port, host, logLevel, server, demo, configFile, redis, help: false };
+  const dataDir = envVar(env, 'CHORUS_DATA_DIR') ?? './chorus-data';
+  return { port, host, logLevel, server, demo, configFile, redis, dataDir, help: false };
 }

@@ -8,6 +8,8 @@ import type { AddressInfo } from 'node:net';
 import { pino, type Logger } from 'pino';
 import { ChorusServer } from '../server/index.js';
 import { RedisEngine } from '../engines/redis/index.js';
+import { join } from 'node:path';
+import { ChorusDocuments, RedisDocumentStore, SqliteDocumentStore, type DocumentStore } from '../documents/index.js';
 import { REDACT_PATHS } from '../server/logger.js';
 import type { RedisConfig, StandaloneConfig } from './config.js';
 import { handleDemoToken } from './demo.js';
@@ -64,6 +66,14 @@ export async function startStandalone(config: StandaloneConfig, options: Standal
   const engine = config.redis ? createRedisEngine(config.redis, logger, nodeId) : undefined;
   const chorus = new ChorusServer({ ...config.server, nodeId, logger, ...(engine ? { engine } : {}) });
   logger.info({ engine: chorus.engine.name }, engine ? 'engine: redis (cluster mode)' : 'engine: memory (one process)');
+  const documentStore: DocumentStore = config.redis?.url
+    ? new RedisDocumentStore({ redis: config.redis.url, ...(config.redis.prefix ? { prefix: config.redis.prefix } : {}) })
+    : new SqliteDocumentStore(join(config.dataDir, 'documents.sqlite'));
+  const documents = new ChorusDocuments(chorus, { store: documentStore });
+  logger.info(
+    { store: documentStore.name, ...(documentStore.name === 'sqlite' ? { dataDir: config.dataDir } : {}), path: documents.options.path },
+    'documents: y-websocket endpoint on /yjs/<name>',
+  );
   const demoSecret = config.demo ? config.server.auth?.secret : undefined;
   const claims = { issuer: config.server.auth?.issuer, audience: config.server.auth?.audience };
 
