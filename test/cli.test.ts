@@ -4,6 +4,9 @@ import { once } from 'node:events';
 import { request } from 'node:http';
 import { describe, it } from 'node:test';
 import { fileURLToPath } from 'node:url';
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { WebSocket } from 'ws';
 import { ConfigError, loadConfig, parseOrigins, type ReadFile } from '../src/cli/config.js';
 import { staticPath, WEB_ROOT, DIST_ROOT } from '../src/cli/static.js';
@@ -389,10 +392,14 @@ interface Proc {
   kill(signal: NodeJS.Signals): void;
 }
 
+/** Documents' SQLite file of spawned servers: a temp dir, not ./chorus-data in the repository. */
+const CLI_DATA_DIR = mkdtempSync(join(tmpdir(), 'chorus-cli-data-'));
+process.once('exit', () => rmSync(CLI_DATA_DIR, { recursive: true, force: true }));
+
 function startCli(env: Record<string, string>, args: string[] = []): Proc {
   const child = spawn(process.execPath, ['--import', 'tsx', 'src/cli/main.ts', ...args], {
     cwd: ROOT,
-    env: { PATH: process.env.PATH ?? '', HOME: process.env.HOME ?? '', ...env },
+    env: { PATH: process.env.PATH ?? '', HOME: process.env.HOME ?? '', CHORUS_DATA_DIR: CLI_DATA_DIR, ...env },
     stdio: ['ignore', 'pipe', 'pipe'],
   });
   const lines: string[] = [];
