@@ -15,6 +15,8 @@ import type {
   SubscribeResult,
 } from '../protocol/index.js';
 import { Backoff } from './backoff.js';
+import type * as Y from 'yjs';
+import { ClientDocument } from './document.js';
 import { Emitter } from './emitter.js';
 import { ChorusClientError, disconnectedError } from './errors.js';
 import { Requests } from './requests.js';
@@ -143,6 +145,7 @@ export class ChorusClient<
   readonly #subscriptions = new Map<string, Subscription>();
   readonly #idPrefix: string;
   #idCounter = 0;
+  readonly #documents = new Map<string, ClientDocument>();
 
   #state: ClientState = ClientState.DISCONNECTED;
   #socket: WebSocketLike | undefined;
@@ -233,9 +236,10 @@ export class ChorusClient<
   /**
    * Stop for good: close the socket, stop reconnecting, reject every pending request and queued
    * publish with DISCONNECTED. Subscriptions are kept (state 'subscribing'); `connect()` again
-   * resubscribes them.
+   * resubscribes them. Documents (`document()`) are destroyed: their awareness timers stop.
    */
   close(): void {
+    for (const document of [...this.#documents.values()]) document.destroy();
     this.#disconnect(ClientCloseCode.CLIENT_CLOSED, 'client closed', false);
   }
 
@@ -315,6 +319,34 @@ export class ChorusClient<
   }
 
   // ---- requests ----
+
+  /**
+   * A shared Yjs document on this connection (a `document: true` namespace, e.g. `doc:notes`):
+   * its `doc` is kept in sync, its `awareness` carries cursors and names, and it re-syncs after
+   * every reconnect. The same name returns the same document until `destroy()`.
+   */
+  document(name: string, options: { doc?: Y.Doc } = {}): ClientDocument {
+    let document = this.#documents.get(name);
+    if (document === undefined) {
+      const self = this;
+      document = new ClientDocument(
+        {
+          get ready() {
+            return self.#ready;
+          },
+          request: (event, data) => this.#request(event, data, 'request'),
+          on: (event, listener) => (this.on as (e: string, l: (d: unknown) => void) => () => void)(event, listener),
+          forget: (d) => {
+            if (this.#documents.get(d.name) === d) this.#documents.delete(d.name);
+          },
+        },
+        name,
+        options.doc,
+      );
+      this.#documents.set(name, document);
+    }
+    return document;
+  }
 
   #nextId(): string {
     return `${this.#idPrefix}-${(this.#idCounter++).toString(36)}`;

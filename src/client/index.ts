@@ -1,4 +1,6 @@
 export { ChorusClient, ClientState, ClientCloseCode } from './client.js';
+export { ClientDocument } from './document.js';
+export type { DocumentEvents, DocumentHost } from './document.js';
 export type {
   ChorusClientOptions,
   ClientEventMap,

@@ -73,9 +73,9 @@ export class AwarenessEntries {
     const removed: Array<[number, number, string]> = [];
     for (const [client, entry] of this.entries) {
       if (entry.state === 'null' || !match(entry)) continue;
-      const clock = entry.clock + 1;
-      this.entries.set(client, { clock, state: 'null', updated: now, owner: undefined });
-      removed.push([client, clock, 'null']);
+      // Same clock, state null (as y-protocols removes): the client's next renewal (clock + 1) wins.
+      this.entries.set(client, { clock: entry.clock, state: 'null', updated: now, owner: undefined });
+      removed.push([client, entry.clock, 'null']);
     }
     return removed.length > 0 ? encode(removed) : undefined;
   }

@@ -31,6 +31,10 @@ export const DocumentErrorCode = {
   DOCUMENT_TOO_LARGE: 'DOCUMENT_TOO_LARGE',
   /** See DocumentCloseCode.BAD_MESSAGE. */
   BAD_UPDATE: 'BAD_UPDATE',
+  /** `doc.update`/`doc.awareness` for a document the connection has not opened. */
+  NOT_OPEN: 'NOT_OPEN',
+  /** The connection already has `limits.maxDocumentsPerConnection` documents open. */
+  TOO_MANY_DOCUMENTS: 'TOO_MANY_DOCUMENTS',
 } as const;
 
 /** A document operation refused with a stable `code` and the close code that goes with it on `/yjs/`. */

@@ -15,6 +15,7 @@ import { resolveDocumentsOptions, type DocumentAccess, type DocumentsOptions, ty
 import { MemoryDocumentStore, type DocumentStore } from './store.js';
 import { YjsConnection, type YjsConnectionHost } from './yjs-connection.js';
 import { documentsApi } from './api.js';
+import { DocumentFrames } from './chorus-frames.js';
 
 /**
  * Shared Yjs documents on a Chorus server: the y-websocket endpoint (`/yjs/<name>`), loading
@@ -72,6 +73,13 @@ export class ChorusDocuments {
     this.host.addApiRoute(documentsApi(this));
     this.host.addBrokerTap((event) => this.onBrokerEvent(event));
     this.host.onClose(() => this.close());
+    new DocumentFrames(this.host, {
+      limits: this.options.limits,
+      isDocument: (name) => this.isDocument(name),
+      access: (name, identity, client) => this.access(name, identity, client),
+      acquire: (name) => this.acquire(name),
+      release: (document) => this.release(document),
+    });
     const tickMs = Math.max(10, Math.min(250, Math.floor(this.options.storeDebounceMs / 4)));
     this.ticker = setInterval(() => this.tick(), tickMs);
     this.ticker.unref();
@@ -155,7 +163,8 @@ export class ChorusDocuments {
     this.host.logger.info({ client: connection.id, user: connection.user, document: connection.name }, 'document disconnected');
   }
 
-  private isDocument(name: string): boolean {
+  /** Whether a name is in a document namespace. */
+  isDocument(name: string): boolean {
     try {
       return this.host.namespace(name).document;
     } catch {
@@ -167,7 +176,7 @@ export class ChorusDocuments {
    * What a user may do with a document: the namespace rules, then the server's `authorize`
    * (`subscribe` to read, `publish` to write), then the `access` option.
    */
-  async access(name: string, identity: Identity, client: string): Promise<DocumentAccess> {
+  async access(name: string, identity: Pick<Identity, 'user' | 'info'>, client: string): Promise<DocumentAccess> {
     const namespace = this.host.namespace(name);
     if (!namespace.document || namespace.subscribe === 'none') return 'deny';
     if (namespace.personal && this.host.ownerOf(name) !== identity.user) return 'deny';

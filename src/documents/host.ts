@@ -5,6 +5,7 @@ import type { Registry } from 'prom-client';
 import type { BrokerEvent, Broker, HistoryStore } from '../engines/types.js';
 import type { AuthorizeRequest, ResolvedNamespace } from '../server/options.js';
 import type { Admission, ChorusServer } from '../server/server.js';
+import type { Connection } from '../server/connection.js';
 
 /** Exactly what documents need from the server they run on. */
 export interface DocumentsHost {
@@ -38,6 +39,13 @@ export interface DocumentsHost {
   addBrokerTap(tap: (event: BrokerEvent) => boolean): void;
   /** Run on server close, after its connections closed and before its engine does. */
   onClose(fn: () => Promise<void>): void;
+  /**
+   * Handle a client event of the Chorus protocol (documents' `doc.*` frames): its return value
+   * is the ack, a thrown ChorusError the error reply.
+   */
+  addFrameHandler(event: string, handler: (data: unknown, connection: Connection) => unknown): void;
+  /** Called when a Chorus-protocol connection closes. */
+  onDisconnect(fn: (connection: Connection) => void): void;
 }
 
 /** The host for a `ChorusServer`, through its public seams. */
@@ -66,5 +74,7 @@ export function serverHost(server: ChorusServer): DocumentsHost {
     addApiRoute: (route) => server.apiRoutes.push(route),
     addBrokerTap: (tap) => server.brokerTaps.push(tap),
     onClose: (fn) => server.use({ name: 'documents', onDestroy: fn }),
+    addFrameHandler: (event, handler) => server.on(event, (data, ctx) => handler(data, ctx.connection)),
+    onDisconnect: (fn) => server.use({ name: 'documents-frames', onDisconnect: ({ connection }) => fn(connection) }),
   };
 }

@@ -20,6 +20,8 @@ export interface DocumentLimits {
   updatesPerSecond: number;
   /** Token-bucket capacity, messages; an empty bucket closes with 4429. Default 100. */
   updatesBurst: number;
+  /** Documents one Chorus-protocol connection may have open (`doc.open`); more: `TOO_MANY_DOCUMENTS`. Default 16. */
+  maxDocumentsPerConnection: number;
 }
 
 export interface DocumentsOptions {
@@ -59,6 +61,7 @@ export const DEFAULT_DOCUMENT_LIMITS: DocumentLimits = {
   maxDocumentBytes: 5242880,
   updatesPerSecond: 50,
   updatesBurst: 100,
+  maxDocumentsPerConnection: 16,
 };
 
 function positive(key: string, value: unknown, fallback: number): number {
@@ -84,6 +87,11 @@ export function resolveDocumentsOptions(options: DocumentsOptions): ResolvedDocu
     maxDocumentBytes: positive('limits.maxDocumentBytes', given.maxDocumentBytes, DEFAULT_DOCUMENT_LIMITS.maxDocumentBytes),
     updatesPerSecond: positive('limits.updatesPerSecond', given.updatesPerSecond, DEFAULT_DOCUMENT_LIMITS.updatesPerSecond),
     updatesBurst: positive('limits.updatesBurst', given.updatesBurst, DEFAULT_DOCUMENT_LIMITS.updatesBurst),
+    maxDocumentsPerConnection: positive(
+      'limits.maxDocumentsPerConnection',
+      given.maxDocumentsPerConnection,
+      DEFAULT_DOCUMENT_LIMITS.maxDocumentsPerConnection,
+    ),
   };
   const storeDebounceMs = positive('storeDebounceMs', options.storeDebounceMs, 2000);
   const storeMaxDelayMs = positive('storeMaxDelayMs', options.storeMaxDelayMs, 10000);
