@@ -69,6 +69,9 @@ export async function startStandalone(config: StandaloneConfig, options: Standal
   const documentStore: DocumentStore = config.redis?.url
     ? new RedisDocumentStore({ redis: config.redis.url, ...(config.redis.prefix ? { prefix: config.redis.prefix } : {}) })
     : new SqliteDocumentStore(join(config.dataDir, 'documents.sqlite'));
+  if (config.redis && !config.redis.url) {
+    logger.warn('documents are stored in SQLite on this node: the Redis document store needs a redis.url (Sentinel and Cluster are not supported for documents)');
+  }
   const documents = new ChorusDocuments(chorus, { store: documentStore });
   logger.info(
     { store: documentStore.name, ...(documentStore.name === 'sqlite' ? { dataDir: config.dataDir } : {}), path: documents.options.path },

@@ -64,8 +64,14 @@ export class ChorusDocuments {
       limits: this.options.limits,
       logger: this.host.logger,
       now: () => this.host.now(),
-      refused: (reason, connection, details = {}) =>
-        this.host.limitHit(`document_${reason}`, { client: connection.id, user: connection.user, document: connection.name, ...details }),
+      refused: (reason, connection, details = {}) => {
+        // Counted every time, logged at most once per 10 s per connection and limit.
+        const now = this.host.now();
+        const last = connection.limitLoggedAt.get(reason);
+        const log = last === undefined || now - last >= 10000;
+        if (log) connection.limitLoggedAt.set(reason, now);
+        this.host.limitHit(`document_${reason}`, { client: connection.id, user: connection.user, document: connection.name, ...details }, log);
+      },
       closed: (connection) => this.onClosed(connection),
     };
     this.wss = new WebSocketServer({ noServer: true, maxPayload: this.options.limits.maxUpdateBytes, perMessageDeflate: false, clientTracking: false });

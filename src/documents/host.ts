@@ -32,8 +32,8 @@ export interface DocumentsHost {
   admit(req: IncomingMessage, socket: Duplex): Promise<Admission | undefined>;
   /** Extend the per-user registry entries of live connections. */
   refreshConnections(entries: Array<{ user: string; clientId: string }>): Promise<void>;
-  /** Count (and rate-limit the logging of) a limit hit. */
-  limitHit(limit: string, details: Record<string, unknown>): void;
+  /** Count a limit hit (`chorus_limit_hits_total{limit}`), and log it when `log` is true. */
+  limitHit(limit: string, details: Record<string, unknown>, log: boolean): void;
   addUpgradeRoute(prefix: string, handle: (req: IncomingMessage, socket: Duplex, head: Buffer) => void): void;
   addApiRoute(route: (req: IncomingMessage, res: ServerResponse, path: string, method: string) => Promise<boolean>): void;
   addBrokerTap(tap: (event: BrokerEvent) => boolean): void;
@@ -66,9 +66,9 @@ export function serverHost(server: ChorusServer): DocumentsHost {
     authorize: server.options.authorize,
     admit: (req, socket) => server.admit(req, socket),
     refreshConnections: (entries) => server.engine.connections.refresh(entries, server.options.presenceTtlMs),
-    limitHit: (limit, details) => {
+    limitHit: (limit, details, log) => {
       server.metrics.limitHits.inc({ limit });
-      server.logger.info({ limit, ...details }, 'limit hit');
+      if (log) server.logger.info({ limit, ...details }, 'limit hit');
     },
     addUpgradeRoute: (prefix, handle) => server.upgradeRoutes.push({ prefix, handle }),
     addApiRoute: (route) => server.apiRoutes.push(route),

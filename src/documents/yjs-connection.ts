@@ -28,6 +28,8 @@ export class YjsConnection implements DocumentPeer {
   lastSeen: number;
   lastPing: number;
   closing = false;
+  /** When each limit was last logged for this connection (logs are rate-limited, counts are not). */
+  readonly limitLoggedAt = new Map<string, number>();
   private tokens: number;
   private refilledAt: number;
   private early: Buffer[] | undefined = [];
