@@ -2,7 +2,7 @@ import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import WebSocket from 'ws';
 import * as Y from 'yjs';
-import { API_KEY, until } from './helpers.js';
+import { API_KEY, signToken, until } from './helpers.js';
 import { destroyAll, provider, startDocServer } from './documents-helpers.js';
 
 describe('documents: the official y-websocket WebsocketProvider', () => {
@@ -57,6 +57,26 @@ describe('documents: the official y-websocket WebsocketProvider', () => {
         });
       assert.equal(await status('/yjs/chat:room'), 404);
       assert.equal(await status('/yjs/doc:x'), 401);
+    } finally {
+      await s.close();
+    }
+  });
+
+  it('shares the /ws admission: Origin policy, and the per-user cap counts /ws and /yjs/ connections together', async () => {
+    const s = await startDocServer({ limits: { maxConnectionsPerUser: 2 } });
+    const status = (url: string, headers: Record<string, string> = {}) =>
+      new Promise<number>((resolve) => {
+        const ws = new WebSocket(url, { headers });
+        ws.on('open', () => resolve(101));
+        ws.on('unexpected-response', (_req, res) => resolve(res.statusCode ?? 0));
+        ws.on('error', () => undefined);
+      });
+    try {
+      const token = await signToken('ada');
+      assert.equal(await status(`${s.yjsUrl}/doc:x?token=${token}`, { origin: 'http://evil.example' }), 403);
+      assert.equal(await status(`${s.wsUrl}?token=${token}`), 101);
+      assert.equal(await status(`${s.yjsUrl}/doc:x?token=${token}`), 101);
+      assert.equal(await status(`${s.yjsUrl}/doc:y?token=${token}`), 429);
     } finally {
       await s.close();
     }
