@@ -1,7 +1,8 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import WebSocket from 'ws';
-import { ChorusClient, ChorusClientError, type ClientDocument } from '../src/client/index.js';
+import { ChorusClient, ChorusClientError } from '../src/client/index.js';
+import { ClientDocument } from '../src/client/document.js';
 import { nextEvent, signToken, until } from './helpers.js';
 import { destroyAll, provider, startDocServer, type DocServer } from './documents-helpers.js';
 
@@ -9,6 +10,7 @@ function client(s: DocServer, user: string): ChorusClient {
   const c = new ChorusClient({
     url: s.wsUrl,
     WebSocket: WebSocket as any,
+    Document: ClientDocument,
     getToken: () => signToken(user),
     minReconnectDelayMs: 10,
     maxReconnectDelayMs: 100,
@@ -100,6 +102,11 @@ describe('documents over the Chorus protocol: client.document(name)', () => {
       r.close();
       await s.close();
     }
+  });
+
+  it('without options.Document, document() throws a TypeError (the client does not bring Yjs)', () => {
+    const c = new ChorusClient({ url: 'ws://127.0.0.1:9/ws', WebSocket: WebSocket as any, token: 'x' });
+    assert.throws(() => c.document('doc:x'), TypeError);
   });
 
   it('maxDocumentsPerConnection: the limit is reached, one more is TOO_MANY_DOCUMENTS; unknown documents are NOT_OPEN', async () => {

@@ -16,7 +16,7 @@ import type {
 } from '../protocol/index.js';
 import { Backoff } from './backoff.js';
 import type * as Y from 'yjs';
-import { ClientDocument } from './document.js';
+import type { ClientDocument, DocumentHost } from './document.js';
 import { Emitter } from './emitter.js';
 import { ChorusClientError, disconnectedError } from './errors.js';
 import { Requests } from './requests.js';
@@ -47,7 +47,16 @@ export const ClientCloseCode = {
   CONNECT_FAILED: 3003,
 } as const;
 
+/** The documents implementation (`ClientDocument` from `chorus/client/document`), injected so the client does not bundle Yjs unless used. */
+export type DocumentConstructor = new (host: DocumentHost, name: string, doc?: Y.Doc) => ClientDocument;
+
 export interface ChorusClientOptions {
+  /**
+   * Enables `client.document(name)`: pass `ClientDocument` from `chorus/client/document` (it
+   * imports yjs and y-protocols, which the rest of the client does not). Default: none
+   * (`document()` throws a TypeError).
+   */
+  Document?: DocumentConstructor;
   /** WebSocket URL including the path, e.g. `ws://127.0.0.1:8080/ws`. */
   url: string;
   /** The JWT, sent as the `?token=` query parameter. Used for the first connect (and every one when `getToken` is absent). */
@@ -146,6 +155,7 @@ export class ChorusClient<
   readonly #idPrefix: string;
   #idCounter = 0;
   readonly #documents = new Map<string, ClientDocument>();
+  readonly #Document: DocumentConstructor | undefined;
 
   #state: ClientState = ClientState.DISCONNECTED;
   #socket: WebSocketLike | undefined;
@@ -171,6 +181,7 @@ export class ChorusClient<
       throw new TypeError('no WebSocket implementation: pass options.WebSocket (e.g. WebSocket from "ws")');
     }
     this.#url = options.url;
+    this.#Document = options.Document;
     this.#token = options.token;
     this.#getToken = options.getToken;
     this.#WebSocket = WebSocketImpl;
@@ -328,8 +339,12 @@ export class ChorusClient<
   document(name: string, options: { doc?: Y.Doc } = {}): ClientDocument {
     let document = this.#documents.get(name);
     if (document === undefined) {
+      const Document = this.#Document;
+      if (Document === undefined) {
+        throw new TypeError('documents need options.Document: ClientDocument from "chorus/client/document" (it brings Yjs)');
+      }
       const self = this;
-      document = new ClientDocument(
+      document = new Document(
         {
           get ready() {
             return self.#ready;
