@@ -35,6 +35,35 @@ describe('documents: persistence (SQLite)', () => {
     }
   });
 
+  it('onLoad seeds a new document once; a stored one is not empty on its next load', async () => {
+    const loads: Array<{ empty: boolean; holder: boolean }> = [];
+    const s = await startDocServer(
+      {},
+      {
+        store: new SqliteDocumentStore(join(dir, 'seed.sqlite')),
+        onLoad: ({ doc, empty, holder }) => {
+          loads.push({ empty, holder });
+          if (empty && holder) doc.getText('t').insert(0, 'seeded');
+        },
+      },
+    );
+    try {
+      const a = await provider(s.yjsUrl, 'doc:seed', 'ada');
+      await until('seeded text', () => a.doc.getText('t').toString() === 'seeded');
+      destroyAll(a);
+      await until('unloaded', () => !s.documents.documents.has('doc:seed'));
+      const b = await provider(s.yjsUrl, 'doc:seed', 'bob');
+      assert.equal(b.doc.getText('t').toString(), 'seeded');
+      assert.deepEqual(loads, [
+        { empty: true, holder: true },
+        { empty: false, holder: true },
+      ]);
+      destroyAll(b);
+    } finally {
+      await s.close();
+    }
+  });
+
   it('stores after the debounce while the document stays open', async () => {
     const store = new SqliteDocumentStore(join(dir, 'debounce.sqlite'));
     const s = await startDocServer({}, { store, storeDebounceMs: 50, storeMaxDelayMs: 200 });

@@ -256,6 +256,10 @@ export class ChorusDocuments {
     await this.catchUp(document, stored?.position);
     document.lastVersionAt = (await this.store.versions(name))[0]?.time ?? 0;
     document.holder = await this.store.acquireLease(name, this.host.nodeId, this.options.leaseTtlMs);
+    if (this.options.onLoad) {
+      const empty = !stored && document.doc.store.clients.size === 0;
+      await this.options.onLoad({ document: name, doc: document.doc, empty, holder: document.holder });
+    }
     document.requestState();
     this.host.logger.debug({ document: name, bytes: document.bytes, holder: document.holder }, 'document loaded');
   }

@@ -7,6 +7,7 @@ export {
   type DocumentLimits,
   type DocumentAccess,
   type DocumentAccessRequest,
+  type DocumentLoadContext,
 } from './options.js';
 export { DocumentCloseCode, DocumentErrorCode, DocumentError } from './codes.js';
 export { MemoryDocumentStore, type DocumentStore, type DocumentVersion, type StoredDocument, type StoreOptions } from './store.js';

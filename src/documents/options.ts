@@ -1,3 +1,4 @@
+import type * as Y from 'yjs';
 import type { DocumentStore } from './store.js';
 
 /** What a user may do with a document: edit it, only receive it (sync + awareness), or nothing. */
@@ -22,6 +23,17 @@ export interface DocumentLimits {
   updatesBurst: number;
   /** Documents one Chorus-protocol connection may have open (`doc.open`); more: `TOO_MANY_DOCUMENTS`. Default 16. */
   maxDocumentsPerConnection: number;
+}
+
+/** What `onLoad` is given. */
+export interface DocumentLoadContext {
+  document: string;
+  /** The loaded state: stored snapshot plus the updates after it. Changes made here are stored and sent to everyone. */
+  doc: Y.Doc;
+  /** Nothing was stored and the channel has no updates: a new document. */
+  empty: boolean;
+  /** This node holds the document's lease (the one node that stores it). Seed new documents only when true. */
+  holder: boolean;
 }
 
 export interface DocumentsOptions {
@@ -49,11 +61,18 @@ export interface DocumentsOptions {
    * `'deny'` to refuse. Default: keep the rules' decision.
    */
   access?: (request: DocumentAccessRequest) => DocumentAccess | Promise<DocumentAccess>;
+  /**
+   * Called once per load on this node, after the stored state and channel history were applied
+   * and before any client is synced: e.g. seed a new document (`empty && holder`) from the
+   * application's database. A throw fails the load (clients are closed with 4503 and retry).
+   */
+  onLoad?: (context: DocumentLoadContext) => void | Promise<void>;
 }
 
-export interface ResolvedDocumentsOptions extends Required<Omit<DocumentsOptions, 'store' | 'access' | 'limits'>> {
+export interface ResolvedDocumentsOptions extends Required<Omit<DocumentsOptions, 'store' | 'access' | 'limits' | 'onLoad'>> {
   limits: DocumentLimits;
   access: DocumentsOptions['access'];
+  onLoad: DocumentsOptions['onLoad'];
 }
 
 export const DEFAULT_DOCUMENT_LIMITS: DocumentLimits = {
@@ -106,5 +125,6 @@ export function resolveDocumentsOptions(options: DocumentsOptions): ResolvedDocu
     awarenessTimeoutMs: positive('awarenessTimeoutMs', options.awarenessTimeoutMs, 30000),
     leaseTtlMs: positive('leaseTtlMs', options.leaseTtlMs, 10000),
     access: options.access,
+    onLoad: options.onLoad,
   };
 }
