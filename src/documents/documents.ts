@@ -2,18 +2,15 @@ import type { IncomingMessage } from 'node:http';
 import type { Duplex } from 'node:stream';
 import { Counter, Gauge } from 'prom-client';
 import * as Y from 'yjs';
-import { WebSocketServer } from 'ws';
 import { ChorusError, ErrorCode, type StreamPosition } from '../protocol/index.js';
 import type { BrokerEvent } from '../engines/types.js';
-import { rejectUpgrade } from '../server/handshake.js';
 import type { Identity } from '../server/options.js';
 import type { ChorusServer } from '../server/server.js';
-import { DocumentCloseCode } from './codes.js';
 import { serverHost, type DocumentsHost } from './host.js';
 import { LiveDocument, Origin, type DocumentContext } from './live-document.js';
 import { resolveDocumentsOptions, type DocumentAccess, type DocumentsOptions, type ResolvedDocumentsOptions } from './options.js';
 import { MemoryDocumentStore, type DocumentStore } from './store.js';
-import { YjsConnection, type YjsConnectionHost } from './yjs-connection.js';
+import { YjsEndpoint } from './yjs-endpoint.js';
 import { documentsApi } from './api.js';
 import { DocumentFrames } from './chorus-frames.js';
 
@@ -28,16 +25,12 @@ export class ChorusDocuments {
   readonly host: DocumentsHost;
   /** Documents open on this node. */
   readonly documents = new Map<string, LiveDocument>();
-  /** `/yjs/` connections on this node. */
-  readonly connections = new Set<YjsConnection>();
-  private readonly wss: WebSocketServer;
+  /** The y-websocket endpoint (`/yjs/`) and its connections on this node. */
+  readonly endpoint: YjsEndpoint;
   private readonly context: DocumentContext;
-  private readonly connectionHost: YjsConnectionHost;
-  private readonly releases = new Map<YjsConnection, () => void>();
   private readonly metrics;
   private readonly ticker: NodeJS.Timeout;
   private lastLeaseRenewal = 0;
-  private lastRegistryRefresh = 0;
   private closed = false;
 
   constructor(server: ChorusServer | DocumentsHost, options: DocumentsOptions = {}) {
@@ -47,7 +40,6 @@ export class ChorusDocuments {
     const registers = [this.host.metricsRegistry];
     this.metrics = {
       open: new Gauge({ name: 'chorus_documents_open', help: 'Documents loaded on this node', registers }),
-      connections: new Gauge({ name: 'chorus_document_connections', help: 'Open /yjs/ connections', registers }),
       updates: new Counter({ name: 'chorus_document_updates_total', help: 'Document updates applied, by source', labelNames: ['source'], registers }),
       stores: new Counter({ name: 'chorus_document_stores_total', help: 'Document stores, by result', labelNames: ['result'], registers }),
     };
@@ -60,22 +52,17 @@ export class ChorusDocuments {
       now: () => this.host.now(),
       counted: (kind) => this.metrics.updates.inc({ source: kind }),
     };
-    this.connectionHost = {
-      limits: this.options.limits,
-      logger: this.host.logger,
-      now: () => this.host.now(),
-      refused: (reason, connection, details = {}) => {
-        // Counted every time, logged at most once per 10 s per connection and limit.
-        const now = this.host.now();
-        const last = connection.limitLoggedAt.get(reason);
-        const log = last === undefined || now - last >= 10000;
-        if (log) connection.limitLoggedAt.set(reason, now);
-        this.host.limitHit(`document_${reason}`, { client: connection.id, user: connection.user, document: connection.name, ...details }, log);
-      },
-      closed: (connection) => this.onClosed(connection),
-    };
-    this.wss = new WebSocketServer({ noServer: true, maxPayload: this.options.limits.maxUpdateBytes, perMessageDeflate: false, clientTracking: false });
-    this.host.addUpgradeRoute(`${this.options.path}/`, (req, socket, head) => this.handleUpgrade(req, socket, head));
+    this.endpoint = new YjsEndpoint({
+      host: this.host,
+      options: this.options,
+      connectionsGauge: new Gauge({ name: 'chorus_document_connections', help: 'Open /yjs/ connections', registers }),
+      isDocument: (name) => this.isDocument(name),
+      access: (name, identity, client) => this.access(name, identity, client),
+      acquire: (name) => this.acquire(name),
+      release: (document) => this.release(document),
+      isClosed: () => this.closed,
+    });
+    this.host.addUpgradeRoute(`${this.options.path}/`, (req, socket, head) => this.endpoint.handleUpgrade(req, socket, head));
     this.host.addApiRoute(documentsApi(this));
     this.host.addBrokerTap((event) => this.onBrokerEvent(event));
     this.host.onClose(() => this.close());
@@ -91,82 +78,12 @@ export class ChorusDocuments {
     this.ticker.unref();
   }
 
-  /** The document name in an upgrade URL (`<path>/<name>`, percent-decoded), or undefined. */
-  private nameFromUrl(url: string | undefined): string | undefined {
-    const path = (url ?? '').split('?')[0] ?? '';
-    try {
-      return decodeURIComponent(path.slice(this.options.path.length + 1));
-    } catch {
-      return undefined;
-    }
-  }
-
-  /** Handle an upgrade for `<path>/<document name>` (noServer embedding; `attach` routes them here). */
+  /**
+   * Handle an upgrade for `<path>/<document name>` yourself (noServer embedding); with
+   * `chorus.attach(server)` such upgrades are routed here already.
+   */
   handleUpgrade(req: IncomingMessage, socket: Duplex, head: Buffer): void {
-    socket.on('error', (err) => this.host.logger.debug({ err }, 'socket error during document handshake'));
-    this.upgrade(req, socket, head).catch((err: unknown) => {
-      this.host.logger.error({ err }, 'document upgrade failed');
-      rejectUpgrade(socket, 500, ErrorCode.INTERNAL, 'internal error');
-    });
-  }
-
-  private async upgrade(req: IncomingMessage, socket: Duplex, head: Buffer): Promise<void> {
-    const name = this.nameFromUrl(req.url);
-    if (name === undefined || !this.isDocument(name)) {
-      rejectUpgrade(socket, 404, ErrorCode.NOT_FOUND, 'no document namespace (document: true) matches this name');
-      return;
-    }
-    const admitted = await this.host.admit(req, socket);
-    if (!admitted) return;
-    let access: DocumentAccess;
-    try {
-      access = await this.access(name, admitted.identity, admitted.clientId);
-    } catch (err) {
-      admitted.release();
-      throw err;
-    }
-    if (access === 'deny' || this.closed) {
-      admitted.release();
-      this.host.logger.info({ document: name, user: admitted.identity.user }, 'document access denied');
-      rejectUpgrade(socket, this.closed ? 503 : 403, this.closed ? ErrorCode.SHUTTING_DOWN : ErrorCode.PERMISSION_DENIED, this.closed ? 'server is shutting down' : `no access to "${name}"`);
-      return;
-    }
-    let upgraded = false;
-    socket.once('close', () => {
-      if (!upgraded) admitted.release();
-    });
-    this.wss.handleUpgrade(req, socket, head, (ws) => {
-      upgraded = true;
-      const connection = new YjsConnection(ws, admitted.identity, admitted.clientId, name, access, this.connectionHost);
-      this.connections.add(connection);
-      this.releases.set(connection, admitted.release);
-      this.metrics.connections.inc();
-      this.host.logger.info({ client: connection.id, user: connection.user, document: name, access }, 'document connected');
-      this.acquire(name).then(
-        (document) => {
-          if (connection.closing || ws.readyState !== ws.OPEN) return this.release(document);
-          connection.attach(document);
-        },
-        (err: unknown) => {
-          this.host.logger.error({ err: { message: (err as Error).message }, document: name }, 'document could not be loaded');
-          connection.close(DocumentCloseCode.UNAVAILABLE, 'document unavailable');
-        },
-      );
-    });
-  }
-
-  private onClosed(connection: YjsConnection): void {
-    if (!this.connections.delete(connection)) return;
-    connection.closing = true;
-    this.metrics.connections.dec();
-    this.releases.get(connection)?.();
-    this.releases.delete(connection);
-    const document = connection.document;
-    if (document) {
-      document.removePeer(connection);
-      this.release(document);
-    }
-    this.host.logger.info({ client: connection.id, user: connection.user, document: connection.name }, 'document disconnected');
+    this.endpoint.handleUpgrade(req, socket, head);
   }
 
   /** Whether a name is in a document namespace. */
@@ -334,7 +251,7 @@ export class ChorusDocuments {
     return true;
   }
 
-  /** One timer for every document and connection: stores, leases, awareness expiry, heartbeats, token expiry. */
+  /** One timer for every document and connection: stores, leases, awareness expiry; the endpoint's heartbeats and token expiry. */
   tick(now = this.host.now()): void {
     const renewLeases = now - this.lastLeaseRenewal >= this.options.leaseTtlMs / 3;
     if (renewLeases) this.lastLeaseRenewal = now;
@@ -357,28 +274,7 @@ export class ChorusDocuments {
       }
       if (document.storeDue(now)) void this.storeDocument(document);
     }
-    const { intervalMs, timeoutMs } = this.host.heartbeat;
-    for (const connection of this.connections) {
-      if (connection.closing) continue;
-      const expiresAt = connection.identity.expiresAt;
-      if (expiresAt !== undefined && now >= expiresAt + this.host.clockToleranceMs) {
-        connection.close(DocumentCloseCode.TOKEN_EXPIRED, 'token expired');
-      } else if (now - connection.lastSeen > timeoutMs) {
-        connection.close(DocumentCloseCode.HEARTBEAT_TIMEOUT, 'heartbeat timeout');
-      } else if (now - connection.lastPing >= intervalMs) {
-        connection.lastPing = now;
-        try {
-          connection.ws.ping();
-        } catch {
-          // closing already; the close event cleans up
-        }
-      }
-    }
-    if (now - this.lastRegistryRefresh >= this.host.registryTtlMs / 3 && this.connections.size > 0) {
-      this.lastRegistryRefresh = now;
-      const entries = [...this.connections].map((c) => ({ user: c.user, clientId: c.id }));
-      this.host.refreshConnections(entries).catch((err: unknown) => this.host.logger.warn({ err: { message: (err as Error).message } }, 'connection registry refresh failed'));
-    }
+    this.endpoint.tick(now);
   }
 
   /** Close every `/yjs/` connection (1001), store every document this node holds, release leases. Idempotent. */
@@ -386,22 +282,13 @@ export class ChorusDocuments {
     if (this.closed) return;
     this.closed = true;
     clearInterval(this.ticker);
-    const closing = [...this.connections].map(
-      (connection) =>
-        new Promise<void>((resolve) => {
-          if (connection.ws.readyState === connection.ws.CLOSED) return resolve();
-          connection.ws.once('close', () => resolve());
-          connection.close(DocumentCloseCode.GOING_AWAY, 'server shutting down');
-        }),
-    );
-    await Promise.all(closing);
+    await this.endpoint.closeAll();
     await Promise.all([...this.documents.values()].map((d) => d.ready.catch(() => undefined)));
     await Promise.all([...this.documents.values()].map((d) => d.unloaded));
     for (const document of [...this.documents.values()]) {
       document.holds = 0;
       if (document.state === 'live') await this.unload(document).catch(() => undefined);
     }
-    await new Promise<void>((resolve) => this.wss.close(() => resolve()));
     await this.store.close();
   }
 }
