@@ -3,7 +3,13 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, describe, it } from 'node:test';
-import { SqliteDocumentStore } from '../src/documents/index.js';
+import { MemoryDocumentStore, SqliteDocumentStore, type DocumentStore } from '../src/documents/index.js';
+import { MemoryEngine } from '../src/server/index.js';
+
+/** The same store for several servers: closing one server must not close it. */
+function wrapNoClose(store: DocumentStore): DocumentStore {
+  return Object.assign(Object.create(store) as DocumentStore, { close: async () => undefined });
+}
 import { until } from './helpers.js';
 import { destroyAll, provider, startDocServer } from './documents-helpers.js';
 
@@ -61,6 +67,31 @@ describe('documents: persistence (SQLite)', () => {
       destroyAll(b);
     } finally {
       await s.close();
+    }
+  });
+
+  it('updates left only in the channel history are applied on the next load, even by a node restarted under the same id', async () => {
+    const engine = new MemoryEngine();
+    const store = new MemoryDocumentStore();
+    const shared = { store, storeDebounceMs: 60000, storeMaxDelayMs: 60000 };
+    // Another (dead) node holds the lease: the first server never stores the document.
+    await store.acquireLease('doc:history', 'dead-node', 600000);
+    const first = await startDocServer({ engine, nodeId: 'same-node' }, { ...shared, store: wrapNoClose(store) });
+    const a = await provider(first.yjsUrl, 'doc:history', 'ada');
+    a.doc.getText('t').insert(0, 'only in history');
+    await until('published', async () => (await engine.history.read('doc:history', { limit: 10 })).publications.length > 0);
+    destroyAll(a);
+    await first.close();
+    assert.equal(await store.load('doc:history'), undefined, 'never stored');
+    await store.releaseLease('doc:history', 'dead-node');
+    const second = await startDocServer({ engine, nodeId: 'same-node' }, { ...shared, store: wrapNoClose(store) });
+    try {
+      const b = await provider(second.yjsUrl, 'doc:history', 'bob');
+      assert.equal(b.doc.getText('t').toString(), 'only in history');
+      destroyAll(b);
+    } finally {
+      await second.close();
+      await engine.close();
     }
   });
 

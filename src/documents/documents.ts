@@ -23,6 +23,11 @@ export class ChorusDocuments {
   readonly options: ResolvedDocumentsOptions;
   readonly store: DocumentStore;
   readonly host: DocumentsHost;
+  /**
+   * This process's identity in document messages and leases: the node id plus a random part, so
+   * a node restarted under the same id still applies the updates its previous process published.
+   */
+  readonly instanceId: string;
   /** Documents open on this node. */
   readonly documents = new Map<string, LiveDocument>();
   /** The y-websocket endpoint (`/yjs/`) and its connections on this node. */
@@ -36,6 +41,7 @@ export class ChorusDocuments {
   constructor(server: ChorusServer | DocumentsHost, options: DocumentsOptions = {}) {
     this.host = 'rules' in server ? serverHost(server) : server;
     this.options = resolveDocumentsOptions(options);
+    this.instanceId = `${this.host.nodeId}/${Math.random().toString(36).slice(2, 10)}`;
     this.store = options.store ?? new MemoryDocumentStore();
     const registers = [this.host.metricsRegistry];
     this.metrics = {
@@ -44,7 +50,7 @@ export class ChorusDocuments {
       stores: new Counter({ name: 'chorus_document_stores_total', help: 'Document stores, by result', labelNames: ['result'], registers }),
     };
     this.context = {
-      nodeId: this.host.nodeId,
+      nodeId: this.instanceId,
       broker: this.host.broker,
       store: this.store,
       options: this.options,
@@ -172,7 +178,7 @@ export class ChorusDocuments {
     }
     await this.catchUp(document, stored?.position);
     document.lastVersionAt = (await this.store.versions(name))[0]?.time ?? 0;
-    document.holder = await this.store.acquireLease(name, this.host.nodeId, this.options.leaseTtlMs);
+    document.holder = await this.store.acquireLease(name, this.instanceId, this.options.leaseTtlMs);
     if (this.options.onLoad) {
       const empty = !stored && document.doc.store.clients.size === 0;
       await this.options.onLoad({ document: name, doc: document.doc, empty, holder: document.holder });
@@ -219,7 +225,7 @@ export class ChorusDocuments {
     this.metrics.open.dec();
     try {
       await this.host.broker.unsubscribe(document.name).catch(() => undefined);
-      if (document.holder) await this.store.releaseLease(document.name, this.host.nodeId).catch(() => undefined);
+      if (document.holder) await this.store.releaseLease(document.name, this.instanceId).catch(() => undefined);
     } finally {
       this.documents.delete(document.name);
       document.destroy();
@@ -261,7 +267,7 @@ export class ChorusDocuments {
       if (expired) document.broadcastAwareness(expired, true);
       document.retryPublish();
       if (renewLeases) {
-        this.store.acquireLease(document.name, this.host.nodeId, this.options.leaseTtlMs).then(
+        this.store.acquireLease(document.name, this.instanceId, this.options.leaseTtlMs).then(
           (holder) => {
             if (holder && !document.holder) this.host.logger.info({ document: document.name }, 'took the document lease: this node stores it now');
             document.holder = holder;

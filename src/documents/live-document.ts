@@ -33,6 +33,7 @@ export type DocumentMessage =
 export const Origin = { LOAD: 'load', REMOTE: 'remote', LOCAL: 'local' } as const;
 
 export interface DocumentContext {
+  /** This process's id in messages and leases (unique per process, see ChorusDocuments.instanceId). */
   readonly nodeId: string;
   readonly broker: Broker;
   readonly store: DocumentStore;
