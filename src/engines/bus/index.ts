@@ -73,6 +73,11 @@ export class TestBus {
     node.markLost();
   }
 
+  /** True when no publication is in flight: none delayed, none held back by `reorder`. */
+  get settled(): boolean {
+    return this.timers.size === 0 && this.held.size === 0;
+  }
+
   /** Start the shared state's sweeper. */
   async start(): Promise<void> {
     await this.store.start();
