@@ -20,7 +20,7 @@ export { StreamTable, STREAM_META_TTL_MS } from './streams.js';
 export { MemoryConnectionRegistry, MemoryRateLimiter } from './registry.js';
 
 export interface MemoryEngineOptions {
-  /** Clock, injectable for tests. Default `Date.now`. */
+  /** Clock (ms since the Unix epoch), injectable for tests. Default the system clock. */
   now?: Clock;
   /** Most streams kept that were only read, never published to (the oldest are forgotten first). Default 100000. */
   maxUnpublishedStreams?: number;
