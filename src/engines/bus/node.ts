@@ -27,6 +27,8 @@ export interface BusHost {
 export interface BusNodeOptions {
   /** Publications read per history page when the node backfills a gap. Default 1000. */
   backfillPageSize?: number;
+  /** Most publications held per channel while history is unreadable before the channel is reported lost. Default 10000. */
+  maxHeldPublications?: number;
 }
 
 function unavailable(): ChorusError {
@@ -78,7 +80,7 @@ export class BusNode implements Engine, Broker, HistoryStore {
       (publication, exceptClient) =>
         this.handler(exceptClient === undefined ? { type: 'publication', publication } : { type: 'publication', publication, exceptClient }),
       (channel) => this.handler({ type: 'lost', channel }),
-      options.backfillPageSize ?? 1000,
+      { backfillPageSize: options.backfillPageSize ?? 1000, maxHeldPublications: options.maxHeldPublications ?? 10000 },
     );
   }
 

@@ -54,7 +54,7 @@ export class RedisBroker implements Broker {
         logger?.warn({ channel, reason }, 'pub/sub gap could not be backfilled');
         this.handler({ type: 'lost', channel });
       },
-      options.backfillPageSize,
+      { backfillPageSize: options.backfillPageSize, maxHeldPublications: options.maxHeldPublications },
     );
     // Both kinds: with sharded pub/sub, channels arrive as `smessage` but the control channel
     // (classic SUBSCRIBE, cluster-wide) still arrives as `message`.
