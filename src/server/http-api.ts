@@ -15,6 +15,8 @@ const STATUS: Record<string, number> = {
   [ErrorCode.TOO_LARGE]: 413,
   [ErrorCode.RATE_LIMITED]: 429,
   [ErrorCode.UNAVAILABLE]: 503,
+  // Not 503: a publish that may have been applied must not look like "not applied, retry".
+  [ErrorCode.OUTCOME_UNKNOWN]: 504,
   [ErrorCode.SHUTTING_DOWN]: 503,
 };
 

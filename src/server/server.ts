@@ -433,7 +433,10 @@ export class ChorusServer {
 
   /**
    * Publish from the server side (no permission checks beyond the namespace existing). Runs
-   * `beforePublish`/`afterPublish` hooks. Returns the position the publication got.
+   * `beforePublish`/`afterPublish` hooks. Returns the position the publication got. Rejects
+   * with a ChorusError: `UNAVAILABLE` when it was surely not applied, `OUTCOME_UNKNOWN` when
+   * the engine could not learn whether it was (Redis trouble): retry with the same
+   * `idempotencyKey`, it will not be applied twice.
    */
   async publish(channel: string, data: unknown, options: ServerPublishOptions = {}): Promise<PublishResult> {
     const namespace = this.rules.resolve(channel);
@@ -476,9 +479,12 @@ export class ChorusServer {
         ...(options.exceptClient !== undefined ? { exceptClient: options.exceptClient } : {}),
       });
     } catch (err) {
+      // Engine errors are coded: UNAVAILABLE (not applied) or OUTCOME_UNKNOWN (may have been
+      // applied; retry with the same idempotency key). Anything else cannot say whether the
+      // publication was applied, so it must not be reported as "not applied".
       if (err instanceof ChorusError) throw err;
       this.logger.error({ err, channel }, 'engine publish failed');
-      throw new ChorusError(ErrorCode.UNAVAILABLE, 'the engine is unavailable; the publication was not applied');
+      throw new ChorusError(ErrorCode.OUTCOME_UNKNOWN, 'the engine failed during the publish; it may or may not have been applied');
     }
     this.metrics.publishDuration.observe({ source: options.source }, Number(process.hrtime.bigint() - started) / 1e9);
     if (!result.duplicate) {

@@ -64,6 +64,10 @@ export class BusNode implements Engine, Broker, HistoryStore {
   private partitioned = false;
   /** Lost for good: receives nothing and every operation fails with UNAVAILABLE. */
   private gone = false;
+  /** Publishes still to be applied and then failed with OUTCOME_UNKNOWN (`loseReplies`). */
+  private repliesToLose = 0;
+  /** History reads still to fail with UNAVAILABLE (`failHistoryReads`). */
+  private readsToFail = 0;
 
   constructor(
     /** The node's name on the bus (fault switches address nodes by it). */
@@ -135,6 +139,20 @@ export class BusNode implements Engine, Broker, HistoryStore {
     return this.sequencer.audit((channel) => this.position(channel));
   }
 
+  /**
+   * The next `count` publishes through this node are applied (stored, fanned out) but answered
+   * with OUTCOME_UNKNOWN, as the Redis engine does when a publish's reply is lost and it cannot
+   * learn the outcome in time.
+   */
+  loseReplies(count = 1): void {
+    this.repliesToLose += count;
+  }
+
+  /** The next `count` history reads of this node (backfills, recovery) fail with UNAVAILABLE, as when Redis is slow. */
+  failHistoryReads(count = 1): void {
+    this.readsToFail += count;
+  }
+
   /** Lose the node for good (see TestBus.lose). */
   markLost(): void {
     this.gone = true;
@@ -146,7 +164,12 @@ export class BusNode implements Engine, Broker, HistoryStore {
 
   async publish(channel: string, data: unknown, options: PublishOptions): Promise<PublishResult> {
     this.check();
-    return this.bus.broker.publish(channel, data, options);
+    const result = await this.bus.broker.publish(channel, data, options);
+    if (this.repliesToLose > 0) {
+      this.repliesToLose--;
+      throw new ChorusError(ErrorCode.OUTCOME_UNKNOWN, 'the publish was sent but its reply was lost (test bus); retry with the same idempotency key');
+    }
+    return result;
   }
 
   async publishPresenceEvent(event: { type: 'join' | 'leave'; channel: string; user: string; info?: Record<string, unknown> }): Promise<void> {
@@ -173,6 +196,10 @@ export class BusNode implements Engine, Broker, HistoryStore {
 
   async read(channel: string, options: HistoryReadOptions): Promise<HistoryReadResult> {
     this.check();
+    if (this.readsToFail > 0) {
+      this.readsToFail--;
+      throw unavailable();
+    }
     return this.bus.history.read(channel, options);
   }
 
