@@ -148,6 +148,11 @@ export class BusNode implements Engine, Broker, HistoryStore {
     this.repliesToLose += count;
   }
 
+  /** History reads still to fail (see failHistoryReads). */
+  get pendingReadFailures(): number {
+    return this.readsToFail;
+  }
+
   /** The next `count` history reads of this node (backfills, recovery) fail with UNAVAILABLE, as when Redis is slow. */
   failHistoryReads(count = 1): void {
     this.readsToFail += count;
