@@ -86,7 +86,7 @@ const FILE_KEYS = new Set([
 ]);
 
 /** Keys of the file's `redis` object. */
-const REDIS_KEYS = new Set(['url', 'prefix', 'commandTimeoutMs', 'gapCheckIntervalMs', 'sentinels', 'name', 'cluster', 'shardedPubSub', 'tls']);
+const REDIS_KEYS = new Set(['url', 'prefix', 'commandTimeoutMs', 'outcomeTimeoutMs', 'maxHeldPublications', 'gapCheckIntervalMs', 'sentinels', 'name', 'cluster', 'shardedPubSub', 'tls']);
 
 /** Keys of the file's `redis.tls` object (files are read relative to the config file). */
 const REDIS_TLS_KEYS = new Set(['caFile', 'certFile', 'keyFile', 'rejectUnauthorized', 'servername']);
@@ -110,8 +110,12 @@ export interface RedisConfig {
   url?: string;
   /** Key prefix. Default `chorus`. */
   prefix?: string;
-  /** Commands slower than this fail with UNAVAILABLE, in ms. Default 2000. */
+  /** One engine operation's budget: commands slower than this fail with UNAVAILABLE, in ms. Default 2000. */
   commandTimeoutMs?: number;
+  /** How long a publish whose reply was lost or late is looked up before OUTCOME_UNKNOWN, in ms. Default 2000. */
+  outcomeTimeoutMs?: number;
+  /** Most publications held per channel while history is unreadable before the channel is reported lost (4005). Default 10000. */
+  maxHeldPublications?: number;
   /** Periodic check for publications pub/sub dropped, in ms; 0 turns it off. Default 10000. */
   gapCheckIntervalMs?: number;
   /** Redis Sentinel: sentinel addresses and the master `name`. */
@@ -185,6 +189,18 @@ function fileRedis(raw: unknown, configPath: string, readFile: ReadFile): RedisC
       invalid('redis.commandTimeoutMs', `must be a positive integer, got ${JSON.stringify(raw.commandTimeoutMs)}`);
     }
     redis.commandTimeoutMs = raw.commandTimeoutMs;
+  }
+  if (raw.outcomeTimeoutMs !== undefined) {
+    if (typeof raw.outcomeTimeoutMs !== 'number' || !Number.isSafeInteger(raw.outcomeTimeoutMs) || raw.outcomeTimeoutMs < 0) {
+      invalid('redis.outcomeTimeoutMs', `must be a non-negative integer, got ${JSON.stringify(raw.outcomeTimeoutMs)}`);
+    }
+    redis.outcomeTimeoutMs = raw.outcomeTimeoutMs;
+  }
+  if (raw.maxHeldPublications !== undefined) {
+    if (typeof raw.maxHeldPublications !== 'number' || !Number.isSafeInteger(raw.maxHeldPublications) || raw.maxHeldPublications < 1) {
+      invalid('redis.maxHeldPublications', `must be a positive integer, got ${JSON.stringify(raw.maxHeldPublications)}`);
+    }
+    redis.maxHeldPublications = raw.maxHeldPublications;
   }
   if (raw.gapCheckIntervalMs !== undefined) {
     if (typeof raw.gapCheckIntervalMs !== 'number' || !Number.isSafeInteger(raw.gapCheckIntervalMs) || raw.gapCheckIntervalMs < 0) {

@@ -158,6 +158,8 @@ export function createRedisEngine(config: RedisConfig, logger: Logger, name?: st
     ...(config.prefix ? { prefix: config.prefix } : {}),
     ...(config.commandTimeoutMs ? { commandTimeoutMs: config.commandTimeoutMs } : {}),
     ...(config.gapCheckIntervalMs !== undefined ? { gapCheckIntervalMs: config.gapCheckIntervalMs } : {}),
+    ...(config.outcomeTimeoutMs !== undefined ? { outcomeTimeoutMs: config.outcomeTimeoutMs } : {}),
+    ...(config.maxHeldPublications !== undefined ? { maxHeldPublications: config.maxHeldPublications } : {}),
     redis: {
       ...(config.sentinels ? { sentinels: config.sentinels, name: config.name } : {}),
       // TLS to the data nodes (also Cluster nodes: `redis` is every node's options). With
