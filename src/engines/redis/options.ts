@@ -29,7 +29,8 @@ export interface RedisEngineOptions {
    * publication's idempotency key up as soon as Redis answers again and answers the real
    * `{offset, epoch}` or UNAVAILABLE (definitely not applied); when it still cannot tell, the
    * publish fails with OUTCOME_UNKNOWN. A publish thus answers within
-   * `commandTimeoutMs + outcomeTimeoutMs`. Default 2000.
+   * `commandTimeoutMs + outcomeTimeoutMs`; 0 answers OUTCOME_UNKNOWN at once, without a lookup.
+   * Default 2000.
    */
   outcomeTimeoutMs?: number;
   /**
