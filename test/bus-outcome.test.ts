@@ -11,6 +11,8 @@ import { afterEach, describe, test } from 'node:test';
 import WebSocket from 'ws';
 import { ChorusClient } from '../src/client/index.js';
 import { TestBus, type BusNode, type BusNodeOptions } from '../src/engines/bus/index.js';
+import { MemoryEngine } from '../src/engines/memory/index.js';
+import type { PublishOptions, PublishResult } from '../src/engines/types.js';
 import { ChorusError, CloseCode, ErrorCode } from '../src/protocol/index.js';
 import { api, nextEvent, signToken, startServer, TestSocket, until, type TestServer } from './helpers.js';
 
@@ -85,6 +87,24 @@ describe('a publish whose outcome is unknown (applied, reply lost)', () => {
     });
     const retry = await a.chorus.publish('chat:server', { n: 1 }, { idempotencyKey: 'x' });
     assert.equal(retry.offset, 1, 'the position the first attempt got');
+  });
+
+  test('an engine failing with an uncoded error is reported as OUTCOME_UNKNOWN, not as "not applied"', async () => {
+    class Flaky extends MemoryEngine {
+      override async publish(channel: string, data: unknown, options: PublishOptions): Promise<PublishResult> {
+        await super.publish(channel, data, options);
+        throw new Error('socket hang up');
+      }
+    }
+    const engine = new Flaky();
+    const server = await startServer({ namespaces: NAMESPACES, engine });
+    try {
+      const res = await api(server.url, 'POST', '/api/publish', { channel: 'chat:flaky', data: 1 });
+      assert.deepEqual([res.status, res.body.error.code], [504, ErrorCode.OUTCOME_UNKNOWN]);
+    } finally {
+      await server.close();
+      await engine.close();
+    }
   });
 
   test('a client publish frame gets error OUTCOME_UNKNOWN; the same id again is acked with the first position', async () => {
