@@ -198,8 +198,10 @@ export class Hub {
       }
       return { result, goLive };
     } catch (err) {
-      // Undo only this attempt: a newer subscription to the same channel may exist by now.
-      if (connection.subscriptions.get(channel) === state) await this.unsubscribe(connection, channel).catch(() => {});
+      // Undo only this attempt: a newer subscription to the same channel may exist by now. The
+      // local undo is synchronous; its engine calls (presence removal) run in the background, so
+      // the error answers within the subscribe's own wait, not one more engine timeout later.
+      if (connection.subscriptions.get(channel) === state) void this.unsubscribe(connection, channel).catch(() => {});
       throw err;
     }
   }
