@@ -21,7 +21,9 @@ describe('Deadline: one budget for an operation of several waits', () => {
 
   test('a step that never settles is cut off when the budget runs out; its own error passes through otherwise', async () => {
     const deadline = new Deadline(30, Date.now);
+    const keepAlive = setTimeout(() => {}, 5000); // the Deadline's own timer is unref'd
     await assert.rejects(deadline.race(new Promise(() => {}), 'hang'), { code: 'DEADLINE_EXCEEDED' });
+    clearTimeout(keepAlive);
     const other = new Deadline(1000, Date.now);
     await assert.rejects(other.race(Promise.reject(new Error('refused')), 'step'), /refused/);
   });
