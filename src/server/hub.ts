@@ -31,6 +31,10 @@ export interface HubSettings {
   onLimitHit(limit: string, connection: Connection, details?: Record<string, unknown>): void;
   /** Called once per flush with what was written. */
   onFlushed(totals: { bytes: number; frames: number; messages: number }): void;
+  /** Called when a channel gets its first local subscriber (`occupied: true`) or loses its last. */
+  onLocalChannel?(channel: string, occupied: boolean): void;
+  /** Called after a join/leave event was published (once in the cluster: by the node that made the change). */
+  onPresenceEvent?(event: { type: 'join' | 'leave'; channel: string; user: string; info?: Record<string, unknown> }): void;
 }
 
 /** Encode a publication as the `message` frame every subscriber receives. */
@@ -160,7 +164,10 @@ export class Hub {
     const state: SubscriptionState = { namespace, pending: [], presence: false };
     connection.subscriptions.set(channel, state);
     let subscribers = this.channels.get(channel);
-    if (!subscribers) this.channels.set(channel, (subscribers = new Set()));
+    if (!subscribers) {
+      this.channels.set(channel, (subscribers = new Set()));
+      this.settings.onLocalChannel?.(channel, true);
+    }
     subscribers.add(connection);
     this.metrics.subscriptions.inc();
     const cancelled = () => connection.closing || connection.subscriptions.get(channel) !== state;
@@ -268,6 +275,7 @@ export class Hub {
         this.channels.delete(channel);
         this.brokerReady.delete(channel);
         last = true;
+        this.settings.onLocalChannel?.(channel, false);
       }
     }
     if (state.presence) {
@@ -309,6 +317,7 @@ export class Hub {
     };
     if (member.info) event.info = member.info;
     await this.engine.broker.publishPresenceEvent(event);
+    this.settings.onPresenceEvent?.(event);
   }
 
   /**

@@ -75,6 +75,8 @@ export class ChorusServer {
         this.metrics.bytesOut.inc(totals.bytes);
         this.metrics.messagesOut.inc(totals.frames);
       },
+      onLocalChannel: (channel, occupied) => this.notify('onLocalChannel', { channel, occupied }),
+      onPresenceEvent: (event) => this.notify('onPresence', event),
     });
     this.wss = new WebSocketServer({
       noServer: true,
@@ -199,6 +201,8 @@ export class ChorusServer {
     } catch (err) {
       const e = err instanceof ChorusError ? err : new ChorusError(ErrorCode.UNAUTHORIZED, 'authentication failed');
       if (e.code === ErrorCode.TIMEOUT) this.authFailure(socket, 503, e.code, e.message, 'timeout', req);
+      else if (e.code === ErrorCode.UNAVAILABLE) this.authFailure(socket, 503, e.code, e.message, 'unavailable', req);
+      else if (e.code === ErrorCode.PERMISSION_DENIED) this.authFailure(socket, 403, e.code, e.message, 'denied', req);
       else this.authFailure(socket, 401, ErrorCode.UNAUTHORIZED, e.message, 'token', req);
       return;
     } finally {
@@ -263,6 +267,12 @@ export class ChorusServer {
     }
   }
 
+  /** Run a notification hook (no denial), logging failures. */
+  private notify<H extends 'onLocalChannel' | 'onPresence'>(hook: H, ctx: Parameters<NonNullable<Extension[H]>>[0]): void {
+    if (!this.hooks.has(hook)) return;
+    void this.hooks.run(hook, ctx).catch((err) => this.logger.warn({ err, hook }, 'extension hook failed'));
+  }
+
   private releaseUser(user: string, clientId: string): void {
     this.engine.connections
       .release(user, clientId)
@@ -298,7 +308,7 @@ export class ChorusServer {
     ws.on('message', (data: Buffer, isBinary: boolean) => this.session.onMessage(connection, data, isBinary));
     ws.once('close', (code: number, reason: Buffer) => this.onClose(connection, code, reason.toString()));
     this.logger.info({ client: connection.id, user: connection.user }, 'connected');
-    this.session.start(connection);
+    this.session.start(connection, identity.channels);
   }
 
   private onClose(connection: Connection, peerCode: number, peerReason: string): void {

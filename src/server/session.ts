@@ -110,11 +110,15 @@ export class Session {
     if (RESERVED_EVENTS.has(event)) throw new TypeError(`"${event}" is a reserved protocol event`);
   }
 
-  /** Set up a new connection: server-side subscriptions, then the `connected` frame, then hooks. */
-  start(connection: Connection): void {
+  /**
+   * Set up a new connection: server-side subscriptions (the personal channel, then `channels`
+   * from the identity), then the `connected` frame, then hooks.
+   */
+  start(connection: Connection, channels: readonly string[] = []): void {
     this.enqueue(connection, async () => {
       const server = this.server;
       const subscriptions: SubscribeResult[] = [];
+      const goLives: Array<() => void> = [];
       let goLive: (() => void) | undefined;
       if (server.options.personalChannel) {
         const channel = `user:${connection.user}`;
@@ -137,8 +141,23 @@ export class Session {
           }
         }
       }
+      for (const channel of channels) {
+        if (connection.subscriptions.has(channel)) continue;
+        try {
+          const namespace = server.rules.resolve(channel);
+          await server.hooks.deny('onSubscribe', { connection, channel, serverSide: true });
+          const subscribed = await server.hub.subscribe(connection, channel, namespace, {}, server.options.limits.maxSubscriptionsPerConnection);
+          subscriptions.push(subscribed.result);
+          goLives.push(subscribed.goLive);
+        } catch (err) {
+          // A channel the identity named but that cannot be subscribed (bad name, denied, limit,
+          // engine): the connection goes on without it, as with a failed server-side subscribe.
+          server.logger.warn({ err: { message: (err as Error).message }, client: connection.id, channel }, 'connect-time subscribe failed');
+        }
+      }
       this.sendConnected(connection, subscriptions);
       goLive?.();
+      for (const live of goLives) live();
       try {
         await server.hooks.run('onConnect', { connection });
       } catch (err) {
@@ -413,6 +432,8 @@ export class Session {
       default: {
         const entry = server.handlers.get(frame.event);
         if (!entry || RESERVED_EVENTS.has(frame.event)) {
+          const fallback = RESERVED_EVENTS.has(frame.event) ? undefined : server.hooks.unhandledEventHandler();
+          if (fallback) return { value: await fallback.onUnhandledEvent!({ connection, event: frame.event, data: frame.data ?? null }) };
           throw new ChorusError(ErrorCode.UNKNOWN_EVENT, `no handler for event "${frame.event}"`);
         }
         const payload = entry.options.schema ? await validate(entry.options.schema, frame.data ?? null) : frame.data ?? null;
