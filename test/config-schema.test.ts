@@ -15,7 +15,7 @@ describe('docs/config.schema.json', () => {
     const schema = JSON.parse(readFileSync(COMMITTED, 'utf8')) as { properties: Record<string, unknown>; additionalProperties: unknown };
     assert.deepEqual(Object.keys(schema.properties).sort(), Object.keys(configFileSchema.shape).sort());
     assert.equal(schema.additionalProperties, false);
-    for (const key of ['port', 'auth', 'redis', 'namespaces', 'limits']) assert.ok(key in schema.properties, key);
+    for (const key of ['port', 'auth', 'redis', 'proxy', 'webhooks', 'namespaces', 'limits']) assert.ok(key in schema.properties, key);
   });
 
   it('a config file may name its schema with "$schema" (editors use it; chorus ignores it)', () => {

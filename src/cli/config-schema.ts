@@ -8,6 +8,7 @@
  * source, namespace joinLeave/personal) stay in `resolveOptions`, which embedders get too.
  */
 import { z } from 'zod';
+import { proxySchema, webhooksSchema } from './proxy-schema.js';
 import { got, hostPort, nonEmptyString, positiveInt, trueOrFalse } from './schema-parts.js';
 
 export const LOG_LEVELS = ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'] as const;
@@ -205,6 +206,8 @@ export const configFileSchema = z
       processMetrics: trueOrFalse.optional().describe('Export Node process metrics. Default true'),
       nodeId: nonEmptyString.optional().describe('Node id shown in connected and logs. Default: random'),
       redis: redisSchema.optional().describe('Run as one node of a cluster sharing Redis; absent means the in-memory engine'),
+      proxy: proxySchema.optional().describe("Delegate decisions to the application's HTTP backend"),
+      webhooks: webhooksSchema.optional().describe("Signed event notifications to the application's backend"),
     },
     { error: 'must hold a JSON object' },
   )

@@ -21,6 +21,7 @@ import {
   type ConfigFile,
   type LogLevel,
 } from './config-schema.js';
+import type { ProxyConfig, WebhookConfig } from './proxy-schema.js';
 
 export { LOG_LEVELS, type LogLevel } from './config-schema.js';
 
@@ -42,12 +43,19 @@ export interface StandaloneConfig {
   logLevel: LogLevel;
   /** Serializable server options, already validated by `resolveOptions`. Always has a JWT key source. */
   server: ServerOptions;
-  /** True when no JWT key was configured: a random secret was generated and `/demo/token` is on. */
+  /**
+   * True when no JWT key and no connect proxy were configured: a random secret was generated and
+   * `/demo/token` is on.
+   */
   demo: boolean;
   /** The config file that was read, if any. */
   configFile: string | undefined;
   /** Redis engine settings; absent means the in-memory engine (one process). */
   redis: RedisConfig | undefined;
+  /** Proxy hooks to the application's backend (file key `proxy`); absent means none. */
+  proxy: ProxyConfig | undefined;
+  /** Signed webhooks (file key `webhooks`); empty means none. */
+  webhooks: WebhookConfig[];
   /** `--help` was given: print usage and exit. Nothing else is meaningful then. */
   help: boolean;
 }
@@ -263,7 +271,7 @@ export function loadConfig(
 ): StandaloneConfig {
   const flags = parseFlags(argv);
   if (flags.help) {
-    return { port: 8080, host: '0.0.0.0', logLevel: 'info', server: {}, demo: false, configFile: undefined, redis: undefined, help: true };
+    return { port: 8080, host: '0.0.0.0', logLevel: 'info', server: {}, demo: false, configFile: undefined, redis: undefined, proxy: undefined, webhooks: [], help: true };
   }
 
   const configFile = flags.config ?? envVar(env, 'CHORUS_CONFIG');
@@ -282,7 +290,7 @@ export function loadConfig(
     file.logLevel ?? 'info',
   );
 
-  const { $schema: _s, port: _p, host: _h, logLevel: _l, auth: rawAuth, redis: rawRedis, ...rest } = file;
+  const { $schema: _s, port: _p, host: _h, logLevel: _l, auth: rawAuth, redis: rawRedis, proxy, webhooks, ...rest } = file;
   let redis = fileRedis(rawRedis, configFile ?? '.', readFile);
   const envRedis = envVar(env, 'CHORUS_REDIS_URL');
   if (envRedis !== undefined) redis = { ...redis, url: checked(redisUrlSchema, 'CHORUS_REDIS_URL', envRedis) };
@@ -296,15 +304,18 @@ export function loadConfig(
   const envOrigins = envVar(env, 'CHORUS_ALLOWED_ORIGINS');
   if (envOrigins !== undefined) server.allowedOrigins = parseOrigins('CHORUS_ALLOWED_ORIGINS', envOrigins);
 
-  const demo = auth.secret === undefined && auth.publicKey === undefined && auth.jwksUrl === undefined;
+  const hasKey = auth.secret !== undefined || auth.publicKey !== undefined || auth.jwksUrl !== undefined;
+  // With a connect proxy the backend says who connects: a JWT key is optional, and there is no demo mode.
+  const demo = !hasKey && proxy?.connect === undefined;
   if (demo) auth.secret = (options.generateSecret ?? (() => randomBytes(32).toString('base64url')))();
   server.auth = auth;
 
   try {
-    resolveOptions(server);
+    // The standalone server passes the connect proxy as `authenticate`; it stands in for it here.
+    resolveOptions(proxy?.connect && !hasKey ? { ...server, authenticate: () => Promise.reject(new Error('unused')) } : server);
   } catch (err) {
     if (err instanceof TypeError) throw new ConfigError(err.message);
     throw err;
   }
-  return { port, host, logLevel, server, demo, configFile, redis, help: false };
+  return { port, host, logLevel, server, demo, configFile, redis, proxy, webhooks: webhooks ?? [], help: false };
 }
