@@ -287,3 +287,60 @@ describe('bounded concurrency (proxy.maxInFlight, proxy.maxQueued)', { timeout: 
   });
 });
 
+
+describe('every kind fails closed: timeout, down, malformed are UNAVAILABLE', { timeout: 60_000 }, () => {
+  const kinds = ['subscribe', 'publish', 'rpc'] as const;
+  const frame = {
+    subscribe: ['subscribe', { channel: 'chat:x' }],
+    publish: ['publish', { channel: 'chat:x', data: { text: 'hi' } }],
+    rpc: ['some.method', { a: 1 }],
+  } as const;
+
+  for (const failure of ['timeout', 'down', 'malformed'] as const) {
+    it(failure, async () => {
+      const backend = await Backend.start();
+      const base = failure === 'down' ? 'http://127.0.0.1:1' : backend.url;
+      const s = await startProxyServer(Object.fromEntries(kinds.map((k) => [k, { url: `${base}/${k}`, timeoutMs: 200 }])));
+      try {
+        for (const k of kinds) backend.routes.set(`/${k}`, () => (failure === 'timeout' ? 'hang' : { body: { result: [] } }));
+        const socket = await TestSocket.connect(s.wsUrl, await signToken('ivy'));
+        // Subscribed server-side (not proxied), so a publication that slipped through would show.
+        await s.chorus.subscribeConnection([...s.chorus.connections][0]!, 'chat:x');
+        for (const k of kinds) {
+          const [event, data] = frame[k];
+          const reply = await socket.request(event, k === 'subscribe' ? { channel: 'chat:y' } : data);
+          assert.deepEqual([k, reply.event, (reply.data as any).code], [k, 'error', 'UNAVAILABLE']);
+        }
+        const expected = failure === 'timeout' ? /no answer within 200 ms/ : failure === 'down' ? /ECONNREFUSED/ : /"result" is not an object/;
+        for (const k of kinds) assert.ok(s.proxyLogs.some((l) => l.kind === k && expected.test(String(l.reason ?? l.problem))), `${k}: ${JSON.stringify(s.proxyLogs)}`);
+        assert.equal(socket.messages('chat:x').length, 0, 'nothing was published');
+        socket.close();
+      } finally {
+        await s.close();
+        await backend.close();
+      }
+    });
+  }
+
+  it('refresh: a malformed or failed answer is retried; the connection lives on once the backend answers', async () => {
+    const backend = await Backend.start();
+    const s = await startProxyServer({ connect: { url: `${backend.url}/connect` }, refresh: { url: `${backend.url}/refresh`, timeoutMs: 200 } });
+    try {
+      let n = 0;
+      backend.routes.set('/connect', () => ({ body: { result: { user: 'jo', expiresAt: Date.now() + 9_000 } } }));
+      backend.routes.set('/refresh', () => {
+        n++;
+        return n === 1 ? { body: { result: { info: {} } } } : n === 2 ? 'hang' : { body: { result: { expiresAt: Date.now() + 60_000 } } };
+      });
+      const socket = await connectWithCookie(s.wsUrl);
+      await backend.waitForCalls('/refresh', 3, 15_000);
+      await until('the new expiry', () => ([...s.chorus.connections][0]?.expiresAt ?? 0) > Date.now() + 30_000);
+      assert.ok(s.proxyLogs.some((l) => l.kind === 'refresh' && l.problem === '"result.expiresAt" is required'));
+      assert.equal(socket.closeCode, undefined, 'still connected');
+      socket.close();
+    } finally {
+      await s.close();
+      await backend.close();
+    }
+  });
+});
