@@ -249,6 +249,30 @@ describe('webhooks, two nodes on Redis: once per event for the cluster', { timeo
     }
   });
 
+  it('a batch a node took and never acknowledged (it died) is taken over by another node', async () => {
+    const client = new Redis(redis.url);
+    const prefix = 'takeover-test';
+    try {
+      const opts = { redis: client, prefix, claimIdleMs: 100, logger: quiet };
+      const dying = new RedisOutbox({ ...opts, connect: () => new Redis(redis.url), node: 'dying' });
+      const other = new RedisOutbox({ ...opts, connect: () => new Redis(redis.url), node: 'other' });
+      const qDying = dying.queue('t1');
+      const qOther = other.queue('t1');
+      await qDying.take(1); // creates the group; nothing yet
+      await dying.publish({ id: 'e1', type: 'presence.join', time: 1, channel: 'chat:x', user: 'u' });
+      const taken = await qDying.take(10);
+      assert.deepEqual(taken.map((i) => i.event.id), ['e1']);
+      // "dying" never acknowledges: once idle for claimIdleMs, "other" gets the same event.
+      let again: string[] = [];
+      await until('the takeover', async () => (again = (await qOther.take(10)).map((i) => i.event.id)).length > 0, 10_000, 20);
+      assert.deepEqual(again, ['e1']);
+      await dying.close();
+      await other.close();
+    } finally {
+      client.disconnect();
+    }
+  });
+
   it('a dead node (no refresh) is swept: its channels are vacated once, by another node', async () => {
     const client = new Redis(redis.url);
     const prefix = 'sweep-test';

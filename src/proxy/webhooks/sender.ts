@@ -54,6 +54,7 @@ export class WebhookSender {
       try {
         items = await this.queue.take(this.maxBatch);
       } catch (err) {
+        if (this.closed) break; // the outbox's connection was closed under a blocking read
         this.logger.warn({ err: { message: (err as Error).message } }, 'webhook outbox read failed');
         await this.sleep(1000);
         continue;
