@@ -6,6 +6,8 @@ import { after, before, describe, it } from 'node:test';
 import { Redis } from 'ioredis';
 import { pino } from 'pino';
 import { Registry } from 'prom-client';
+import { loadConfig } from '../src/cli/config.js';
+import { startStandalone } from '../src/cli/standalone.js';
 import { RedisEngine } from '../src/engines/redis/index.js';
 import type { WebhookOptions } from '../src/proxy/options.js';
 import { WebhookExtension } from '../src/proxy/webhooks/extension.js';
@@ -245,6 +247,34 @@ describe('webhooks, two nodes on Redis: once per event for the cluster', { timeo
         await n.engine.close();
         n.client.disconnect();
       }
+      await receiver.close();
+    }
+  });
+
+  it('standalone nodes from a config file (redis + webhooks): occupied once for the cluster', async () => {
+    const receiver = await Receiver.start();
+    const configText = JSON.stringify({
+      redis: { url: redis.url, prefix: 'standalone' },
+      webhooks: [{ url: receiver.url, secret: SECRET, events: ['channel.occupied', 'channel.vacated'] }],
+    });
+    const start = (name: string) =>
+      startStandalone(loadConfig(['--config', '/c.json', '--port', '0', '--host', '127.0.0.1'], { CHORUS_JWT_SECRET: 'x'.repeat(40) }, () => configText), {
+        logger: quiet,
+      }).then((h) => Object.assign(h, { name }));
+    const nodes = [await start('a'), await start('b')];
+    try {
+      const sockets = await Promise.all(
+        nodes.map(async (n, i) => TestSocket.connect(`${n.url.replace('http', 'ws')}/ws`, await signToken(`u${i}`, { secret: 'x'.repeat(40) }))),
+      );
+      for (const socket of sockets) await socket.ok('subscribe', { channel: 'chat:standalone' });
+      for (const socket of sockets) await socket.ok('unsubscribe', { channel: 'chat:standalone' });
+      // Two nodes deliver in parallel: the vacated request may overtake the occupied one.
+      await receiver.waitFor('occupied and vacated', () => count(receiver.events(), 'channel.vacated', 'chat:standalone') >= 1 && count(receiver.events(), 'channel.occupied', 'chat:standalone') >= 1);
+      assert.equal(count(receiver.events(), 'channel.occupied', 'chat:standalone'), 1);
+      assert.equal(count(receiver.events(), 'channel.vacated', 'chat:standalone'), 1);
+      for (const socket of sockets) socket.close();
+    } finally {
+      for (const n of nodes) await n.close();
       await receiver.close();
     }
   });
