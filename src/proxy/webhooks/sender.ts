@@ -9,7 +9,7 @@ import type { Logger } from 'pino';
 import type { Counter } from 'prom-client';
 import { Agents, post, PostError } from '../http-post.js';
 import { WEBHOOK_BACKOFF, WEBHOOK_DEFAULTS, type WebhookOptions } from '../options.js';
-import { sign } from './signature.js';
+import { sign, SIGNATURE_HEADER, WEBHOOK_ID_HEADER } from './signature.js';
 import type { QueuedEvent, WebhookQueue } from './types.js';
 
 /** A stable id for a target: the same on every node and across restarts. */
@@ -72,7 +72,7 @@ export class WebhookSender {
   /** Send one batch until it is accepted or the tries run out (true), or the sender closes (false). */
   private async deliver(batch: QueuedEvent[]): Promise<boolean> {
     const body = JSON.stringify({ events: batch.map((i) => i.event) });
-    const headers = { 'x-chorus-webhook-id': randomUUID(), 'x-chorus-signature': sign(this.options.secret, body) };
+    const headers = { [WEBHOOK_ID_HEADER]: randomUUID(), [SIGNATURE_HEADER]: sign(this.options.secret, body) };
     for (let attempt = 1; ; attempt++) {
       let problem: string;
       try {
