@@ -1,7 +1,7 @@
 import type { IncomingMessage, Server as HttpServer, ServerResponse } from 'node:http';
 import type { Duplex } from 'node:stream';
 import type { Logger } from 'pino';
-import { ChorusError, CloseCode, Disconnect, ErrorCode, ServerEvent, disconnectByServer, type StreamPosition, type SubscribeResult } from '../protocol/index.js';
+import { ChorusError, Disconnect, ErrorCode, ServerEvent, disconnectByServer, type StreamPosition, type SubscribeResult } from '../protocol/index.js';
 import { MemoryEngine } from '../engines/memory/index.js';
 import type { BrokerEvent, ControlCommand, Engine, PublishResult } from '../engines/types.js';
 import { Authenticator } from './auth.js';
@@ -16,7 +16,7 @@ import { handleHttpRequest } from './http-api.js';
 import { Hub, messageData } from './hub.js';
 import { LimitLog } from './limit-reporter.js';
 import { createLogger, safePath } from './logger.js';
-import { Metrics } from './metrics.js';
+import { Metrics, closeCodeLabel } from './metrics.js';
 import { resolveOptions, type ResolvedOptions, type ServerOptions } from './options.js';
 import { Permissions } from './permissions.js';
 import { Publisher, type BroadcastResult, type ServerPublishOptions } from './publisher.js';
@@ -443,12 +443,4 @@ export class ChorusServer {
     if (this.ownsEngine) await this.engine.close();
     this.logger.info('shut down');
   }
-}
-
-const KNOWN_CLOSE_CODES = new Set<number>([1000, 1001, 1002, 1003, 1005, 1006, 1007, 1008, 1009, 1010, 1011, 1012, 1013, 1014, 1015]);
-
-/** Metric label for a close code: peers choose codes freely, so unknown ones are bucketed. */
-function closeCodeLabel(code: number): string {
-  if (KNOWN_CLOSE_CODES.has(code) || (Object.values(CloseCode) as number[]).includes(code)) return String(code);
-  return code >= 4000 && code <= 4999 ? '4xxx' : code >= 3000 && code <= 3999 ? '3xxx' : 'other';
 }
