@@ -20,4 +20,6 @@ export {
 } from './options.js';
 export { MemoryEngine, type MemoryEngineOptions } from '../engines/memory/index.js';
 export type { Engine, Broker, HistoryStore, PresenceStore, Publication } from '../engines/types.js';
-export { ChorusError, ErrorCode, CloseCode } from '../protocol/index.js';
+export { ChorusError, ErrorCode, CloseCode, Disconnect, shouldReconnect } from '../protocol/index.js';
+export type { Transport, TransportListener, TransportFault } from './transport.js';
+export type { CloseOptions } from './connection.js';
