@@ -237,11 +237,13 @@ document.addEventListener('visibilitychange', markRead);
 
 function renderReceipts(receipts: Receipt[]): void {
   for (const node of el.messages.querySelectorAll('.seen')) node.remove();
-  const byOffset = new Map<number, string[]>();
-  for (const r of receipts) byOffset.set(r.offset, [...(byOffset.get(r.offset) ?? []), r.name]);
-  for (const [offset, names] of byOffset) {
-    const li = el.messages.querySelector(`li.message[data-offset="${offset}"]`);
-    if (!li) continue;
+  const byOffset = new Map<number, Receipt[]>();
+  for (const r of receipts) byOffset.set(r.offset, [...(byOffset.get(r.offset) ?? []), r]);
+  for (const [offset, readers] of byOffset) {
+    const li = el.messages.querySelector<HTMLElement>(`li.message[data-offset="${offset}"]`);
+    // The author has obviously seen their own message.
+    const names = readers.filter((r) => r.user !== li?.dataset.user).map((r) => r.name);
+    if (!li || names.length === 0) continue;
     const seen = document.createElement('div');
     seen.className = 'seen';
     seen.textContent = `Seen by ${names.sort((a, b) => a.localeCompare(b)).join(', ')}`;

@@ -11,17 +11,9 @@ import { WebsocketProvider } from 'y-websocket';
 import * as Y from 'yjs';
 import { byId, setupSignIn, showError } from '../signin.js';
 import { socketUrl, tokenSource, type Session } from '../session.js';
+import { PALETTE, paletteSlot, remoteCursors } from './remote-cursors.js';
 
 const DEFAULT_DOCUMENT = 'doc:welcome';
-/** Cursor colours: [caret and name tag, selection background]. */
-const COLORS: ReadonlyArray<readonly [string, string]> = [
-  ['#4f5bd5', '#4f5bd533'],
-  ['#1f9d55', '#1f9d5533'],
-  ['#d64545', '#d6454533'],
-  ['#c98a04', '#c98a0433'],
-  ['#0e8fb3', '#0e8fb333'],
-  ['#9c4dcc', '#9c4dcc33'],
-];
 
 const el = {
   page: byId('editor-page'),
@@ -35,12 +27,12 @@ const el = {
 
 let teardown: (() => void) | undefined;
 
-/** A colour per user id, stable across reloads. */
-function colorOf(user: string): readonly [string, string] {
-  let hash = 0;
-  for (const ch of user) hash = (hash * 31 + ch.charCodeAt(0)) >>> 0;
-  return COLORS[hash % COLORS.length] ?? COLORS[0]!;
-}
+const editorTheme = EditorView.theme({
+  '&': { minHeight: '24rem', fontSize: '15px' },
+  '&.cm-focused': { outline: 'none' },
+  '.cm-scroller': { fontFamily: 'ui-monospace, SFMono-Regular, Menlo, monospace', lineHeight: '1.55' },
+  '.cm-content': { padding: '12px 0' },
+});
 
 function setStatus(status: string): void {
   el.sync.dataset.state = status;
@@ -64,10 +56,15 @@ function open(session: Session): void {
     );
   });
   provider.on('status', ({ status }) => setStatus(provider.synced ? 'connected' : status));
-  provider.on('sync', (synced) => synced && setStatus('connected'));
+  provider.on('sync', (synced) => {
+    if (!synced) return;
+    setStatus('connected');
+    showError(el.error, undefined);
+  });
   provider.on('connection-error', () => showError(el.error, 'The document server refused or dropped the connection; retrying.'));
 
-  const [color, colorLight] = colorOf(session.user);
+  const slot = paletteSlot(session.user);
+  const [color, colorLight] = PALETTE[slot] ?? PALETTE[0]!;
   provider.awareness.setLocalStateField('user', { name: session.name, color, colorLight, id: session.user });
   const renderPeers = (): void => {
     const peers = [...provider.awareness.getStates().values()]
@@ -78,7 +75,8 @@ function open(session: Session): void {
         const li = document.createElement('li');
         li.className = 'peer';
         li.textContent = u.name;
-        li.style.setProperty('--peer', u.color);
+        const known = PALETTE.findIndex(([c]) => c === u.color);
+        li.classList.add(`peer-${known >= 0 ? known : 0}`);
         return li;
       }),
     );
@@ -87,9 +85,20 @@ function open(session: Session): void {
   renderPeers();
 
   const ytext = ydoc.getText('codemirror');
+  // CodeMirror writes its styles to a <style> element in a document, which the page's CSP
+  // (no inline styles) blocks; in a shadow root it uses constructed style sheets instead.
+  const root = el.editor.shadowRoot ?? el.editor.attachShadow({ mode: 'open' });
   const view = new EditorView({
-    parent: el.editor,
-    extensions: [basicSetup, EditorView.lineWrapping, yCollab(ytext, provider.awareness, { undoManager: new Y.UndoManager(ytext) })],
+    root,
+    parent: root,
+    extensions: [
+      basicSetup,
+      EditorView.lineWrapping,
+      editorTheme,
+      // Awareness is drawn by remoteCursors (class-based); yCollab only syncs text and undo.
+      yCollab(ytext, null, { undoManager: new Y.UndoManager(ytext) }),
+      remoteCursors(ytext, provider.awareness),
+    ],
   });
   teardown = () => {
     view.destroy();
