@@ -148,7 +148,8 @@ export async function runInit(argv: readonly string[], io: InitIo = { stdout: pr
   try {
     const options = parseInitArgs(argv, io.cwd);
     const files = await writeApp(options);
-    const shown = relative(io.cwd, options.dir) || '.';
+    const rel = relative(io.cwd, options.dir);
+    const shown = rel === '' ? '.' : rel.startsWith('..') ? options.dir : rel;
     io.stdout.write(
       `Wrote the ${options.template} app "${options.name}" to ${shown} (${files.length} files; chorus: ${options.chorusSpec}).\n\n` +
         `  cd ${shown}\n  npm install\n  npm start\n\nThen open http://localhost:3000 in two tabs.\n`,

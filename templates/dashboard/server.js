@@ -42,7 +42,7 @@ const app = express();
 let requests = 0;
 app.use((_req, res, next) => {
   requests++;
-  res.set('content-security-policy', "default-src 'self'; connect-src 'self' ws: wss:; base-uri 'none'; frame-ancestors 'none'");
+  res.set('content-security-policy', "default-src 'self'; connect-src 'self' ws: wss:; img-src 'self' data:; base-uri 'none'; frame-ancestors 'none'");
   next();
 });
 app.post('/token', (_req, res) => res.set('cache-control', 'no-store').json({ token: viewerToken() }));

@@ -34,7 +34,7 @@ function signToken(user, name) {
 const TYPES = { '.html': 'text/html; charset=utf-8', '.js': 'text/javascript; charset=utf-8', '.css': 'text/css; charset=utf-8', '.map': 'application/json' };
 // CodeMirror injects its styles and y-codemirror.next colours cursors with style attributes:
 // styles may be inline, scripts may not.
-const CSP = "default-src 'self'; style-src 'self' 'unsafe-inline'; connect-src 'self' ws: wss:; base-uri 'none'; frame-ancestors 'none'";
+const CSP = "default-src 'self'; style-src 'self' 'unsafe-inline'; connect-src 'self' ws: wss:; img-src 'self' data:; base-uri 'none'; frame-ancestors 'none'";
 
 async function sendFile(res, file) {
   const path = normalize(join(PUBLIC, file));
