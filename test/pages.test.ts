@@ -8,7 +8,7 @@
 import { strict as assert } from 'node:assert';
 import { existsSync } from 'node:fs';
 import { after, before, describe, it } from 'node:test';
-import type { Browser, Page } from 'playwright-core';
+import type { Browser, Page, WebSocketRoute } from 'playwright-core';
 import { loadConfig } from '../src/cli/config.js';
 import { DASHBOARD_CHANNEL } from '../src/cli/dashboard-feed.js';
 import { startStandalone, type StandaloneHandle } from '../src/cli/standalone.js';
@@ -173,6 +173,58 @@ describe('standalone pages in chromium', { timeout: 180_000 }, () => {
     await page.locator('#peers .peer', { hasText: 'Eve' }).waitFor(WAIT);
     for (const href of ['/', '/dashboard', '/editor']) assert.equal(await page.locator(`nav.pages a[href="${href}"]`).count(), 1);
     await screenshot(page, 'editor');
+    assert.deepEqual(pages.errors, []);
+  });
+
+  it('editor: two pages edit one document and see each other\'s cursors (through a y-websocket relay)', async () => {
+    // Until the server has its /yjs endpoint, the test stands in for it: a relay that passes
+    // every y-websocket message (sync, update, awareness) from one page to the other. Two
+    // y-websocket clients sync each other through it as they would through a server.
+    const sockets = new Set<WebSocketRoute>();
+    const urls: string[] = [];
+    const relay = (ws: WebSocketRoute): void => {
+      urls.push(ws.url());
+      sockets.add(ws);
+      ws.onMessage((message) => {
+        for (const other of sockets) if (other !== ws) other.send(message);
+      });
+      ws.onClose(() => sockets.delete(ws));
+    };
+    const open = async (name: string): Promise<Page> => {
+      const page = await pages.open(`Editor ${name}`);
+      await page.routeWebSocket(/\/yjs\//, relay);
+      await signIn(page, `${server.url}/editor#doc:plans`, name);
+      await page.locator('#editor .cm-content').waitFor(WAIT);
+      await page.locator('#sync[data-state="connected"]').waitFor(WAIT);
+      return page;
+    };
+    const ada = await open('Ada');
+    const bob = await open('Bob');
+    for (const url of urls) assert.match(url, /\/yjs\/doc:plans\?token=ey/);
+
+    await ada.locator('#editor .cm-content').click();
+    await ada.keyboard.type('Plans: ');
+    await bob.locator('#editor .cm-content', { hasText: 'Plans:' }).waitFor(WAIT);
+    await bob.locator('#editor .cm-content').click();
+    await bob.keyboard.press('End');
+    // Both type at once; the texts converge.
+    await Promise.all([ada.keyboard.type('ship it'), bob.keyboard.type(' soon')]);
+    // The document's text: the editor's lines without the other user's cursor widget.
+    const text = (page: Page) =>
+      page.locator('#editor .cm-content').evaluate((content) => {
+        const copy = content.cloneNode(true) as HTMLElement;
+        for (const caret of copy.querySelectorAll('.cm-peer-caret')) caret.remove();
+        return [...copy.querySelectorAll('.cm-line')].map((line) => line.textContent).join('\n');
+      });
+    await until('both editors show the same text', async () => (await text(ada)) === (await text(bob)), WAIT.timeout, 50);
+    for (const word of ['Plans:', 'ship it', 'soon']) assert.ok((await text(ada)).includes(word), await text(ada));
+
+    // Cursors with names and both peers listed, drawn without any style attribute.
+    await ada.locator('#editor .cm-peer-caret .cm-peer-name', { hasText: 'Bob' }).waitFor(WAIT);
+    await bob.locator('#editor .cm-peer-caret .cm-peer-name', { hasText: 'Ada' }).waitFor(WAIT);
+    await ada.locator('#peers .peer', { hasText: 'Bob' }).waitFor(WAIT);
+    assert.equal(await ada.locator('#editor .cm-peer-caret[style]').count(), 0);
+    await screenshot(ada, 'editor-two-users');
     assert.deepEqual(pages.errors, []);
   });
 });
