@@ -213,8 +213,8 @@ describe('standalone pages in chromium', { timeout: 180_000 }, () => {
     const text = (page: Page) =>
       page.locator('#editor .cm-content').evaluate((content) => {
         const copy = content.cloneNode(true) as HTMLElement;
-        for (const caret of copy.querySelectorAll('.cm-peer-caret')) caret.remove();
-        return [...copy.querySelectorAll('.cm-line')].map((line) => line.textContent).join('\n');
+        copy.querySelectorAll('.cm-peer-caret').forEach((caret) => caret.remove());
+        return Array.from(copy.querySelectorAll('.cm-line'), (line) => line.textContent).join('\n');
       });
     await until('both editors show the same text', async () => (await text(ada)) === (await text(bob)), WAIT.timeout, 50);
     for (const word of ['Plans:', 'ship it', 'soon']) assert.ok((await text(ada)).includes(word), await text(ada));
