@@ -30,7 +30,7 @@ export interface NodeFigures {
   publishMeanMs: number;
   /** Upper bound of the histogram bucket holding the 99th percentile over the tick, ms. */
   publishP99Ms: number;
-  /** Event-loop delay over the tick, ms: mean and max. */
+  /** Event-loop delay over the tick beyond the 10 ms sampling interval, ms: mean and max. */
   loopLagMs: number;
   loopLagMaxMs: number;
   /** Resident set size and V8 heap in use, MiB. */
@@ -67,6 +67,9 @@ async function sum(metric: { get(): Promise<{ values: Array<{ value: number }> }
 
 const round = (value: number, digits = 2): number => Number(value.toFixed(digits));
 
+/** Sampling interval of the event-loop delay histogram, in ms; its samples include it, so it is subtracted. */
+const LOOP_RESOLUTION_MS = 10;
+
 export class DashboardFeed {
   readonly channel: string;
   readonly #server: FeedServer;
@@ -90,7 +93,7 @@ export class DashboardFeed {
 
   start(): void {
     if (this.#timer !== undefined) return;
-    this.#loop = monitorEventLoopDelay({ resolution: 10 });
+    this.#loop = monitorEventLoopDelay({ resolution: LOOP_RESOLUTION_MS });
     this.#loop.enable();
     this.#timer = setInterval(() => void this.tick(), this.#intervalMs);
     this.#timer.unref();
@@ -168,7 +171,10 @@ export class DashboardFeed {
       }
     }
     const loop = this.#loop;
-    const lag = loop && loop.count > 0 ? { mean: loop.mean / 1e6, max: loop.max / 1e6 } : { mean: 0, max: 0 };
+    const lag =
+      loop && loop.count > 0
+        ? { mean: Math.max(0, loop.mean / 1e6 - LOOP_RESOLUTION_MS), max: Math.max(0, loop.max / 1e6 - LOOP_RESOLUTION_MS) }
+        : { mean: 0, max: 0 };
     loop?.reset();
     const memory = process.memoryUsage();
     return {
