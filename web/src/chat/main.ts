@@ -92,18 +92,19 @@ function renderRooms(): void {
 async function switchRoom(id: string): Promise<void> {
   if (!chat || room?.id === id) return;
   const previous = room;
-  room = chat.openRoom(id);
+  const current = chat.openRoom(id);
+  room = current;
   history.replaceState(null, '', id === LOBBY ? location.pathname : `#${encodeURIComponent(id)}`);
   await previous?.close();
+  if (room !== current) return; // switched again meanwhile
   el.messages.replaceChildren();
   historyStart = false;
   renderMembers([]);
   renderTyping([]);
   showError(el.sendError, undefined);
   el.roomTitle.textContent = `# ${chat.rooms().find((r) => r.id === id)?.title ?? id}`;
-  el.channelName.textContent = room.channel;
+  el.channelName.textContent = current.channel;
   renderRooms();
-  const current = room;
   current.on('messages', ({ messages, older }) => (older ? prependMessages(messages) : appendMessages(messages)));
   current.on('reset', () => {
     el.messages.replaceChildren();
