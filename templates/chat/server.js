@@ -30,6 +30,7 @@ const chorus = new ChorusServer({
 });
 
 /** An HS256 JWT: `sub` is the user id, `info` travels with the user's messages and presence. */
+/** @param {string} user @param {string} name */
 function signToken(user, name) {
   const part = (/** @type {object} */ value) => Buffer.from(JSON.stringify(value)).toString('base64url');
   const now = Math.floor(Date.now() / 1000);
@@ -37,10 +38,14 @@ function signToken(user, name) {
   return `${body}.${createHmac('sha256', SECRET).update(body).digest('base64url')}`;
 }
 
+/** @type {Record<string, string>} */
 const TYPES = { '.html': 'text/html; charset=utf-8', '.js': 'text/javascript; charset=utf-8', '.css': 'text/css; charset=utf-8' };
 const CSP = "default-src 'self'; connect-src 'self' ws: wss:; img-src 'self' data:; base-uri 'none'; frame-ancestors 'none'";
 
-/** Serves `file` if it is inside `root`. */
+/**
+ * Serves `file` if it is inside `root`.
+ * @param {http.ServerResponse} res @param {string} root @param {string} file
+ */
 async function sendFile(res, root, file) {
   const path = normalize(join(root, file));
   if (!path.startsWith(root)) return false;
@@ -54,6 +59,7 @@ async function sendFile(res, root, file) {
   }
 }
 
+/** @param {http.IncomingMessage} req @returns {Promise<any>} */
 async function readJson(req) {
   let text = '';
   for await (const chunk of req) {

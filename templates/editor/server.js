@@ -24,6 +24,7 @@ const chorus = new ChorusServer({
 });
 
 /** An HS256 JWT: `sub` is the user id, `info.name` what others see on the cursor. */
+/** @param {string} user @param {string} name */
 function signToken(user, name) {
   const part = (/** @type {object} */ value) => Buffer.from(JSON.stringify(value)).toString('base64url');
   const now = Math.floor(Date.now() / 1000);
@@ -31,11 +32,13 @@ function signToken(user, name) {
   return `${body}.${createHmac('sha256', SECRET).update(body).digest('base64url')}`;
 }
 
+/** @type {Record<string, string>} */
 const TYPES = { '.html': 'text/html; charset=utf-8', '.js': 'text/javascript; charset=utf-8', '.css': 'text/css; charset=utf-8', '.map': 'application/json' };
 // CodeMirror injects its styles and y-codemirror.next colours cursors with style attributes:
 // styles may be inline, scripts may not.
 const CSP = "default-src 'self'; style-src 'self' 'unsafe-inline'; connect-src 'self' ws: wss:; img-src 'self' data:; base-uri 'none'; frame-ancestors 'none'";
 
+/** @param {http.ServerResponse} res @param {string} file */
 async function sendFile(res, file) {
   const path = normalize(join(PUBLIC, file));
   if (!path.startsWith(PUBLIC)) return false;
@@ -49,6 +52,7 @@ async function sendFile(res, file) {
   }
 }
 
+/** @param {http.IncomingMessage} req @returns {Promise<any>} */
 async function readJson(req) {
   let text = '';
   for await (const chunk of req) {
