@@ -10,7 +10,9 @@ import { ChorusServer } from '../server/index.js';
 import { RedisEngine } from '../engines/redis/index.js';
 import { REDACT_PATHS } from '../server/logger.js';
 import type { RedisConfig, StandaloneConfig } from './config.js';
+import { DashboardFeed } from './dashboard-feed.js';
 import { handleDemoToken } from './demo.js';
+import { STANDALONE_NAMESPACES } from './namespaces.js';
 import { sendError, serveStatic } from './static.js';
 
 
@@ -21,6 +23,8 @@ export interface StandaloneHandle {
   port: number;
   httpServer: Server;
   chorus: ChorusServer;
+  /** Publishes this node's figures for `/dashboard`. */
+  dashboard: DashboardFeed;
   logger: Logger;
   /** Graceful shutdown: Chorus first (1001 + reconnect hint, drain), then the HTTP server. Idempotent. */
   close(): Promise<void>;
@@ -29,6 +33,8 @@ export interface StandaloneHandle {
 export interface StandaloneOptions {
   /** Logger to use. Default: pino at `config.logLevel` to stdout (sync), with secrets redacted. */
   logger?: Logger;
+  /** Interval of the `/dashboard` figures published to `dash:nodes`, in ms. Default 1000. */
+  dashboardIntervalMs?: number;
 }
 
 /** pino to stdout, synchronous so lines are out before `process.exit`. */
@@ -62,7 +68,9 @@ export async function startStandalone(config: StandaloneConfig, options: Standal
 
   const nodeId = config.server.nodeId ?? `n_${randomBytes(4).toString('hex')}`;
   const engine = config.redis ? createRedisEngine(config.redis, logger, nodeId) : undefined;
-  const chorus = new ChorusServer({ ...config.server, nodeId, logger, ...(engine ? { engine } : {}) });
+  const namespaces = config.server.namespaces ?? STANDALONE_NAMESPACES;
+  const chorus = new ChorusServer({ ...config.server, namespaces, nodeId, logger, ...(engine ? { engine } : {}) });
+  const dashboard = new DashboardFeed(chorus, { intervalMs: options.dashboardIntervalMs ?? 1000 });
   logger.info({ engine: chorus.engine.name }, engine ? 'engine: redis (cluster mode)' : 'engine: memory (one process)');
   const demoSecret = config.demo ? config.server.auth?.secret : undefined;
   const claims = { issuer: config.server.auth?.issuer, audience: config.server.auth?.audience };
@@ -125,11 +133,13 @@ export async function startStandalone(config: StandaloneConfig, options: Standal
         : address.address;
   const url = `http://${shownHost}:${address.port}`;
   logger.info({ port: address.port, host: config.host, url, demo: config.demo }, 'listening');
+  dashboard.start();
 
   let closing: Promise<void> | undefined;
   function close(): Promise<void> {
     closing ??= (async () => {
       logger.info('shutting down');
+      dashboard.stop();
       try {
         await chorus.close();
       } catch (err) {
@@ -147,7 +157,7 @@ export async function startStandalone(config: StandaloneConfig, options: Standal
     return closing;
   }
 
-  return { url, port: address.port, httpServer, chorus, logger, close };
+  return { url, port: address.port, httpServer, chorus, dashboard, logger, close };
 }
 
 /** The Redis engine from serializable settings (the URL, which may hold a password, is never logged). */
