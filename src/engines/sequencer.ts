@@ -1,5 +1,5 @@
-import { ChorusError, ErrorCode, type StreamPosition } from '../../protocol/index.js';
-import type { HistoryReadResult, Publication } from '../types.js';
+import { ChorusError, ErrorCode, type StreamPosition } from '../protocol/index.js';
+import type { HistoryReadResult, Publication } from './types.js';
 
 /** Reads history after a position (the engine's HistoryStore.read, narrowed). */
 export type HistoryReader = (channel: string, since: StreamPosition, limit: number) => Promise<HistoryReadResult>;
@@ -11,6 +11,58 @@ interface ChannelSequence {
   recoverable: boolean;
   /** Publications that arrived while a backfill was running, delivered after it. */
   held: Array<{ publication: Publication; exceptClient: string | undefined }> | undefined;
+}
+
+/** What to do with one publication that arrived for a channel, given what the node delivered so far. */
+export type ArrivalDecision =
+  /** The node does not track the channel (no local subscribers): ignore it. */
+  | 'untracked'
+  /** No offset: deliver, nothing to order. */
+  | 'ephemeral'
+  /** A backfill is running: keep it and feed it again after the backfill. */
+  | 'hold'
+  /** First publication seen, or a new epoch (history was lost): deliver and continue from it. */
+  | 'restart'
+  /** Already delivered: drop. */
+  | 'duplicate'
+  /** The next offset (or any later one on a channel without history): deliver and advance. */
+  | 'next'
+  /** Publications are missing before it: hold it and backfill the gap from history. */
+  | 'gap';
+
+/** The ordering decision for one arriving publication (pure: no I/O, no state change). */
+export function classifyArrival(
+  sequence: { position: StreamPosition | undefined; recoverable: boolean; holding: boolean } | undefined,
+  publication: Pick<Publication, 'offset' | 'epoch'>,
+): ArrivalDecision {
+  if (!sequence) return 'untracked';
+  if (publication.offset === undefined || publication.epoch === undefined) return 'ephemeral';
+  if (sequence.holding) return 'hold';
+  const position = sequence.position;
+  if (!position || position.epoch !== publication.epoch) return 'restart';
+  if (publication.offset <= position.offset) return 'duplicate';
+  if (publication.offset === position.offset + 1 || !sequence.recoverable) return 'next';
+  return 'gap';
+}
+
+/** What one page of history read during a backfill means. */
+export type BackfillStep =
+  /** The stream was replaced, or history no longer reaches back to the gap: the channel is lost. */
+  | { type: 'lost'; reason: string; position: StreamPosition }
+  /** Nothing to backfill (the stream is not ahead of the node). */
+  | { type: 'done' }
+  /** Deliver these (in order, skipping any already delivered meanwhile); read on while below `top`. */
+  | { type: 'deliver'; publications: Publication[]; top: number };
+
+/** Judge a history page read after `from` (pure). */
+export function classifyBackfillPage(from: StreamPosition, read: HistoryReadResult): BackfillStep {
+  if (read.position.epoch !== from.epoch) return { type: 'lost', reason: 'epoch changed', position: read.position };
+  if (read.position.offset <= from.offset) return { type: 'done' };
+  const first = read.publications[0];
+  if (!first || first.offset !== from.offset + 1) {
+    return { type: 'lost', reason: 'history no longer covers the gap', position: read.position };
+  }
+  return { type: 'deliver', publications: read.publications, top: read.position.offset };
 }
 
 /**
@@ -101,31 +153,28 @@ export class Sequencer {
   /** One publication from pub/sub (`exceptClient`: a connection that must not receive it). */
   push(publication: Publication, exceptClient?: string): void {
     const sequence = this.channels.get(publication.channel);
-    if (!sequence) return;
-    if (publication.offset === undefined || publication.epoch === undefined) {
-      this.deliver(publication, exceptClient); // ephemeral: no order to keep
-      return;
+    const decision = classifyArrival(sequence && { position: sequence.position, recoverable: sequence.recoverable, holding: sequence.held !== undefined }, publication);
+    switch (decision) {
+      case 'untracked':
+      case 'duplicate':
+        return;
+      case 'ephemeral':
+        this.deliver(publication, exceptClient);
+        return;
+      case 'hold':
+        sequence!.held!.push({ publication, exceptClient });
+        return;
+      case 'restart':
+      // A new stream (its history was lost): clients see the new epoch on the publication itself
+      // and treat it as `recovered: false`.
+      case 'next':
+        sequence!.position = { offset: publication.offset!, epoch: publication.epoch! };
+        this.deliver(publication, exceptClient);
+        return;
+      case 'gap':
+        sequence!.held = [{ publication, exceptClient }];
+        void this.backfill(publication.channel, sequence!);
     }
-    if (sequence.held) {
-      sequence.held.push({ publication, exceptClient });
-      return;
-    }
-    const position = sequence.position;
-    if (!position || position.epoch !== publication.epoch) {
-      // First publication seen, or a new stream (its history was lost): clients see the new
-      // epoch on the publication itself and treat it as `recovered: false`.
-      sequence.position = { offset: publication.offset, epoch: publication.epoch };
-      this.deliver(publication, exceptClient);
-      return;
-    }
-    if (publication.offset <= position.offset) return; // duplicate
-    if (publication.offset === position.offset + 1 || !sequence.recoverable) {
-      sequence.position = { offset: publication.offset, epoch: publication.epoch };
-      this.deliver(publication, exceptClient);
-      return;
-    }
-    sequence.held = [{ publication, exceptClient }];
-    void this.backfill(publication.channel, sequence);
   }
 
   private async backfill(name: string, sequence: ChannelSequence): Promise<void> {
@@ -144,19 +193,16 @@ export class Sequencer {
           this.markLost(name, sequence, reason, undefined);
           return;
         }
-        const pubs = read.publications;
-        if (read.position.epoch !== from.epoch) return this.markLost(name, sequence, 'epoch changed', read.position);
-        if (read.position.offset <= from.offset) return;
-        if (pubs.length === 0 || pubs[0]!.offset !== from.offset + 1) {
-          return this.markLost(name, sequence, 'history no longer covers the gap', read.position);
-        }
-        for (const publication of pubs) {
+        const step = classifyBackfillPage(from, read);
+        if (step.type === 'lost') return this.markLost(name, sequence, step.reason, step.position);
+        if (step.type === 'done') return;
+        for (const publication of step.publications) {
           // A concurrent backfill may have delivered some already.
           if (sequence.position && publication.offset! <= sequence.position.offset) continue;
           sequence.position = { offset: publication.offset!, epoch: publication.epoch! };
           this.deliver(publication);
         }
-        if (!sequence.position || sequence.position.offset >= read.position.offset) return;
+        if (!sequence.position || sequence.position.offset >= step.top) return;
       }
     } finally {
       if (ownHold || sequence.held) {
