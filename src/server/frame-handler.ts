@@ -147,8 +147,8 @@ export class FrameHandler<S> {
               return connected; // live publications stay held until the connected frame is out
             });
           } catch (err) {
+            this.identitySubscribeFailed(connection, channel, personal, err); // may close: then no connected frame
             if (!announced) settle();
-            this.identitySubscribeFailed(connection, channel, personal, err);
           }
         }),
       );

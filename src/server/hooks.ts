@@ -115,6 +115,11 @@ export class Hooks {
     }
   }
 
+  /** Run a notification hook (it cannot deny anything) in the background; failures go to `onError`. */
+  notify<H extends HookName>(hook: H, ctx: Parameters<NonNullable<Extension[H]>>[0], onError: (err: unknown) => void): void {
+    if (this.has(hook)) this.run(hook, ctx).catch(onError);
+  }
+
   /**
    * Run a hook that may deny the operation: a thrown coded error keeps its code, anything else
    * becomes PERMISSION_DENIED (the extension's message is not shown to the client).

@@ -85,8 +85,8 @@ export class ChorusServer {
       presenceTtlMs: this.options.presenceTtlMs,
       maxRecoveryBytes: this.options.limits.maxQueuedBytes / 2,
       reporter: this.reporter,
-      onLocalChannel: (channel, occupied) => this.notify('onLocalChannel', { channel, occupied }),
-      onPresenceEvent: (event) => this.notify('onPresence', event),
+      onLocalChannel: (channel, occupied) => this.hooks.notify('onLocalChannel', { channel, occupied }, (err) => this.logger.warn({ err, hook: 'onLocalChannel' }, 'extension hook failed')),
+      onPresenceEvent: (event) => this.hooks.notify('onPresence', event, (err) => this.logger.warn({ err, hook: 'onPresence' }, 'extension hook failed')),
     });
     const permissions = new Permissions(this.rules, this.options.authorize);
     this.publisher = new Publisher({
@@ -292,11 +292,6 @@ export class ChorusServer {
     this.reporter.limitHit(limit, connection, details);
   }
 
-  /** Run a notification hook (no denial), logging failures. */
-  private notify<H extends 'onLocalChannel' | 'onPresence'>(hook: H, ctx: Parameters<NonNullable<Extension[H]>>[0]): void {
-    if (!this.hooks.has(hook)) return;
-    void this.hooks.run(hook, ctx).catch((err) => this.logger.warn({ err, hook }, 'extension hook failed'));
-  }
 
   /** Register an application event handler. Its return value is the ack; a coded throw is the error reply. */
   on<S extends StandardSchemaV1>(
