@@ -5,11 +5,13 @@
  * in `commands`.
  */
 import type { Command } from './command.js';
+import { initCommand } from './init.js';
 import { SERVE_USAGE, serveCommand } from './serve.js';
 
 /** Every subcommand by name. `serve` is also what runs without one. */
 const commands: Record<string, Command> = {
   serve: serveCommand,
+  init: initCommand,
 };
 
 const DEFAULT_COMMAND = 'serve';
