@@ -348,7 +348,10 @@ describe('helpers', () => {
 
   it('staticPath maps mounts and rejects traversal', () => {
     assert.equal(staticPath('/'), `${WEB_ROOT}/index.html`);
-    assert.equal(staticPath('/web/chat.js'), `${WEB_ROOT}/chat.js`);
+    assert.equal(staticPath('/web/style.css'), `${WEB_ROOT}/style.css`);
+    assert.equal(staticPath('/dashboard'), `${WEB_ROOT}/dashboard.html`);
+    assert.equal(staticPath('/editor'), `${WEB_ROOT}/editor.html`);
+    assert.equal(staticPath('/assets/chat.js'), `${DIST_ROOT}/web/chat.js`);
     assert.equal(staticPath('/lib/client/index.js'), `${DIST_ROOT}/client/index.js`);
     assert.equal(staticPath('/lib/protocol/codes.js'), `${DIST_ROOT}/protocol/codes.js`);
     for (const bad of [
@@ -500,7 +503,7 @@ describe('chorus command (end to end)', { timeout: 60_000 }, () => {
       assert.equal(page.status, 200);
       assert.match(String(page.headers['content-type']), /^text\/html/);
       assert.match(page.body, /<title>Chorus chat demo<\/title>/);
-      const js = await httpRequest(port, '/web/chat.js');
+      const js = await httpRequest(port, '/assets/chat.js');
       assert.equal(js.status, 200);
       assert.match(String(js.headers['content-type']), /^text\/javascript/);
       assert.equal((await httpRequest(port, '/web/../package.json')).status, 404);

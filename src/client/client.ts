@@ -2,6 +2,10 @@
  * The Chorus client: one WebSocket connection with reconnects (full-jitter backoff), token
  * refresh, dead-server detection, requests with acks and timeouts, an offline publish queue,
  * and the channel subscriptions. Isomorphic: it imports nothing from Node.
+ *
+ * Over 450 lines because it is one state machine (one `#setState`, one `#disconnect`, one
+ * generation counter that makes late async work harmless); its helpers (requests,
+ * subscriptions, backoff, offline queue, positions) already live in their own files.
  */
 import { CloseCode, ErrorCode, RESERVED_EVENTS, encodeFrame, parseFrame, shouldReconnect, splitFrames } from '../protocol/index.js';
 import type {

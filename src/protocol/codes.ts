@@ -64,7 +64,8 @@ export type ErrorCode = (typeof ErrorCode)[keyof typeof ErrorCode];
 /**
  * WebSocket close codes sent by the server.
  *
- * Ranges: 4000-4499 tell the client to reconnect (with backoff); 4500-4999 tell it not to.
+ * Ranges: 4000-4499 tell the client to reconnect (with backoff); 4500-4999 tell it not to
+ * (see `shouldReconnect` and the named disconnects in disconnect.ts).
  * Standard codes: 1000 normal, 1001 server going away (reconnect), 1007 invalid UTF-8,
  * 1008 policy violation (repeated abuse), 1009 message too big, 1011 internal error.
  */
@@ -89,13 +90,6 @@ export const CloseCode = {
   DISCONNECT: 4500,
 } as const;
 export type CloseCode = (typeof CloseCode)[keyof typeof CloseCode];
-
-/** Whether a client should reconnect after the server closed with this code. */
-export function shouldReconnect(code: number): boolean {
-  if (code >= 4500 && code <= 4999) return false;
-  if (code === CloseCode.NORMAL) return false;
-  return true;
-}
 
 /** An error carrying a stable protocol `code`. Thrown by hooks and handlers to deny with that code. */
 export class ChorusError extends Error {

@@ -1,8 +1,30 @@
 import { timingSafeEqual, createHash } from 'node:crypto';
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import { ChorusError, ErrorCode, isValidChannelName } from '../protocol/index.js';
+import type { Logger } from 'pino';
+import type { PublishResult } from '../engines/types.js';
 import { safePath } from './logger.js';
-import type { ChorusServer } from './server.js';
+import type { Metrics } from './metrics.js';
+import type { BroadcastResult, ServerPublishOptions } from './publisher.js';
+
+/** What the HTTP API needs from the server (ChorusServer implements it). */
+export interface HttpApiHost {
+  /** True once the server is shutting down (`/healthz` answers 503, POSTs are refused). */
+  readonly closing: boolean;
+  readonly connections: { readonly size: number };
+  readonly metrics: Pick<Metrics, 'registry' | 'authFailures'>;
+  readonly logger: Logger;
+  readonly options: { readonly apiKey: string | undefined; readonly limits: { readonly maxMessageBytes: number } };
+  start(): Promise<void>;
+  publish(channel: string, data: unknown, options: ServerPublishOptions): Promise<PublishResult>;
+  broadcast(channels: string[], data: unknown, options: ServerPublishOptions): Promise<BroadcastResult[]>;
+  disconnectUser(user: string, options: { reconnect?: boolean; reason?: string }): Promise<number>;
+  subscribeUser(user: string, channel: string): Promise<number>;
+  unsubscribeUser(user: string, channel: string): Promise<number>;
+  channels(): Array<{ channel: string; subscribers: number }>;
+  presence(channel: string): Promise<unknown>;
+  history(channel: string, options: { since?: { offset: number; epoch: string }; limit?: number; reverse?: boolean }): Promise<unknown>;
+}
 
 const STATUS: Record<string, number> = {
   [ErrorCode.BAD_REQUEST]: 400,
@@ -108,7 +130,7 @@ function channelFromPath(path: string, prefix: string): string {
 }
 
 /** Answer `/healthz`, `/metrics` and `/api/*`. Returns false for any other path. */
-export function handleHttpRequest(server: ChorusServer, req: IncomingMessage, res: ServerResponse): boolean {
+export function handleHttpRequest(server: HttpApiHost, req: IncomingMessage, res: ServerResponse): boolean {
   const path = safePath(req.url);
   if (path === '/healthz') {
     if (server.closing) send(res, 503, { status: 'shutting down' });
@@ -137,7 +159,7 @@ export function handleHttpRequest(server: ChorusServer, req: IncomingMessage, re
   return true;
 }
 
-async function serveApi(server: ChorusServer, req: IncomingMessage, res: ServerResponse, path: string): Promise<void> {
+async function serveApi(server: HttpApiHost, req: IncomingMessage, res: ServerResponse, path: string): Promise<void> {
   void server.start();
   if (!apiKeyMatches(req, server.options.apiKey)) {
     server.metrics.authFailures.inc({ reason: 'api_key' });
