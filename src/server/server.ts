@@ -314,10 +314,8 @@ export class ChorusServer {
 
   /**
    * Publish from the server side (no permission checks beyond the namespace existing). Runs
-   * `beforePublish`/`afterPublish` hooks. Returns the position the publication got. Rejects
-   * with a ChorusError: `UNAVAILABLE` when it was surely not applied, `OUTCOME_UNKNOWN` when
-   * the engine could not learn whether it was (Redis trouble): retry with the same
-   * `idempotencyKey`, it will not be applied twice.
+   * `beforePublish`/`afterPublish` hooks. Returns the publication's position. Rejects with
+   * `UNAVAILABLE` (surely not applied) or `OUTCOME_UNKNOWN` (retry with the same `idempotencyKey`).
    */
   publish(channel: string, data: unknown, options: ServerPublishOptions = {}): Promise<PublishResult> {
     return this.publisher.publish(channel, data, options);
