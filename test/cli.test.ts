@@ -9,6 +9,9 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { WebSocket } from 'ws';
 import { ConfigError, loadConfig, parseOrigins, type ReadFile } from '../src/cli/config.js';
+import { STANDALONE_NAMESPACES } from '../src/cli/namespaces.js';
+import { ChannelRules } from '../src/server/channels.js';
+import { resolveOptions } from '../src/server/options.js';
 import { staticPath, WEB_ROOT, DIST_ROOT } from '../src/cli/static.js';
 import { cleanName, demoUserId } from '../src/cli/demo.js';
 
@@ -90,6 +93,8 @@ describe('loadConfig: every env var', () => {
       (c) => assert.deepEqual(c.redis, { url: 'rediss://:pw@redis.internal:6380/2' }),
     ],
     ['no CHORUS_REDIS_URL: memory engine', {}, (c) => assert.equal(c.redis, undefined)],
+    ['CHORUS_DATA_DIR', { CHORUS_DATA_DIR: '/var/lib/chorus' }, (c) => assert.equal(c.dataDir, '/var/lib/chorus')],
+    ['no CHORUS_DATA_DIR: ./chorus-data', {}, (c) => assert.equal(c.dataDir, './chorus-data')],
     [
       'empty env vars count as unset',
       { PORT: '', HOST: ' ', CHORUS_JWT_SECRET: '', CHORUS_API_KEY: '', CHORUS_ALLOWED_ORIGINS: '', LOG_LEVEL: '' },
@@ -106,6 +111,17 @@ describe('loadConfig: every env var', () => {
   for (const [name, env, check] of cases) {
     it(name, () => check(loadConfig([], env, noFiles, fixedSecret)));
   }
+
+  it('dataDir: CHORUS_DATA_DIR over the file key over ./chorus-data', () => {
+    const fs = files({ '/c.json': '{"dataDir": "/srv/docs"}' });
+    assert.equal(loadConfig(['--config', '/c.json'], {}, fs).dataDir, '/srv/docs');
+    assert.equal(loadConfig(['--config', '/c.json'], { CHORUS_DATA_DIR: '/tmp/d' }, fs).dataDir, '/tmp/d');
+  });
+
+  it('namespaces may be document namespaces (document: true)', () => {
+    const fs = files({ '/c.json': '{"namespaces": [{"pattern": "notes:*", "document": true, "publish": "none"}]}' });
+    assert.deepEqual(loadConfig(['--config', '/c.json'], {}, fs).server.namespaces, [{ pattern: 'notes:*', document: true, publish: 'none' }]);
+  });
 
   it('CHORUS_CONFIG names the config file', () => {
     const c = loadConfig([], { CHORUS_CONFIG: '/etc/chorus.json' }, files({ '/etc/chorus.json': '{"port": 7000}' }));
@@ -207,6 +223,11 @@ describe('loadConfig: precedence flags > env > file > defaults', () => {
     assert.deepEqual(insecure.redis, { tls: { rejectUnauthorized: false } });
   });
 
+  it('reads the Redis outcome and held-publication limits at their edges', () => {
+    const c = loadConfig(['--config', '/c.json'], {}, files({ '/c.json': JSON.stringify({ redis: { outcomeTimeoutMs: 0, maxHeldPublications: 1 } }) }));
+    assert.deepEqual(c.redis, { outcomeTimeoutMs: 0, maxHeldPublications: 1 });
+  });
+
   it('reads auth.publicKeyFile relative to the config file; no demo mode then', () => {
     const pem = '-----BEGIN PUBLIC KEY-----\nMFkw\n-----END PUBLIC KEY-----\n';
     const fsKey = files({
@@ -240,6 +261,12 @@ describe('loadConfig: errors name the bad key', () => {
     ['stray argument', () => loadConfig(['serve'], {}, noFiles), /^invalid option "serve": unknown/],
     ['bad LOG_LEVEL', () => loadConfig([], { LOG_LEVEL: 'loud' }, noFiles), /^invalid option LOG_LEVEL: must be one of/],
     ['bad HOST', () => loadConfig([], { HOST: 'a b' }, noFiles), /^invalid option HOST: /],
+    ['bad dataDir', () => loadConfig(['--config', '/c.json'], {}, file({ dataDir: 7 })), /^invalid option dataDir: must be a directory path/],
+    [
+      'bad namespace document flag',
+      () => loadConfig(['--config', '/c.json'], {}, file({ namespaces: [{ pattern: 'd:*', document: 'yes' }] })),
+      /^invalid option namespaces\[0\]\.document: /,
+    ],
     [
       'bad CHORUS_ALLOWED_ORIGINS',
       () => loadConfig([], { CHORUS_ALLOWED_ORIGINS: 'https://ok.example,not a url' }, noFiles),
@@ -287,6 +314,8 @@ describe('loadConfig: errors name the bad key', () => {
     ['unknown redis key', () => loadConfig(['--config', '/c.json'], {}, file({ redis: { host: 'x' } })), /^invalid option redis\.host: unknown key/],
     ['bad redis.gapCheckIntervalMs', () => loadConfig(['--config', '/c.json'], {}, file({ redis: { gapCheckIntervalMs: -1 } })), /^invalid option redis\.gapCheckIntervalMs: /],
     ['bad redis.commandTimeoutMs', () => loadConfig(['--config', '/c.json'], {}, file({ redis: { commandTimeoutMs: 0 } })), /^invalid option redis\.commandTimeoutMs: /],
+    ['bad redis.outcomeTimeoutMs', () => loadConfig(['--config', '/c.json'], {}, file({ redis: { outcomeTimeoutMs: -1 } })), /^invalid option redis\.outcomeTimeoutMs: /],
+    ['bad redis.maxHeldPublications', () => loadConfig(['--config', '/c.json'], {}, file({ redis: { maxHeldPublications: 0 } })), /^invalid option redis\.maxHeldPublications: /],
     ['sentinels without a name', () => loadConfig(['--config', '/c.json'], {}, file({ redis: { sentinels: [{ host: 'a', port: 26379 }] } })), /^invalid option redis\.name: is required/],
     ['bad cluster node', () => loadConfig(['--config', '/c.json'], {}, file({ redis: { cluster: [{ host: 'a', port: 'x' }] } })), /^invalid option redis\.cluster\[0\]\.port: /],
     ['redis.tls not an object', () => loadConfig(['--config', '/c.json'], {}, file({ redis: { tls: true } })), /^invalid option redis\.tls: must be an object/],
@@ -338,13 +367,22 @@ describe('loadConfig: errors name the bad key', () => {
 });
 
 describe('helpers', () => {
+  it('the standalone namespaces include doc:* as a document namespace', () => {
+    const rules = new ChannelRules(resolveOptions({ auth: { secret: SECRET }, namespaces: STANDALONE_NAMESPACES }).namespaces);
+    assert.equal(rules.resolve('doc:notes').document, true);
+    assert.equal(rules.resolve('chat:lobby').document, false);
+  });
+
   it('parseOrigins trims, drops empties and trailing slashes', () => {
     assert.deepEqual(parseOrigins('X', 'http://a.test/, ,https://b.test:444'), ['http://a.test', 'https://b.test:444']);
   });
 
   it('staticPath maps mounts and rejects traversal', () => {
     assert.equal(staticPath('/'), `${WEB_ROOT}/index.html`);
-    assert.equal(staticPath('/web/chat.js'), `${WEB_ROOT}/chat.js`);
+    assert.equal(staticPath('/web/style.css'), `${WEB_ROOT}/style.css`);
+    assert.equal(staticPath('/dashboard'), `${WEB_ROOT}/dashboard.html`);
+    assert.equal(staticPath('/editor'), `${WEB_ROOT}/editor.html`);
+    assert.equal(staticPath('/assets/chat.js'), `${DIST_ROOT}/web/chat.js`);
     assert.equal(staticPath('/lib/client/index.js'), `${DIST_ROOT}/client/index.js`);
     assert.equal(staticPath('/lib/protocol/codes.js'), `${DIST_ROOT}/protocol/codes.js`);
     for (const bad of [
@@ -500,7 +538,7 @@ describe('chorus command (end to end)', { timeout: 60_000 }, () => {
       assert.equal(page.status, 200);
       assert.match(String(page.headers['content-type']), /^text\/html/);
       assert.match(page.body, /<title>Chorus chat demo<\/title>/);
-      const js = await httpRequest(port, '/web/chat.js');
+      const js = await httpRequest(port, '/assets/chat.js');
       assert.equal(js.status, 200);
       assert.match(String(js.headers['content-type']), /^text\/javascript/);
       assert.equal((await httpRequest(port, '/web/../package.json')).status, 404);

@@ -3,7 +3,8 @@ import { describe, it } from 'node:test';
 import WebSocket from 'ws';
 import { ChorusClient, ChorusClientError } from '../src/client/index.js';
 import { ClientDocument } from '../src/client/document.js';
-import { nextEvent, signToken, until } from './helpers.js';
+import { ChorusDocuments } from '../src/documents/index.js';
+import { nextEvent, signToken, startServer, until } from './helpers.js';
 import { destroyAll, provider, startDocServer, type DocServer } from './documents-helpers.js';
 
 function client(s: DocServer, user: string): ChorusClient {
@@ -67,7 +68,7 @@ describe('documents over the Chorus protocol: client.document(name)', () => {
       da.doc.getText('t').insert(0, 'base ');
       await until('bob has base', () => db.doc.getText('t').toString() === 'base ');
       const disconnected = nextEvent(a, 'disconnected');
-      for (const c of s.chorus.connections) if (c.user === 'ada') c.ws.terminate();
+      for (const c of s.chorus.connections) if (c.user === 'ada') c.transport.terminate();
       await disconnected;
       da.doc.getText('t').insert(5, 'offline-ada ');
       db.doc.getText('t').insert(0, 'online-bob ');
@@ -101,6 +102,29 @@ describe('documents over the Chorus protocol: client.document(name)', () => {
       w.close();
       r.close();
       await s.close();
+    }
+  });
+
+  it('doc.* frames are reserved: no application handler can take them, with or without documents', async () => {
+    const plain = await startServer();
+    const c = new ChorusClient({ url: plain.wsUrl, WebSocket: WebSocket as any, getToken: () => signToken('ada') });
+    try {
+      assert.throws(() => plain.chorus.on('doc.open', () => 'app'), /reserved protocol event/);
+      c.connect();
+      await nextEvent(c, 'connected');
+      // A server without documents: the frame is unknown (it never reaches an application handler).
+      const unknown = await (c as any).emit('doc.open', { document: 'doc:x' }).catch((e: ChorusClientError) => e);
+      assert.equal(unknown.code, 'UNKNOWN_EVENT');
+      const s = new ChorusDocuments(plain.chorus);
+      assert.throws(() => plain.chorus.seams.addFrame('doc.open', () => 'again'), /served already/);
+      assert.throws(() => plain.chorus.seams.addFrame('subscribe', () => 'mine'), /not a protocol frame/);
+      assert.throws(() => plain.chorus.on('doc.update', () => 'app'), /reserved protocol event/);
+      const ack = (await (c as any).emit('doc.open', { document: 'doc:x' })) as { access: string };
+      assert.equal(ack.access, 'write');
+      await s.close();
+    } finally {
+      c.close();
+      await plain.close();
     }
   });
 

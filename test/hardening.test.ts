@@ -5,7 +5,7 @@ import { describe, test } from 'node:test';
 import WebSocket from 'ws';
 import { MemoryEngine } from '../src/engines/memory/index.js';
 import { ChorusError } from '../src/protocol/index.js';
-import { MAX_PENDING_FRAMES } from '../src/server/session.js';
+import { MAX_PENDING_FRAMES } from '../src/server/inbound.js';
 import { signToken, startServer, TestSocket, upgradeStatus, until } from './helpers.js';
 
 describe('replies the client asked for are bounded by bytes, not treated as a slow consumer', () => {

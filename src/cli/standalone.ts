@@ -5,14 +5,19 @@
 import { randomBytes } from 'node:crypto';
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
+import { join } from 'node:path';
+import { Redis } from 'ioredis';
 import { pino, type Logger } from 'pino';
+import { Registry } from 'prom-client';
 import { ChorusServer } from '../server/index.js';
 import { RedisEngine } from '../engines/redis/index.js';
-import { join } from 'node:path';
 import { ChorusDocuments, RedisDocumentStore, SqliteDocumentStore, type DocumentStore } from '../documents/index.js';
 import { REDACT_PATHS } from '../server/logger.js';
+import { createBackendHooks } from './backend-hooks.js';
 import type { RedisConfig, StandaloneConfig } from './config.js';
+import { DashboardFeed } from './dashboard-feed.js';
 import { handleDemoToken } from './demo.js';
+import { STANDALONE_NAMESPACES } from './namespaces.js';
 import { sendError, serveStatic } from './static.js';
 
 
@@ -23,6 +28,10 @@ export interface StandaloneHandle {
   port: number;
   httpServer: Server;
   chorus: ChorusServer;
+  /** Shared Yjs documents (`/yjs/<name>`, `doc.*` frames, `/api/documents/`); absent without a document namespace. */
+  documents: ChorusDocuments | undefined;
+  /** Publishes this node's figures for `/dashboard`. */
+  dashboard: DashboardFeed;
   logger: Logger;
   /** Graceful shutdown: Chorus first (1001 + reconnect hint, drain), then the HTTP server. Idempotent. */
   close(): Promise<void>;
@@ -31,6 +40,8 @@ export interface StandaloneHandle {
 export interface StandaloneOptions {
   /** Logger to use. Default: pino at `config.logLevel` to stdout (sync), with secrets redacted. */
   logger?: Logger;
+  /** Interval of the `/dashboard` figures published to `dash:nodes`, in ms. Default 1000. */
+  dashboardIntervalMs?: number;
 }
 
 /** pino to stdout, synchronous so lines are out before `process.exit`. */
@@ -64,19 +75,34 @@ export async function startStandalone(config: StandaloneConfig, options: Standal
 
   const nodeId = config.server.nodeId ?? `n_${randomBytes(4).toString('hex')}`;
   const engine = config.redis ? createRedisEngine(config.redis, logger, nodeId) : undefined;
-  const chorus = new ChorusServer({ ...config.server, nodeId, logger, ...(engine ? { engine } : {}) });
+  const registry = new Registry();
+  const backend = createBackendHooks(config, logger, registry, nodeId);
+  const authenticate = backend.proxy?.authenticate;
+  const namespaces = config.server.namespaces ?? STANDALONE_NAMESPACES;
+  const chorus = new ChorusServer({
+    ...config.server,
+    namespaces,
+    nodeId,
+    logger,
+    metricsRegistry: registry,
+    ...(engine ? { engine } : {}),
+    ...(authenticate ? { authenticate } : {}),
+  });
+  if (backend.proxy) chorus.use(backend.proxy);
+  if (backend.webhooks) chorus.use(backend.webhooks);
+  const dashboard = new DashboardFeed(chorus, { intervalMs: options.dashboardIntervalMs ?? 1000 });
   logger.info({ engine: chorus.engine.name }, engine ? 'engine: redis (cluster mode)' : 'engine: memory (one process)');
-  const documentStore: DocumentStore = config.redis?.url
-    ? new RedisDocumentStore({ redis: config.redis.url, ...(config.redis.prefix ? { prefix: config.redis.prefix } : {}) })
-    : new SqliteDocumentStore(join(config.dataDir, 'documents.sqlite'));
-  if (config.redis && !config.redis.url) {
-    logger.warn('documents are stored in SQLite on this node: the Redis document store needs a redis.url (Sentinel and Cluster are not supported for documents)');
+  if (config.proxy) logger.info({ kinds: Object.keys(config.proxy).filter((k) => k !== 'maxInFlight' && k !== 'maxQueued') }, 'proxy hooks to the application backend');
+  if (config.webhooks.length > 0) logger.info({ webhooks: config.webhooks.length }, 'webhooks on');
+  // Documents run when a namespace is a document namespace (the default `doc:*` is).
+  const documentStore = namespaces.some((ns) => ns.document) ? createDocumentStore(config, logger) : undefined;
+  const documents = documentStore && new ChorusDocuments(chorus, { store: documentStore.store });
+  if (documentStore && documents) {
+    const { name } = documentStore.store;
+    logger.info({ store: name, ...(name === 'sqlite' ? { dataDir: config.dataDir } : {}), path: documents.options.path }, 'documents: y-websocket endpoint on /yjs/<name>');
+  } else {
+    logger.info('documents: off (no namespace has document: true)');
   }
-  const documents = new ChorusDocuments(chorus, { store: documentStore });
-  logger.info(
-    { store: documentStore.name, ...(documentStore.name === 'sqlite' ? { dataDir: config.dataDir } : {}), path: documents.options.path },
-    'documents: y-websocket endpoint on /yjs/<name>',
-  );
   const demoSecret = config.demo ? config.server.auth?.secret : undefined;
   const claims = { issuer: config.server.auth?.issuer, audience: config.server.auth?.audience };
 
@@ -126,6 +152,8 @@ export async function startStandalone(config: StandaloneConfig, options: Standal
   }).catch(async (err: unknown) => {
     await chorus.close().catch(() => undefined);
     await engine?.close().catch(() => undefined);
+    documentStore?.redis?.disconnect();
+    backend.close();
     throw err;
   });
 
@@ -138,17 +166,21 @@ export async function startStandalone(config: StandaloneConfig, options: Standal
         : address.address;
   const url = `http://${shownHost}:${address.port}`;
   logger.info({ port: address.port, host: config.host, url, demo: config.demo }, 'listening');
+  dashboard.start();
 
   let closing: Promise<void> | undefined;
   function close(): Promise<void> {
     closing ??= (async () => {
       logger.info('shutting down');
+      dashboard.stop();
       try {
         await chorus.close();
       } catch (err) {
         logger.error({ err }, 'chorus shutdown failed');
       }
       await engine?.close().catch((err: unknown) => logger.error({ err }, 'engine shutdown failed'));
+      await documentStore?.redis?.quit().catch(() => documentStore.redis?.disconnect());
+      backend.close();
       await new Promise<void>((resolveClose) => {
         httpServer.close(() => resolveClose());
         httpServer.closeIdleConnections();
@@ -160,7 +192,24 @@ export async function startStandalone(config: StandaloneConfig, options: Standal
     return closing;
   }
 
-  return { url, port: address.port, httpServer, chorus, logger, close };
+  return { url, port: address.port, httpServer, chorus, documents, dashboard, logger, close };
+}
+
+/**
+ * Where documents persist: in Redis with a `redis.url` (its own client, with the engine's TLS
+ * settings; closed after Chorus), else in `<dataDir>/documents.sqlite`.
+ */
+function createDocumentStore(config: StandaloneConfig, logger: Logger): { store: DocumentStore; redis?: Redis } {
+  const redisConfig = config.redis;
+  if (redisConfig?.url) {
+    const redis = new Redis(redisConfig.url, { ...(redisConfig.tls ? { tls: { ...redisConfig.tls } } : {}), maxRetriesPerRequest: 2 });
+    redis.on('error', (err: Error) => logger.warn({ err: { message: err.message } }, 'document store: redis connection error'));
+    return { store: new RedisDocumentStore({ redis, ...(redisConfig.prefix ? { prefix: redisConfig.prefix } : {}) }), redis };
+  }
+  if (redisConfig) {
+    logger.warn('documents are stored in SQLite on this node: the Redis document store needs a redis.url (Sentinel and Cluster are not supported for documents)');
+  }
+  return { store: new SqliteDocumentStore(join(config.dataDir, 'documents.sqlite')) };
 }
 
 /** The Redis engine from serializable settings (the URL, which may hold a password, is never logged). */
@@ -171,6 +220,8 @@ export function createRedisEngine(config: RedisConfig, logger: Logger, name?: st
     ...(config.prefix ? { prefix: config.prefix } : {}),
     ...(config.commandTimeoutMs ? { commandTimeoutMs: config.commandTimeoutMs } : {}),
     ...(config.gapCheckIntervalMs !== undefined ? { gapCheckIntervalMs: config.gapCheckIntervalMs } : {}),
+    ...(config.outcomeTimeoutMs !== undefined ? { outcomeTimeoutMs: config.outcomeTimeoutMs } : {}),
+    ...(config.maxHeldPublications !== undefined ? { maxHeldPublications: config.maxHeldPublications } : {}),
     redis: {
       ...(config.sentinels ? { sentinels: config.sentinels, name: config.name } : {}),
       // TLS to the data nodes (also Cluster nodes: `redis` is every node's options). With

@@ -2,6 +2,7 @@ import * as Y from 'yjs';
 import { Awareness, applyAwarenessUpdate, encodeAwarenessUpdate, removeAwarenessStates } from 'y-protocols/awareness';
 import { fromBase64, toBase64 } from 'lib0/buffer';
 import { Emitter } from './emitter.js';
+import { DocumentEvent } from '../protocol/index.js';
 import { ChorusClientError } from './errors.js';
 
 /** What a document needs from its client: requests on the shared connection and its events. */
@@ -69,11 +70,11 @@ export class ClientDocument extends Emitter<DocumentEvents> {
     this.#offs = [
       host.on('connected', () => void this.#reopen()),
       host.on('disconnected', () => this.#onDisconnected()),
-      host.on('doc.update', (data) => {
+      host.on(DocumentEvent.UPDATE, (data) => {
         const d = data as { document?: unknown; update?: unknown };
         if (d?.document === name && typeof d.update === 'string') Y.applyUpdate(doc, fromBase64(d.update), this);
       }),
-      host.on('doc.awareness', (data) => {
+      host.on(DocumentEvent.AWARENESS, (data) => {
         const d = data as { document?: unknown; update?: unknown };
         if (d?.document === name && typeof d.update === 'string') applyAwarenessUpdate(this.awareness, fromBase64(d.update), this);
       }),
@@ -86,7 +87,7 @@ export class ClientDocument extends Emitter<DocumentEvents> {
     this.#open = false;
     let ack: OpenAck;
     try {
-      ack = (await this.host.request('doc.open', { document: this.name, stateVector: toBase64(Y.encodeStateVector(this.doc)) })) as OpenAck;
+      ack = (await this.host.request(DocumentEvent.OPEN, { document: this.name, stateVector: toBase64(Y.encodeStateVector(this.doc)) })) as OpenAck;
     } catch (err) {
       if (generation === this.#generation && !this.#destroyed) this.#failed(err);
       return;
@@ -124,7 +125,7 @@ export class ClientDocument extends Emitter<DocumentEvents> {
   }
 
   #sendUpdate(update: Uint8Array): void {
-    this.host.request('doc.update', { document: this.name, update: toBase64(update) }).catch((err: unknown) => this.#failed(err));
+    this.host.request(DocumentEvent.UPDATE, { document: this.name, update: toBase64(update) }).catch((err: unknown) => this.#failed(err));
   }
 
   #onLocalUpdate = (update: Uint8Array, origin: unknown): void => {
@@ -138,7 +139,7 @@ export class ClientDocument extends Emitter<DocumentEvents> {
     const mine = [...added, ...updated, ...removed].filter((id) => id === this.doc.clientID);
     if (mine.length === 0) return;
     const update = encodeAwarenessUpdate(this.awareness, mine);
-    this.host.request('doc.awareness', { document: this.name, update: toBase64(update) }).catch(() => undefined);
+    this.host.request(DocumentEvent.AWARENESS, { document: this.name, update: toBase64(update) }).catch(() => undefined);
   };
 
   /** Close the document on the server and stop syncing; `doc` stays usable locally. */
@@ -150,7 +151,7 @@ export class ClientDocument extends Emitter<DocumentEvents> {
     this.doc.off('update', this.#onLocalUpdate);
     this.awareness.off('update', this.#onAwareness);
     this.awareness.destroy();
-    if (this.host.ready) this.host.request('doc.close', { document: this.name }).catch(() => undefined);
+    if (this.host.ready) this.host.request(DocumentEvent.CLOSE, { document: this.name }).catch(() => undefined);
     this.host.forget(this);
   }
 }

@@ -1,20 +1,16 @@
-import { ErrorCode } from '../protocol/index.js';
+import { ChorusError, ErrorCode } from '../protocol/index.js';
 
 /**
  * The error every client promise rejects with. `code` is the server's error code (see
  * docs/PROTOCOL.md section 9) or one produced locally: `TIMEOUT` (no reply within
  * `timeoutMs`), `DISCONNECTED` (the connection closed, or the client is closed) and
- * `QUEUE_FULL` (the offline queue is full, or a queued publish waited too long).
+ * `QUEUE_FULL` (the offline queue is full, or a queued publish waited too long). It is a
+ * `ChorusError` (the protocol's one error class), so `code` and `details` come from there.
  */
-export class ChorusClientError extends Error {
-  readonly code: string;
-  /** Extra fields of the server's error reply, e.g. `retryAfterMs` or `issues`. */
-  readonly details: Record<string, unknown> | undefined;
+export class ChorusClientError extends ChorusError {
   constructor(code: string, message: string, details?: Record<string, unknown>) {
-    super(message);
+    super(code, message, details);
     this.name = 'ChorusClientError';
-    this.code = code;
-    this.details = details;
   }
 }
 

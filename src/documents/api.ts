@@ -2,8 +2,18 @@ import type { IncomingMessage, ServerResponse } from 'node:http';
 import * as Y from 'yjs';
 import { ChorusError, ErrorCode, isValidChannelName } from '../protocol/index.js';
 import { docFromUpdate, documentContent, documentText, restoreInto } from './content.js';
-import type { ChorusDocuments } from './documents.js';
-import { Origin } from './live-document.js';
+import type { DocumentsHost } from './host.js';
+import { Origin, type LiveDocument } from './live-document.js';
+import type { DocumentStore } from './store.js';
+
+/** What the documents API needs from the documents manager (`ChorusDocuments`). */
+export interface DocumentsApiHost {
+  readonly host: Pick<DocumentsHost, 'namespace' | 'now'>;
+  readonly store: DocumentStore;
+  readonly options: { readonly maxVersions: number };
+  acquire(name: string): Promise<LiveDocument>;
+  release(document: LiveDocument): void;
+}
 
 const PREFIX = '/api/documents/';
 
@@ -57,7 +67,7 @@ function parse(path: string): { name: string; rest: string[] } {
  * - `GET /api/documents/<name>/versions/<id>`: one version (`?format=update|json|text`)
  * - `POST /api/documents/<name>/versions/<id>/restore`: make the document read like the version
  */
-export function documentsApi(documents: ChorusDocuments) {
+export function documentsApi(documents: DocumentsApiHost) {
   return async (req: IncomingMessage, res: ServerResponse, path: string, method: string): Promise<boolean> => {
     if (!path.startsWith(PREFIX)) return false;
     const { name, rest } = parse(path);
@@ -113,9 +123,9 @@ export function documentsApi(documents: ChorusDocuments) {
 
 /** Run `fn` on the live document (loading it for the call if no one has it open). */
 async function withDocument<T>(
-  documents: ChorusDocuments,
+  documents: DocumentsApiHost,
   name: string,
-  fn: (doc: Y.Doc, live: import('./live-document.js').LiveDocument) => T | Promise<T>,
+  fn: (doc: Y.Doc, live: LiveDocument) => T | Promise<T>,
 ): Promise<T> {
   const live = await documents.acquire(name);
   try {

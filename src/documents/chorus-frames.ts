@@ -1,18 +1,10 @@
 import * as Y from 'yjs';
-import { ChorusError, ErrorCode } from '../protocol/index.js';
+import { ChorusError, DocumentEvent, ErrorCode } from '../protocol/index.js';
 import type { Connection } from '../server/connection.js';
 import { DocumentError, DocumentErrorCode } from './codes.js';
 import type { DocumentsHost } from './host.js';
 import type { DocumentPeer, LiveDocument } from './live-document.js';
 import type { DocumentAccess, DocumentLimits } from './options.js';
-
-/** Client events of the Chorus protocol for documents (docs/PROTOCOL.md §11.6). */
-export const DocumentFrame = {
-  OPEN: 'doc.open',
-  UPDATE: 'doc.update',
-  AWARENESS: 'doc.awareness',
-  CLOSE: 'doc.close',
-} as const;
 
 /** What the frames need from the documents manager. */
 export interface FramesManager {
@@ -62,11 +54,11 @@ class FramePeer implements DocumentPeer {
   }
 
   sendUpdate(update: Uint8Array): void {
-    this.connection.send({ event: DocumentFrame.UPDATE, data: { document: this.document.name, update: b64(update) } }, 'live');
+    this.connection.send({ event: DocumentEvent.UPDATE, data: { document: this.document.name, update: b64(update) } }, 'live');
   }
 
   sendAwareness(update: Uint8Array): void {
-    this.connection.send({ event: DocumentFrame.AWARENESS, data: { document: this.document.name, update: b64(update) } }, 'ephemeral');
+    this.connection.send({ event: DocumentEvent.AWARENESS, data: { document: this.document.name, update: b64(update) } }, 'ephemeral');
   }
 }
 
@@ -78,10 +70,10 @@ export class DocumentFrames {
     host: DocumentsHost,
     private readonly manager: FramesManager,
   ) {
-    host.addFrameHandler(DocumentFrame.OPEN, (data, connection) => this.onOpen(objectData(data), connection));
-    host.addFrameHandler(DocumentFrame.UPDATE, (data, connection) => this.onUpdate(objectData(data), connection));
-    host.addFrameHandler(DocumentFrame.AWARENESS, (data, connection) => this.onAwareness(objectData(data), connection));
-    host.addFrameHandler(DocumentFrame.CLOSE, (data, connection) => this.onClose(objectData(data), connection));
+    host.addFrameHandler(DocumentEvent.OPEN, (data, connection) => this.onOpen(objectData(data), connection));
+    host.addFrameHandler(DocumentEvent.UPDATE, (data, connection) => this.onUpdate(objectData(data), connection));
+    host.addFrameHandler(DocumentEvent.AWARENESS, (data, connection) => this.onAwareness(objectData(data), connection));
+    host.addFrameHandler(DocumentEvent.CLOSE, (data, connection) => this.onClose(objectData(data), connection));
     host.onDisconnect((connection) => this.closeAll(connection));
   }
 

@@ -42,7 +42,7 @@ export class ChorusDocuments {
     this.host = 'rules' in server ? serverHost(server) : server;
     this.options = resolveDocumentsOptions(options);
     this.instanceId = `${this.host.nodeId}/${Math.random().toString(36).slice(2, 10)}`;
-    this.store = options.store ?? new MemoryDocumentStore();
+    this.store = options.store ?? new MemoryDocumentStore(() => this.host.now());
     const registers = [this.host.metricsRegistry];
     this.metrics = {
       open: new Gauge({ name: 'chorus_documents_open', help: 'Documents loaded on this node', registers }),

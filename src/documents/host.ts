@@ -4,8 +4,10 @@ import type { Logger } from 'pino';
 import type { Registry } from 'prom-client';
 import type { BrokerEvent, Broker, HistoryStore } from '../engines/types.js';
 import type { AuthorizeRequest, ResolvedNamespace } from '../server/options.js';
-import type { Admission, ChorusServer } from '../server/server.js';
+import type { ChorusServer } from '../server/server.js';
 import type { Connection } from '../server/connection.js';
+import { invalidUpgrade } from '../server/handshake.js';
+import type { Admission } from '../server/upgrade.js';
 
 /** Exactly what documents need from the server they run on. */
 export interface DocumentsHost {
@@ -28,8 +30,11 @@ export interface DocumentsHost {
   ownerOf(name: string): string | undefined;
   /** The server's `authorize` option, if any. */
   readonly authorize: ((request: AuthorizeRequest) => boolean | Promise<boolean>) | undefined;
-  /** Origin, token (with timeout), per-user cap, `onUpgrade` hooks; answers refusals itself. */
-  admit(req: IncomingMessage, socket: Duplex): Promise<Admission | undefined>;
+  /**
+   * The server's shared admission of an upgrade request (`Gate.admit`: handshake, Origin, token
+   * with timeout, per-user cap, `onUpgrade` hooks). A refusal says which HTTP answer to give.
+   */
+  admit(req: IncomingMessage): Promise<Admission>;
   /** Extend the per-user registry entries of live connections. */
   refreshConnections(entries: Array<{ user: string; clientId: string }>): Promise<void>;
   /** Count a limit hit (`chorus_limit_hits_total{limit}`), and log it when `log` is true. */
@@ -40,8 +45,9 @@ export interface DocumentsHost {
   /** Run on server close, after its connections closed and before its engine does. */
   onClose(fn: () => Promise<void>): void;
   /**
-   * Handle a client event of the Chorus protocol (documents' `doc.*` frames): its return value
-   * is the ack, a thrown ChorusError the error reply.
+   * Serve a client event of the Chorus protocol (documents' `doc.*` frames, reserved: no
+   * application handler can take them): its return value is the ack, a thrown ChorusError the
+   * error reply.
    */
   addFrameHandler(event: string, handler: (data: unknown, connection: Connection) => unknown): void;
   /** Called when a Chorus-protocol connection closes. */
@@ -59,22 +65,22 @@ export function serverHost(server: ChorusServer): DocumentsHost {
     heartbeat: server.options.heartbeat,
     registryTtlMs: server.options.presenceTtlMs,
     clockToleranceMs: server.clockToleranceMs,
-    now: () => Date.now(),
+    now: server.options.clock,
     isClosing: () => server.closing,
     namespace: (name) => server.rules.resolve(name),
     ownerOf: (name) => server.rules.ownerOf(name),
     authorize: server.options.authorize,
-    admit: (req, socket) => server.admit(req, socket),
+    admit: (req) => server.admit(req, invalidUpgrade),
     refreshConnections: (entries) => server.engine.connections.refresh(entries, server.options.presenceTtlMs),
     limitHit: (limit, details, log) => {
       server.metrics.limitHits.inc({ limit });
       if (log) server.logger.info({ limit, ...details }, 'limit hit');
     },
-    addUpgradeRoute: (prefix, handle) => server.upgradeRoutes.push({ prefix, handle }),
-    addApiRoute: (route) => server.apiRoutes.push(route),
-    addBrokerTap: (tap) => server.brokerTaps.push(tap),
+    addUpgradeRoute: (prefix, handle) => server.seams.upgrades.push({ prefix, handle }),
+    addApiRoute: (route) => server.seams.api.push(route),
+    addBrokerTap: (tap) => server.seams.brokerTaps.push(tap),
     onClose: (fn) => server.use({ name: 'documents', onDestroy: fn }),
-    addFrameHandler: (event, handler) => server.on(event, (data, ctx) => handler(data, ctx.connection)),
+    addFrameHandler: (event, handler) => server.seams.addFrame(event, handler),
     onDisconnect: (fn) => server.use({ name: 'documents-frames', onDisconnect: ({ connection }) => fn(connection) }),
   };
 }

@@ -1,6 +1,7 @@
 import { mkdirSync } from 'node:fs';
 import { dirname } from 'node:path';
 import Database from 'better-sqlite3';
+import { systemClock, type Clock } from '../engines/clock.js';
 import type { DocumentStore, DocumentVersion, StoredDocument, StoreOptions } from './store.js';
 
 /**
@@ -12,8 +13,14 @@ export class SqliteDocumentStore implements DocumentStore {
   private readonly db: Database.Database;
   private readonly statements;
 
-  /** @param file path of the database file; its directory is created if missing */
-  constructor(file: string) {
+  /**
+   * @param file path of the database file; its directory is created if missing
+   * @param now the clock stamping each stored state's `updated` column, injectable for tests
+   */
+  constructor(
+    file: string,
+    private readonly now: Clock = systemClock,
+  ) {
     if (file !== ':memory:') mkdirSync(dirname(file), { recursive: true });
     this.db = new Database(file);
     this.db.pragma('journal_mode = WAL');
@@ -60,7 +67,7 @@ export class SqliteDocumentStore implements DocumentStore {
 
   async store(name: string, update: Uint8Array, options: StoreOptions = {}): Promise<boolean> {
     const position = options.position;
-    this.statements.store.run(name, Buffer.from(update), position?.offset ?? null, position?.epoch ?? null, Date.now());
+    this.statements.store.run(name, Buffer.from(update), position?.offset ?? null, position?.epoch ?? null, this.now());
     return true;
   }
 

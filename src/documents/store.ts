@@ -1,4 +1,5 @@
 import type { StreamPosition } from '../protocol/index.js';
+import { systemClock, type Clock } from '../engines/clock.js';
 
 /** A document's stored state: one Yjs update holding everything, and the stream position it covers. */
 export interface StoredDocument {
@@ -63,7 +64,7 @@ export class MemoryDocumentStore implements DocumentStore {
   private sequence = 0;
 
   /** @param now the clock, injectable for tests */
-  constructor(private readonly now: () => number = Date.now) {}
+  constructor(private readonly now: Clock = systemClock) {}
 
   async load(name: string): Promise<StoredDocument | undefined> {
     const stored = this.documents.get(name);

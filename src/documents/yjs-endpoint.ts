@@ -79,8 +79,11 @@ export class YjsEndpoint {
       rejectUpgrade(socket, 404, ErrorCode.NOT_FOUND, 'no document namespace (document: true) matches this name');
       return;
     }
-    const admitted = await host.admit(req, socket);
-    if (!admitted) return;
+    const admitted = await host.admit(req);
+    if (!admitted.ok) {
+      rejectUpgrade(socket, admitted.status, admitted.code, admitted.message);
+      return;
+    }
     let access: DocumentAccess;
     try {
       access = await manager.access(name, admitted.identity, admitted.clientId);
@@ -88,9 +91,9 @@ export class YjsEndpoint {
       admitted.release();
       throw err;
     }
-    if (manager.isClosed()) {
+    if (manager.isClosed() || host.isClosing() || socket.destroyed || !socket.writable) {
       admitted.release();
-      rejectUpgrade(socket, 503, ErrorCode.SHUTTING_DOWN, 'server is shutting down');
+      if (!socket.destroyed) rejectUpgrade(socket, 503, ErrorCode.SHUTTING_DOWN, 'server is shutting down');
       return;
     }
     if (access === 'deny') {

@@ -31,6 +31,13 @@ export const ErrorCode = {
   UNAUTHORIZED: 'UNAUTHORIZED',
   /** The engine (e.g. Redis) is unreachable; the operation was not applied. */
   UNAVAILABLE: 'UNAVAILABLE',
+  /**
+   * A publish reached the engine but its outcome could not be learned in time (the reply was
+   * lost or late and the engine did not answer the follow-up lookup): it may or may not have
+   * been applied. Retry with the same idempotency key (a client `publish` frame: the same `id`);
+   * it will not be applied twice. HTTP 504.
+   */
+  OUTCOME_UNKNOWN: 'OUTCOME_UNKNOWN',
   /** The user already has `limits.maxConnectionsPerUser` connections (HTTP 429 at the handshake). */
   TOO_MANY_CONNECTIONS: 'TOO_MANY_CONNECTIONS',
   /** The Origin header is not in the allow-list (HTTP 403 at the handshake). */
@@ -57,7 +64,8 @@ export type ErrorCode = (typeof ErrorCode)[keyof typeof ErrorCode];
 /**
  * WebSocket close codes sent by the server.
  *
- * Ranges: 4000-4499 tell the client to reconnect (with backoff); 4500-4999 tell it not to.
+ * Ranges: 4000-4499 tell the client to reconnect (with backoff); 4500-4999 tell it not to
+ * (see `shouldReconnect` and the named disconnects in disconnect.ts).
  * Standard codes: 1000 normal, 1001 server going away (reconnect), 1007 invalid UTF-8,
  * 1008 policy violation (repeated abuse), 1009 message too big, 1011 internal error.
  */
@@ -82,13 +90,6 @@ export const CloseCode = {
   DISCONNECT: 4500,
 } as const;
 export type CloseCode = (typeof CloseCode)[keyof typeof CloseCode];
-
-/** Whether a client should reconnect after the server closed with this code. */
-export function shouldReconnect(code: number): boolean {
-  if (code >= 4500 && code <= 4999) return false;
-  if (code === CloseCode.NORMAL) return false;
-  return true;
-}
 
 /** An error carrying a stable protocol `code`. Thrown by hooks and handlers to deny with that code. */
 export class ChorusError extends Error {

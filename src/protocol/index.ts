@@ -2,3 +2,4 @@ export * from './codes.js';
 export * from './frame.js';
 export * from './messages.js';
 export * from './position.js';
+export * from './disconnect.js';

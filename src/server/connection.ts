@@ -1,8 +1,12 @@
 import type { WebSocket } from 'ws';
-import { FRAME_SEPARATOR, ServerEvent, type DisconnectData, type Frame } from '../protocol/index.js';
+import { Disconnect, ServerEvent, disconnectData, type Frame } from '../protocol/index.js';
+import type { Publication } from '../engines/types.js';
+import { BatchCache, type FlushTotals } from './batch.js';
+import { InboundQueue } from './inbound.js';
+import type { LimitReporter } from './limit-reporter.js';
 import type { ResolvedNamespace } from './options.js';
 import { TokenBucket } from './rate-limiter.js';
-import type { Publication } from '../engines/types.js';
+import type { Transport } from './transport.js';
 
 /** How a queued frame is treated when the send queue is full (see `Connection.sendEncoded`). */
 export type SendMode = 'live' | 'ephemeral' | 'reply';
@@ -19,6 +23,11 @@ export interface SubscriptionState {
   presence: boolean;
 }
 
+/** Writes connections' queued frames soon, batched with other connections (see FlushLoop). */
+export interface FlushScheduler {
+  schedule(connection: Connection): void;
+}
+
 /** What a connection needs from the server it belongs to (kept narrow for testability). */
 export interface ConnectionHost {
   readonly limits: {
@@ -30,45 +39,34 @@ export interface ConnectionHost {
     faultWindowMs: number;
   };
   now(): number;
-  /** Ask for `connection.flush()` to be called soon (batched with other connections). */
-  scheduleFlush(connection: Connection): void;
-  onSlowConsumer(connection: Connection): void;
-  onEphemeralDropped(connection: Connection): void;
-
+  /** Asked to call `connection.flush()` soon once the queue gets its first frame. */
+  readonly flushes: FlushScheduler;
+  /** Told about slow consumers and dropped ephemeral frames. */
+  readonly reporter: LimitReporter;
 }
 
-const SEPARATOR = Buffer.from(FRAME_SEPARATOR);
-
-/** Remembers the last joined batch: consecutive connections with identical queues reuse it. */
-export class BatchCache {
-  private frames: Buffer[] = [];
-  private payload: Buffer | undefined;
-
-  join(queue: Buffer[]): Buffer {
-    const last = this.frames;
-    if (this.payload && last.length === queue.length && queue.every((frame, i) => frame === last[i])) return this.payload;
-    const parts: Buffer[] = [];
-    for (let i = 0; i < queue.length; i++) {
-      if (i > 0) parts.push(SEPARATOR);
-      parts.push(queue[i]!);
-    }
-    this.frames = queue;
-    this.payload = Buffer.concat(parts);
-    return this.payload;
-  }
+/** Options of `Connection.close`. */
+export interface CloseOptions {
+  /** Suggested reconnect delay sent in the `disconnect` frame, in ms (graceful shutdown). */
+  retryAfterMs?: number;
+  /** A peer that does not complete the close handshake is terminated after this, in ms. Default 5000. */
+  graceMs?: number;
+  /** Send the queued frames and a `disconnect` frame first. Default true. */
+  notice?: boolean;
 }
 
 let counter = 0;
-/** A connection id unique across nodes (time, counter and randomness). */
-export function newClientId(): string {
+/** A connection id unique across nodes (time, counter and randomness); `now` is ms since the epoch. */
+export function newClientId(now: number): string {
   counter = (counter + 1) % Number.MAX_SAFE_INTEGER;
-  return `c_${Date.now().toString(36)}${counter.toString(36)}${Math.random().toString(36).slice(2, 6)}`;
+  return `c_${now.toString(36)}${counter.toString(36)}${Math.random().toString(36).slice(2, 6)}`;
 }
 
 /**
  * One client connection: identity, subscriptions, a bounded send queue that batches the frames
- * queued in one tick into one WebSocket message, heartbeat bookkeeping, the rate bucket and the
- * fault counter. Teardown happens once, through `close` or `terminate`.
+ * queued in one tick into one transport message, heartbeat bookkeeping, the rate bucket, the
+ * fault counter and the inbound frame queue. Teardown happens once, through `close` or
+ * `terminate`. It knows its transport only through the `Transport` interface.
  */
 export class Connection {
   readonly id: string;
@@ -78,6 +76,8 @@ export class Connection {
   expiresAt: number | undefined;
   readonly connectedAt: number;
   readonly subscriptions = new Map<string, SubscriptionState>();
+  /** Frames from the client, handled one at a time in order. */
+  readonly inbound: InboundQueue;
   /** Last time anything (frame or pong) arrived from the peer. */
   lastSeen: number;
   /** Last time the server pinged the peer. */
@@ -96,12 +96,14 @@ export class Connection {
   private faultWindowStart = 0;
   private faults = 0;
   private terminateTimer: NodeJS.Timeout | undefined;
+  private closed = false;
+  private closedWaiters: Array<() => void> | undefined;
 
   constructor(
-    readonly ws: WebSocket,
+    readonly transport: Transport,
     identity: { user: string; info?: Record<string, unknown>; expiresAt?: number },
     private readonly host: ConnectionHost,
-    id: string = newClientId(),
+    id: string = newClientId(host.now()),
   ) {
     this.id = id;
     this.user = identity.user;
@@ -112,11 +114,20 @@ export class Connection {
     this.lastSeen = now;
     this.lastPing = now;
     this.bucket = new TokenBucket(host.limits.ratePerSecond, host.limits.rateBurst, now);
+    this.inbound = new InboundQueue(transport);
   }
 
-  /** Bytes waiting to reach the peer: our queue plus what ws and the socket hold. */
+  /**
+   * @deprecated The underlying `ws` WebSocket when the transport is a WebSocket, else undefined;
+   * use `transport` (or `close`/`terminate`) instead.
+   */
+  get ws(): WebSocket | undefined {
+    return (this.transport as { socket?: WebSocket }).socket;
+  }
+
+  /** Bytes waiting to reach the peer: our queue plus what the transport holds. */
   get pendingBytes(): number {
-    return this.queuedBytes + this.ws.bufferedAmount;
+    return this.queuedBytes + this.transport.bufferedAmount;
   }
 
   /** Take one frame's worth from the rate bucket. */
@@ -150,16 +161,17 @@ export class Connection {
     const max = this.host.limits.maxQueuedBytes;
     const before = this.pendingBytes;
     if (mode === 'ephemeral' && before + frame.length > max / 2) {
-      this.host.onEphemeralDropped(this);
+      this.host.reporter.ephemeralDropped(this);
       return;
     }
     if ((mode === 'reply' ? before : before + frame.length) > max) {
-      this.host.onSlowConsumer(this);
+      this.host.reporter.slowConsumer(this);
+      this.close(Disconnect.slowConsumer, { notice: false, graceMs: 1000 });
       return;
     }
     this.queue.push(frame);
     this.queuedBytes += frame.length;
-    if (this.queue.length === 1) this.host.scheduleFlush(this);
+    if (this.queue.length === 1) this.host.flushes.schedule(this);
   }
 
   /** Encode and queue one frame (a reply unless told otherwise). */
@@ -168,17 +180,17 @@ export class Connection {
   }
 
   /**
-   * Write everything queued, joining frames with newlines into WebSocket messages of at most
+   * Write everything queued, joining frames with newlines into transport messages of at most
    * `maxMessageBytes` (a larger single frame goes alone). `batches` shares joined payloads
    * between connections whose queues hold the very same frames (the usual case in fan-out), so
    * each distinct batch is built once per flush, not per subscriber. Adds to `totals`.
    */
-  flush(batches: BatchCache = new BatchCache(), totals?: { bytes: number; frames: number; messages: number }): void {
+  flush(batches: BatchCache = new BatchCache(), totals?: FlushTotals): void {
     const queue = this.queue;
     if (queue.length === 0) return;
     this.queue = [];
     this.queuedBytes = 0;
-    if (this.ws.readyState !== this.ws.OPEN) return;
+    if (!this.transport.isOpen) return;
     const limit = this.host.limits.maxMessageBytes;
     let start = 0;
     let size = 0;
@@ -187,7 +199,7 @@ export class Connection {
       if (i === queue.length || (i > start && size + 1 + frame!.length > limit)) {
         const chunk = start === 0 && i === queue.length ? queue : queue.slice(start, i);
         const payload = chunk.length === 1 ? chunk[0]! : batches.join(chunk);
-        this.ws.send(payload, { binary: false });
+        this.transport.send(payload, false);
         if (totals) {
           totals.bytes += payload.length;
           totals.frames += chunk.length;
@@ -206,57 +218,70 @@ export class Connection {
   }
 
   /**
-   * Close on purpose: flush what is queued, send a `disconnect` frame, then the close frame.
-   * A peer that does not complete the close handshake is terminated after `graceMs`.
+   * Close on purpose: flush what is queued, send a `disconnect` frame (whose `reconnect` follows
+   * from the code), then close the transport. A peer that does not complete the close handshake
+   * is terminated after `graceMs`. The `(code, reason, options)` form is kept for compatibility.
    */
-  close(
-    code: number,
-    reason: string,
-    options: { reconnect?: boolean; retryAfterMs?: number; graceMs?: number; notice?: boolean } = {},
-  ): void {
+  close(disconnect: Disconnect, options?: CloseOptions): void;
+  close(code: number, reason: string, options?: CloseOptions): void;
+  close(what: Disconnect | number, reasonOrOptions?: string | CloseOptions, legacyOptions?: CloseOptions): void {
+    const disconnect = typeof what === 'number' ? { code: what, reason: String(reasonOrOptions ?? '') } : what;
+    const options = (typeof what === 'number' ? legacyOptions : (reasonOrOptions as CloseOptions | undefined)) ?? {};
     if (this.closing) return;
     if (options.notice === false) {
       this.queue = [];
       this.queuedBytes = 0;
     } else {
-      const data: DisconnectData = { code, reason, reconnect: options.reconnect ?? false };
-      if (options.retryAfterMs !== undefined) data.retryAfterMs = options.retryAfterMs;
-      this.send({ event: ServerEvent.DISCONNECT, data });
+      this.send({ event: ServerEvent.DISCONNECT, data: disconnectData(disconnect, options.retryAfterMs) });
       if (this.closing) return; // the notice itself overflowed the queue: closed as a slow consumer
       this.flush();
     }
-    this.closing = true;
-    this.closeCode = code;
-    this.closeReason = reason;
+    this.markClosing(disconnect);
     // Reading may have been paused (flood control): the peer's close frame must be read.
-    if (this.ws.isPaused) this.ws.resume();
-    try {
-      this.ws.close(code, reason);
-    } catch {
-      this.ws.terminate();
-    }
-    this.terminateTimer = setTimeout(() => this.ws.terminate(), options.graceMs ?? 5000);
+    if (this.transport.isPaused) this.transport.resume();
+    this.transport.close(disconnect.code, disconnect.reason);
+    this.terminateTimer = setTimeout(() => this.transport.terminate(), options.graceMs ?? 5000);
     this.terminateTimer.unref();
   }
 
-  /** Drop the connection at once (dead peer, slow consumer): the close frame may not arrive. */
-  terminate(code: number, reason: string): void {
-    if (!this.closing) {
-      this.closing = true;
-      this.closeCode = code;
-      this.closeReason = reason;
-    }
+  /** Drop the connection at once (dead peer, failed write): the close frame may not arrive. */
+  terminate(disconnect: Disconnect): void;
+  terminate(code: number, reason: string): void;
+  terminate(what: Disconnect | number, reason?: string): void {
+    if (!this.closing) this.markClosing(typeof what === 'number' ? { code: what, reason: reason ?? '' } : what);
     this.queue = [];
     this.queuedBytes = 0;
-    this.ws.terminate();
+    this.transport.terminate();
   }
 
-  /** Called by the server once the socket has closed: release timers. */
+  /** Record the code and reason for logs and metrics, unless a transport fault came first. */
+  recordClose(disconnect: Disconnect): void {
+    this.closeCode ??= disconnect.code;
+    this.closeReason ||= disconnect.reason;
+  }
+
+  private markClosing(disconnect: Disconnect): void {
+    this.closing = true;
+    this.closeCode = disconnect.code;
+    this.closeReason = disconnect.reason;
+  }
+
+  /** Resolves once the transport has closed and `disposed` ran. */
+  whenClosed(): Promise<void> {
+    if (this.closed) return Promise.resolve();
+    return new Promise<void>((resolve) => (this.closedWaiters ??= []).push(resolve));
+  }
+
+  /** Called by the server once the transport has closed: release timers. */
   disposed(): void {
     if (this.terminateTimer) clearTimeout(this.terminateTimer);
     this.terminateTimer = undefined;
     this.queue = [];
     this.queuedBytes = 0;
     this.closing = true;
+    this.closed = true;
+    const waiters = this.closedWaiters ?? [];
+    this.closedWaiters = undefined;
+    for (const resolve of waiters) resolve();
   }
 }

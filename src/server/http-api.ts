@@ -1,8 +1,33 @@
 import { timingSafeEqual, createHash } from 'node:crypto';
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import { ChorusError, ErrorCode, isValidChannelName } from '../protocol/index.js';
+import type { Logger } from 'pino';
+import type { PublishResult } from '../engines/types.js';
 import { safePath } from './logger.js';
-import type { ChorusServer } from './server.js';
+import type { Metrics } from './metrics.js';
+import type { BroadcastResult, ServerPublishOptions } from './publisher.js';
+import type { ApiRoute } from './seams.js';
+
+/** What the HTTP API needs from the server (ChorusServer implements it). */
+export interface HttpApiHost {
+  /** True once the server is shutting down (`/healthz` answers 503, POSTs are refused). */
+  readonly closing: boolean;
+  readonly connections: { readonly size: number };
+  readonly metrics: Pick<Metrics, 'registry' | 'authFailures'>;
+  readonly logger: Logger;
+  readonly options: { readonly apiKey: string | undefined; readonly limits: { readonly maxMessageBytes: number } };
+  start(): Promise<void>;
+  publish(channel: string, data: unknown, options: ServerPublishOptions): Promise<PublishResult>;
+  broadcast(channels: string[], data: unknown, options: ServerPublishOptions): Promise<BroadcastResult[]>;
+  disconnectUser(user: string, options: { reconnect?: boolean; reason?: string }): Promise<number>;
+  subscribeUser(user: string, channel: string): Promise<number>;
+  unsubscribeUser(user: string, channel: string): Promise<number>;
+  channels(): Array<{ channel: string; subscribers: number }>;
+  presence(channel: string): Promise<unknown>;
+  history(channel: string, options: { since?: { offset: number; epoch: string }; limit?: number; reverse?: boolean }): Promise<unknown>;
+  /** Extra routes (documents' `/api/documents/`), tried after the built-in ones, before the 404. */
+  readonly seams: { readonly api: readonly ApiRoute[] };
+}
 
 const STATUS: Record<string, number> = {
   [ErrorCode.BAD_REQUEST]: 400,
@@ -15,8 +40,13 @@ const STATUS: Record<string, number> = {
   [ErrorCode.TOO_LARGE]: 413,
   [ErrorCode.RATE_LIMITED]: 429,
   [ErrorCode.UNAVAILABLE]: 503,
+  // Not 503: a publish that may have been applied must not look like "not applied, retry".
+  [ErrorCode.OUTCOME_UNKNOWN]: 504,
   [ErrorCode.SHUTTING_DOWN]: 503,
 };
+
+/** The built-in POST routes: their bodies are JSON, read here. */
+const POST_ROUTES = new Set(['/api/publish', '/api/broadcast', '/api/disconnect', '/api/subscribe', '/api/unsubscribe']);
 
 function send(res: ServerResponse, status: number, body: unknown): void {
   const text = JSON.stringify(body);
@@ -106,7 +136,7 @@ function channelFromPath(path: string, prefix: string): string {
 }
 
 /** Answer `/healthz`, `/metrics` and `/api/*`. Returns false for any other path. */
-export function handleHttpRequest(server: ChorusServer, req: IncomingMessage, res: ServerResponse): boolean {
+export function handleHttpRequest(server: HttpApiHost, req: IncomingMessage, res: ServerResponse): boolean {
   const path = safePath(req.url);
   if (path === '/healthz') {
     if (server.closing) send(res, 503, { status: 'shutting down' });
@@ -135,7 +165,7 @@ export function handleHttpRequest(server: ChorusServer, req: IncomingMessage, re
   return true;
 }
 
-async function serveApi(server: ChorusServer, req: IncomingMessage, res: ServerResponse, path: string): Promise<void> {
+async function serveApi(server: HttpApiHost, req: IncomingMessage, res: ServerResponse, path: string): Promise<void> {
   void server.start();
   if (!apiKeyMatches(req, server.options.apiKey)) {
     server.metrics.authFailures.inc({ reason: 'api_key' });
@@ -149,7 +179,7 @@ async function serveApi(server: ChorusServer, req: IncomingMessage, res: ServerR
   if (server.closing && req.method === 'POST') throw new ChorusError(ErrorCode.SHUTTING_DOWN, 'server is shutting down');
   const method = req.method ?? 'GET';
   const maxBytes = server.options.limits.maxMessageBytes;
-  if (method === 'POST' && !path.startsWith('/api/documents/')) {
+  if (method === 'POST' && POST_ROUTES.has(path)) {
     const body = await readJson(req, maxBytes);
     switch (path) {
       case '/api/publish': {
@@ -190,7 +220,7 @@ async function serveApi(server: ChorusServer, req: IncomingMessage, res: ServerR
         return send(res, 200, { unsubscribed });
       }
     }
-  } else if (method === 'GET' && !path.startsWith('/api/documents/')) {
+  } else if (method === 'GET') {
     req.resume();
     if (path === '/api/channels') return send(res, 200, { channels: server.channels() });
     if (path.startsWith('/api/presence/')) return send(res, 200, await server.presence(channelFromPath(path, '/api/presence/')));
@@ -216,9 +246,12 @@ async function serveApi(server: ChorusServer, req: IncomingMessage, res: ServerR
       });
       return send(res, 200, result);
     }
-  } else {
+  }
+  // Other paths may be a seam route's (documents' `/api/documents/`); the body is its to read.
+  try {
+    for (const route of server.seams.api) if (await route(req, res, path, method)) return;
+  } finally {
     req.resume();
   }
-  for (const route of server.apiRoutes) if (await route(req, res, path, method)) return;
   throw new ChorusError(ErrorCode.NOT_FOUND, `no API route ${method} ${path}`);
 }

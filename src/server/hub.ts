@@ -1,7 +1,7 @@
 import type { Logger } from 'pino';
 import {
   ChorusError,
-  CloseCode,
+  Disconnect,
   ErrorCode,
   ServerEvent,
   type MessageData,
@@ -9,7 +9,8 @@ import {
   type SubscribeResult,
 } from '../protocol/index.js';
 import type { BrokerEvent, Engine, Publication } from '../engines/types.js';
-import { BatchCache, type Connection, type SubscriptionState } from './connection.js';
+import type { Connection, SubscriptionState } from './connection.js';
+import type { LimitReporter } from './limit-reporter.js';
 import type { ResolvedNamespace } from './options.js';
 import type { Metrics } from './metrics.js';
 
@@ -27,11 +28,19 @@ export interface HubSettings {
    * reads it; more missed than fits is `recovered: false`.
    */
   maxRecoveryBytes: number;
-  /** Called when a limit is hit (counted and logged by the server). */
-  onLimitHit(limit: string, connection: Connection, details?: Record<string, unknown>): void;
-  /** Called once per flush with what was written. */
-  onFlushed(totals: { bytes: number; frames: number; messages: number }): void;
+  /** Told when a limit is hit (subscriptions per connection, recovery bytes). */
+  reporter: LimitReporter;
+  /** Called when a channel gets its first local subscriber (`occupied: true`) or loses its last. */
+  onLocalChannel?(channel: string, occupied: boolean): void;
+  /** Called after a join/leave event was published (once in the cluster: by the node that made the change). */
+  onPresenceEvent?(event: { type: 'join' | 'leave'; channel: string; user: string; info?: Record<string, unknown> }): void;
 }
+
+/**
+ * Sends the subscribe result to the client (ack, `subscribed` event or `connected` frame). May return a promise: live publications stay held
+ * until it settles (so several subscriptions can be announced in one frame before any goes live).
+ */
+export type Announce = (result: SubscribeResult) => void | Promise<void>;
 
 /** Encode a publication as the `message` frame every subscriber receives. */
 export function messageData(publication: Publication): MessageData {
@@ -59,13 +68,11 @@ export class Hub {
   readonly channels = new Map<string, Set<Connection>>();
   /** user -> local connections */
   readonly users = new Map<string, Set<Connection>>();
-  private readonly dirty = new Set<Connection>();
   /** Presence entries live this long unless refreshed, in ms (refreshed at a third of it). */
   private readonly presenceTtlMs: number;
   /** The broker subscription of each channel with local subscribers: every subscriber awaits it. */
   private readonly brokerReady = new Map<string, Promise<void>>();
   private refreshing = false;
-  private flushScheduled = false;
 
   constructor(
     private readonly engine: Engine,
@@ -84,7 +91,6 @@ export class Hub {
 
   /** Remove a closed connection: unsubscribe it everywhere (presence leave included). */
   async removeConnection(connection: Connection): Promise<void> {
-    this.dirty.delete(connection);
     const set = this.users.get(connection.user);
     if (set) {
       set.delete(connection);
@@ -96,31 +102,6 @@ export class Hub {
 
   private logError(err: unknown, channel: string): void {
     this.logger.warn({ err, channel }, 'unsubscribe cleanup failed');
-  }
-
-  scheduleFlush(connection: Connection): void {
-    this.dirty.add(connection);
-    if (this.flushScheduled) return;
-    this.flushScheduled = true;
-    setImmediate(() => this.flushAll());
-  }
-
-  /** Write every connection's queued frames, one WebSocket message each. */
-  flushAll(): void {
-    this.flushScheduled = false;
-    const dirty = [...this.dirty];
-    this.dirty.clear();
-    const batches = new BatchCache();
-    const totals = { bytes: 0, frames: 0, messages: 0 };
-    for (const connection of dirty) {
-      try {
-        connection.flush(batches, totals);
-      } catch (err) {
-        this.logger.warn({ err, client: connection.id }, 'write failed');
-        connection.terminate(CloseCode.INTERNAL_ERROR, 'write failed');
-      }
-    }
-    if (totals.frames > 0) this.settings.onFlushed(totals);
   }
 
   /** The broker subscription for a channel, made once however many local subscribers await it. */
@@ -139,9 +120,10 @@ export class Hub {
   }
 
   /**
-   * Subscribe a connection. Live publications that arrive while recovery runs are held back,
-   * then delivered after the recovered ones with duplicates removed. Returns the ack data and a
-   * function that releases the held-back publications; call it right after sending the ack.
+   * Subscribe a connection. Live publications that arrive while recovery runs are held back;
+   * once set up, `announce` sends the result to the client and, right after it, the held-back
+   * publications follow (duplicates of the recovered ones removed) and the subscription is live.
+   * Nothing is announced if it fails.
    */
   async subscribe(
     connection: Connection,
@@ -149,18 +131,22 @@ export class Hub {
     namespace: ResolvedNamespace,
     options: SubscribeRequestOptions,
     maxSubscriptions: number,
-  ): Promise<{ result: SubscribeResult; goLive: () => void }> {
+    announce: Announce,
+  ): Promise<SubscribeResult> {
     if (connection.subscriptions.has(channel)) {
       throw new ChorusError(ErrorCode.ALREADY_SUBSCRIBED, `already subscribed to "${channel}"`);
     }
     if (connection.subscriptions.size >= maxSubscriptions) {
-      this.settings.onLimitHit('subscriptions', connection, { maxSubscriptions });
+      this.settings.reporter.limitHit('subscriptions', connection, { maxSubscriptions });
       throw new ChorusError(ErrorCode.TOO_MANY_SUBSCRIPTIONS, `at most ${maxSubscriptions} subscriptions per connection`);
     }
     const state: SubscriptionState = { namespace, pending: [], presence: false };
     connection.subscriptions.set(channel, state);
     let subscribers = this.channels.get(channel);
-    if (!subscribers) this.channels.set(channel, (subscribers = new Set()));
+    if (!subscribers) {
+      this.channels.set(channel, (subscribers = new Set()));
+      this.settings.onLocalChannel?.(channel, true);
+    }
     subscribers.add(connection);
     this.metrics.subscriptions.inc();
     const cancelled = () => connection.closing || connection.subscriptions.get(channel) !== state;
@@ -196,10 +182,15 @@ export class Hub {
         if (firstForUser && namespace.joinLeave) await this.presenceEvent('join', channel, namespace, connection);
         if (cancelled()) throw new ChorusError(ErrorCode.NOT_SUBSCRIBED, 'the subscription was cancelled');
       }
-      return { result, goLive };
+      const announced = announce(result);
+      if (announced) await announced;
+      goLive();
+      return result;
     } catch (err) {
-      // Undo only this attempt: a newer subscription to the same channel may exist by now.
-      if (connection.subscriptions.get(channel) === state) await this.unsubscribe(connection, channel).catch(() => {});
+      // Undo only this attempt: a newer subscription to the same channel may exist by now. The
+      // local undo is synchronous; its engine calls (presence removal) run in the background, so
+      // the error answers within the subscribe's own wait, not one more engine timeout later.
+      if (connection.subscriptions.get(channel) === state) void this.unsubscribe(connection, channel).catch(() => {});
       throw err;
     }
   }
@@ -234,7 +225,7 @@ export class Hub {
             // Bounded by bytes too: the whole recovery is queued at once.
             const frames = encodeWithin(pubs, this.settings.maxRecoveryBytes - connection.pendingBytes);
             if (frames) return { position: read.position, recovered: true, frames };
-            this.settings.onLimitHit('recovery_bytes', connection, { channel });
+            this.settings.reporter.limitHit('recovery_bytes', connection, { channel });
           }
           recovered = false;
         } catch (err) {
@@ -268,6 +259,7 @@ export class Hub {
         this.channels.delete(channel);
         this.brokerReady.delete(channel);
         last = true;
+        this.settings.onLocalChannel?.(channel, false);
       }
     }
     if (state.presence) {
@@ -309,6 +301,7 @@ export class Hub {
     };
     if (member.info) event.info = member.info;
     await this.engine.broker.publishPresenceEvent(event);
+    this.settings.onPresenceEvent?.(event);
   }
 
   /**
@@ -348,7 +341,7 @@ export class Hub {
     this.logger.warn({ channel, subscribers: subscribers.size }, 'publications lost on this node; subscribers must resynchronise');
     this.metrics.resyncs.inc();
     for (const connection of [...subscribers]) {
-      connection.close(CloseCode.INSUFFICIENT_STATE, 'insufficient state', { reconnect: true });
+      connection.close(Disconnect.insufficientState);
     }
   }
 

@@ -1,4 +1,5 @@
 import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
+import { CloseCode } from '../protocol/index.js';
 
 /** The server's Prometheus metrics, all prefixed `chorus_`. */
 export class Metrics {
@@ -62,4 +63,12 @@ export class Metrics {
       registers,
     });
   }
+}
+
+const KNOWN_CLOSE_CODES = new Set<number>([1000, 1001, 1002, 1003, 1005, 1006, 1007, 1008, 1009, 1010, 1011, 1012, 1013, 1014, 1015]);
+
+/** Metric label for a close code: peers choose codes freely, so unknown ones are bucketed. */
+export function closeCodeLabel(code: number): string {
+  if (KNOWN_CLOSE_CODES.has(code) || (Object.values(CloseCode) as number[]).includes(code)) return String(code);
+  return code >= 4000 && code <= 4999 ? '4xxx' : code >= 3000 && code <= 3999 ? '3xxx' : 'other';
 }

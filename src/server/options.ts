@@ -77,6 +77,12 @@ export interface Identity {
   info?: Record<string, unknown>;
   /** Expiry in ms since the Unix epoch; absent if it never expires. */
   expiresAt?: number;
+  /**
+   * Channels the connection is subscribed to server-side when it connects (after its personal
+   * channel); they are in the `connected` frame's `subscriptions`. Namespace rules are not
+   * checked (like any server-side subscribe); `onSubscribe` hooks run with `serverSide: true`.
+   */
+  channels?: string[];
 }
 
 /** What `authorize` is asked about. */
@@ -150,7 +156,7 @@ export interface ServerOptions {
   allowedOrigins?: string[];
   /** Bearer key for the HTTP API. Without it the API answers 401. */
   apiKey?: string;
-  /** Channel namespaces, first match wins. Default `DEFAULT_NAMESPACES` (`user:*` personal, `chat:*`). */
+  /** Channel namespaces, first match wins. Default `DEFAULT_NAMESPACES` (`user:*` personal, `chat:*`, `doc:*` documents). */
   namespaces?: NamespaceOptions[];
   /** Subscribe every connection to its personal channel `user:<sub>` on connect. Default `true`. */
   personalChannel?: boolean;
@@ -178,6 +184,11 @@ export interface ServerOptions {
   nodeId?: string;
   /** Answer `/healthz`, `/metrics` and `/api/*` on the attached HTTP server. Default `true`. */
   http?: boolean;
+  /**
+   * The clock: ms since the Unix epoch. Every time the server reads (heartbeats, token expiry,
+   * rate buckets, client ids) comes from it. Default `Date.now`.
+   */
+  clock?: () => number;
 }
 
 export interface ResolvedOptions {
@@ -196,6 +207,7 @@ export interface ResolvedOptions {
   presenceTtlMs: number;
   nodeId: string;
   http: boolean;
+  clock: () => number;
 }
 
 export const DEFAULT_LIMITS: Limits = {
@@ -376,6 +388,7 @@ export function resolveOptions(options: ServerOptions = {}): ResolvedOptions {
   const shutdown = resolveNumbers('shutdown', options.shutdown, DEFAULT_SHUTDOWN, new Set(['reconnectSpreadMs']));
   const idempotencyWindowMs =
     options.idempotencyWindowMs === undefined ? 120000 : positiveInt('idempotencyWindowMs', options.idempotencyWindowMs);
+  if (options.clock !== undefined && typeof options.clock !== 'function') fail('clock', 'must be a function returning ms since the Unix epoch');
   const presenceTtlMs = options.presenceTtlMs === undefined ? 60000 : positiveInt('presenceTtlMs', options.presenceTtlMs);
   return {
     path,
@@ -393,5 +406,6 @@ export function resolveOptions(options: ServerOptions = {}): ResolvedOptions {
     presenceTtlMs,
     nodeId: options.nodeId ?? `n_${Math.random().toString(36).slice(2, 10)}`,
     http: options.http ?? true,
+    clock: options.clock ?? Date.now,
   };
 }

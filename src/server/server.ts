@@ -1,56 +1,46 @@
 import type { IncomingMessage, Server as HttpServer, ServerResponse } from 'node:http';
 import type { Duplex } from 'node:stream';
 import type { Logger } from 'pino';
-import { WebSocketServer, type WebSocket } from 'ws';
-import { ChorusError, CloseCode, ErrorCode, ServerEvent, type StreamPosition, type SubscribeResult } from '../protocol/index.js';
+import { ChorusError, Disconnect, ErrorCode, ServerEvent, disconnectByServer, type StreamPosition, type SubscribeResult } from '../protocol/index.js';
 import { MemoryEngine } from '../engines/memory/index.js';
 import type { BrokerEvent, ControlCommand, Engine, PublishResult } from '../engines/types.js';
 import { Authenticator } from './auth.js';
 import { ChannelRules, notDocument } from './channels.js';
-import { Connection, newClientId, type ConnectionHost } from './connection.js';
-import { invalidUpgrade, rejectUpgrade, originAllowed } from './handshake.js';
-import { Hooks, type Extension, type PublishSource } from './hooks.js';
+import { Connection, type ConnectionHost } from './connection.js';
+import { FlushLoop } from './flush.js';
+import { FrameHandler, assertHandlerName, type EventHandlerOf, type HandlerContextOf, type HandlerEntry, type HandlerOptions } from './frame-handler.js';
+import { rejectUpgrade } from './handshake.js';
+import { Heartbeat } from './heartbeat.js';
+import { Hooks, type Extension } from './hooks.js';
 import { handleHttpRequest } from './http-api.js';
-import { Hub, messageData } from './hub.js';
+import { readHistory, type HistoryRequest } from './history.js';
+import { Hub } from './hub.js';
+import { LimitLog } from './limit-reporter.js';
 import { createLogger, safePath } from './logger.js';
-import { Metrics } from './metrics.js';
-import { resolveOptions, type Identity, type ResolvedNamespace, type ResolvedOptions, type ServerOptions } from './options.js';
-import { Session, type EventHandler, type HandlerOptions } from './session.js';
+import { Metrics, closeCodeLabel } from './metrics.js';
+import { resolveOptions, type ResolvedOptions, type ServerOptions } from './options.js';
+import { Permissions } from './permissions.js';
+import { Publisher, type BroadcastResult, type ServerPublishOptions } from './publisher.js';
 import type { StandardSchemaV1 } from './schema.js';
+import { ServerSeams } from './seams.js';
+import type { Transport } from './transport.js';
+import { WebSocketAcceptor } from './transports/websocket.js';
+import { Gate, WebSocketUpgrade, type Admission, type Admitted } from './upgrade.js';
 
-/** Options of a server-side publish. */
-export interface ServerPublishOptions {
-  /** Do not deliver to this connection (exclude the sender). */
-  exceptClient?: string;
-  /** Idempotency key: a repeat within the window returns the first result. */
-  idempotencyKey?: string;
-  /** Not stored, no offset. */
-  ephemeral?: boolean;
-  /** Recorded as the source in metrics. Default `'server'`. */
-  source?: PublishSource;
-}
-
-/** An admitted upgrade request (see `ChorusServer.admit`). */
-export interface Admission {
-  identity: Identity;
-  /** The connection id reserved in the per-user registry. */
-  clientId: string;
-  /** Release the per-user slot; idempotent. */
-  release(): void;
-}
-
-/** An extra WebSocket endpoint (e.g. documents' `/yjs/`): upgrades whose path starts with `prefix`. */
-export interface UpgradeRoute {
-  prefix: string;
-  handle(req: IncomingMessage, socket: Duplex, head: Buffer): void;
-}
-
-/** An extra HTTP API route, run after the API key was checked; resolves false when it does not own the path. */
-export type ApiRoute = (req: IncomingMessage, res: ServerResponse, path: string, method: string) => Promise<boolean>;
+export type { ServerPublishOptions } from './publisher.js';
+export type { HandlerOptions } from './frame-handler.js';
+/** Context given to application event handlers. */
+export type HandlerContext = HandlerContextOf<ChorusServer>;
+export type EventHandler<T = unknown> = EventHandlerOf<ChorusServer, T>;
 
 /**
  * A Chorus server: embed it in an existing `http.Server` with `attach`, or drive it with
  * `handleUpgrade` / `handleRequest` (noServer style). The standalone CLI builds the same thing.
+ *
+ * It wires the parts together and owns their lifecycle; the work happens in them: `upgrade.ts`
+ * (admission), `connection.ts` (send queue), `frame-handler.ts` (client frames), `publisher.ts`
+ * (the publish pipeline), `hub.ts` (local channels, fan-out), `flush.ts` (writes),
+ * `heartbeat.ts` (liveness, token expiry, refreshes), `http-api.ts`.
  */
 export class ChorusServer {
   readonly options: ResolvedOptions;
@@ -64,61 +54,108 @@ export class ChorusServer {
   readonly connections = new Set<Connection>();
   readonly hub: Hub;
   /** Application event handlers by event name. */
-  readonly handlers = new Map<string, { handler: EventHandler; options: HandlerOptions }>();
-  private readonly ownsEngine: boolean;
-  private readonly wss: WebSocketServer;
-  private readonly session: Session;
-  private readonly host: ConnectionHost;
-  private started: Promise<void> | undefined;
-  private ticker: NodeJS.Timeout | undefined;
-  private lastPresenceRefresh = Date.now();
-  private lastRegistryRefresh = Date.now();
-  private closingPromise: Promise<void> | undefined;
+  readonly handlers = new Map<string, HandlerEntry<ChorusServer>>();
   /** True once `close()` was called. */
   closing = false;
-  /** @internal Extra WebSocket endpoints by path prefix (documents' `/yjs/`), tried by `attach`. */
-  readonly upgradeRoutes: UpgradeRoute[] = [];
-  /** @internal Extra `/api/` routes (documents' versions API), tried after the built-in ones. */
-  readonly apiRoutes: ApiRoute[] = [];
-  /** @internal Consumers of broker events before the hub (documents); a tap returning true consumes the event. */
-  readonly brokerTaps: Array<(event: BrokerEvent) => boolean> = [];
+  /** @internal Where parts beside the server plug in (documents: `/yjs/`, `/api/documents/`, `doc.*` frames). */
+  readonly seams = new ServerSeams();
+  private readonly ownsEngine: boolean;
+  private readonly reporter: LimitLog;
+  private readonly flushes: FlushLoop;
+  private readonly publisher: Publisher;
+  private readonly frames: FrameHandler<ChorusServer>;
+  private readonly gate: Gate;
+  private readonly acceptor: WebSocketAcceptor;
+  private readonly websocket: WebSocketUpgrade;
+  private readonly heartbeat: Heartbeat;
+  private readonly host: ConnectionHost;
+  private started: Promise<void> | undefined;
+  private closingPromise: Promise<void> | undefined;
 
   constructor(options: ServerOptions = {}) {
     this.options = resolveOptions(options);
+    const now = this.options.clock;
     this.logger = createLogger(options.logger).child({ node: this.options.nodeId });
     this.metrics = new Metrics(options.metricsRegistry, options.processMetrics ?? true);
     this.ownsEngine = !options.engine;
     this.engine = options.engine ?? new MemoryEngine();
     this.rules = new ChannelRules(this.options.namespaces);
     this.authenticator = new Authenticator(this.options.auth, this.options.authenticate);
+    this.reporter = new LimitLog(this.metrics, this.logger, now);
+    this.flushes = new FlushLoop(this.logger, (totals) => {
+      this.metrics.bytesOut.inc(totals.bytes);
+      this.metrics.messagesOut.inc(totals.frames);
+    });
     this.hub = new Hub(this.engine, this.metrics, this.logger, {
       presenceTtlMs: this.options.presenceTtlMs,
       maxRecoveryBytes: this.options.limits.maxQueuedBytes / 2,
-      onLimitHit: (limit, connection, details) => this.limitHit(limit, connection, details),
-      onFlushed: (totals) => {
-        this.metrics.bytesOut.inc(totals.bytes);
-        this.metrics.messagesOut.inc(totals.frames);
-      },
+      reporter: this.reporter,
+      onLocalChannel: (channel, occupied) => this.hooks.notify('onLocalChannel', { channel, occupied }, (err) => this.logger.warn({ err, hook: 'onLocalChannel' }, 'extension hook failed')),
+      onPresenceEvent: (event) => this.hooks.notify('onPresence', event, (err) => this.logger.warn({ err, hook: 'onPresence' }, 'extension hook failed')),
     });
-    this.wss = new WebSocketServer({
-      noServer: true,
-      maxPayload: this.options.limits.maxMessageBytes,
-      perMessageDeflate: false,
-      clientTracking: false,
+    const permissions = new Permissions(this.rules, this.options.authorize);
+    this.publisher = new Publisher({
+      broker: this.engine.broker,
+      rateLimiter: this.engine.rateLimiter,
+      hooks: this.hooks,
+      permissions,
+      metrics: this.metrics,
+      logger: this.logger,
+      reporter: this.reporter,
+      idempotencyWindowMs: this.options.idempotencyWindowMs,
+    });
+    this.host = { limits: this.options.limits, now, flushes: this.flushes, reporter: this.reporter };
+    this.frames = new FrameHandler<ChorusServer>({
+      server: this,
+      nodeId: this.options.nodeId,
+      heartbeat: this.options.heartbeat,
+      personalChannel: this.options.personalChannel,
+      maxSubscriptionsPerConnection: this.options.limits.maxSubscriptionsPerConnection,
+      clockToleranceMs: this.clockToleranceMs,
+      now,
+      logger: this.logger,
+      metrics: this.metrics,
+      reporter: this.reporter,
+      permissions,
+      hub: this.hub,
+      hooks: this.hooks,
+      publisher: this.publisher,
+      authenticator: this.authenticator,
+      handlers: this.handlers,
+      protocolFrames: this.seams.frames,
+      history: (channel, o) => this.history(channel, o),
+      presence: (channel) => this.presence(channel),
+    });
+    const server = this;
+    const gate = (this.gate = new Gate({
+      get closing() {
+        return server.closing;
+      },
+      start: () => this.start(),
+      now,
+      allowedOrigins: this.options.allowedOrigins,
+      limits: this.options.limits,
+      presenceTtlMs: this.options.presenceTtlMs,
+      clockToleranceMs: this.clockToleranceMs,
+      authenticator: this.authenticator,
+      registry: this.engine.connections,
+      hooks: this.hooks,
+      metrics: this.metrics,
+      logger: this.logger,
+    }));
+    this.acceptor = new WebSocketAcceptor(this.options.limits.maxMessageBytes);
+    this.websocket = new WebSocketUpgrade(gate, this.acceptor, this, (transport, admitted) => this.accept(transport, admitted));
+    this.heartbeat = new Heartbeat({
+      connections: this.connections,
+      options: this.options,
+      clockToleranceMs: this.clockToleranceMs,
+      reporter: this.reporter,
+      registry: this.engine.connections,
+      hub: this.hub,
+      logger: this.logger,
+      now,
     });
     this.engine.broker.setHandler((event) => this.onBrokerEvent(event));
-    const limits = this.options.limits;
-    this.host = {
-      limits,
-      now: () => Date.now(),
-      scheduleFlush: (c) => this.hub.scheduleFlush(c),
-      onSlowConsumer: (c) => this.onSlowConsumer(c),
-      onEphemeralDropped: (c) => {
-        this.metrics.ephemeralDropped.inc();
-        this.limitHit('ephemeral_dropped', c);
-      },
-    };
-    this.session = new Session(this);
   }
 
   /** Clock skew tolerated on token expiry (`auth.clockToleranceSec`), in ms. */
@@ -129,16 +166,7 @@ export class ChorusServer {
   /** Start the engine and the heartbeat timer (done automatically on the first upgrade or request). */
   start(): Promise<void> {
     if (!this.started) {
-      this.started = this.engine.start().then(() => {
-        // Often enough for heartbeats AND for the presence/connection refresh at a third of the
-        // TTL: a tick much longer than that would let live entries expire between refreshes.
-        const tickMs = Math.max(
-          5,
-          Math.min(1000, Math.floor(this.options.heartbeat.intervalMs / 2), Math.floor(this.options.presenceTtlMs / 6)),
-        );
-        this.ticker = setInterval(() => this.tick(), tickMs);
-        this.ticker.unref();
-      });
+      this.started = this.engine.start().then(() => this.heartbeat.start());
       this.started.catch((err) => this.logger.error({ err }, 'engine failed to start'));
     }
     return this.started;
@@ -153,11 +181,8 @@ export class ChorusServer {
     void this.start();
     server.on('upgrade', (req: IncomingMessage, socket: Duplex, head: Buffer) => {
       const path = safePath(req.url);
-      const route = this.upgradeRoutes.find((r) => path.startsWith(r.prefix));
-      if (route) {
-        route.handle(req, socket, head);
-        return;
-      }
+      const route = this.seams.upgradeFor(path);
+      if (route) return route.handle(req, socket, head);
       if (path !== this.options.path) {
         // Leave other paths to other upgrade listeners; answer 404 if there are none.
         if (server.listenerCount('upgrade') === 1) rejectUpgrade(socket, 404, ErrorCode.NOT_FOUND, 'no WebSocket endpoint at this path');
@@ -188,203 +213,68 @@ export class ChorusServer {
 
   /** Handle an upgrade request (noServer embedding). The path is not checked here. */
   handleUpgrade(req: IncomingMessage, socket: Duplex, head: Buffer): void {
-    socket.on('error', (err) => this.logger.debug({ err }, 'socket error during handshake'));
-    this.upgrade(req, socket, head).catch((err) => {
-      this.logger.error({ err }, 'upgrade failed');
-      rejectUpgrade(socket, 500, ErrorCode.INTERNAL, 'internal error');
-    });
-  }
-
-  private authFailure(socket: Duplex, status: number, code: string, message: string, reason: string, req: IncomingMessage): void {
-    this.metrics.authFailures.inc({ reason });
-    this.logger.info({ status, code, reason, path: safePath(req.url), ip: req.socket.remoteAddress, message }, 'handshake rejected');
-    rejectUpgrade(socket, status, code, message);
+    this.websocket.handle(req, socket, head);
   }
 
   /**
-   * Admission of an upgrade request, shared by every WebSocket endpoint (`/ws`, documents'
-   * `/yjs/`): shutdown, handshake validity, Origin, authentication (bounded by
-   * `limits.handshakeTimeoutMs`), token expiry, the per-user connection cap and `onUpgrade` hooks.
-   * On refusal it answers the request itself and resolves undefined; on success the caller owns
-   * the reserved per-user slot and calls `release()` exactly once when the connection ends.
+   * The admission every endpoint shares (`Gate.admit`: Origin, token, per-user cap, `onUpgrade`
+   * hooks); documents' `/yjs/` uses it. An `Admitted` result holds a per-user slot: `release()` it.
    */
-  async admit(req: IncomingMessage, socket: Duplex): Promise<Admission | undefined> {
-    await this.start();
-    if (this.closing) {
-      rejectUpgrade(socket, 503, ErrorCode.SHUTTING_DOWN, 'server is shutting down');
-      return undefined;
-    }
-    const invalid = invalidUpgrade(req);
-    if (invalid) {
-      rejectUpgrade(socket, 400, ErrorCode.BAD_REQUEST, invalid);
-      return undefined;
-    }
-    if (!originAllowed(req, this.options.allowedOrigins)) {
-      this.authFailure(socket, 403, ErrorCode.ORIGIN_NOT_ALLOWED, 'origin not allowed', 'origin', req);
-      return undefined;
-    }
-    let identity: Identity;
-    let timer: NodeJS.Timeout | undefined;
-    try {
-      const timeout = new Promise<never>((_, reject) => {
-        timer = setTimeout(
-          () => reject(new ChorusError(ErrorCode.TIMEOUT, 'authentication timed out')),
-          this.options.limits.handshakeTimeoutMs,
-        );
-      });
-      identity = await Promise.race([this.authenticator.authenticateRequest(req), timeout]);
-    } catch (err) {
-      const e = err instanceof ChorusError ? err : new ChorusError(ErrorCode.UNAUTHORIZED, 'authentication failed');
-      if (e.code === ErrorCode.TIMEOUT) this.authFailure(socket, 503, e.code, e.message, 'timeout', req);
-      else this.authFailure(socket, 401, ErrorCode.UNAUTHORIZED, e.message, 'token', req);
-      return undefined;
-    } finally {
-      clearTimeout(timer);
-    }
-    if (identity.expiresAt !== undefined && identity.expiresAt + this.clockToleranceMs <= Date.now()) {
-      this.authFailure(socket, 401, ErrorCode.UNAUTHORIZED, 'invalid token: expired', 'token', req);
-      return undefined;
-    }
-    const clientId = newClientId();
-    const user = identity.user;
-    let reserved: boolean;
-    try {
-      reserved = await this.engine.connections.reserve(user, clientId, this.options.limits.maxConnectionsPerUser, this.options.presenceTtlMs);
-    } catch (err) {
-      this.logger.error({ err: { message: (err as Error).message } }, 'connection registry unavailable');
-      this.authFailure(socket, 503, ErrorCode.UNAVAILABLE, 'the engine is unavailable; try again later', 'unavailable', req);
-      return undefined;
-    }
-    if (!reserved) {
-      this.metrics.limitHits.inc({ limit: 'connections_per_user' });
-      this.authFailure(
-        socket,
-        429,
-        ErrorCode.TOO_MANY_CONNECTIONS,
-        `at most ${this.options.limits.maxConnectionsPerUser} connections per user`,
-        'connection_limit',
-        req,
-      );
-      return undefined;
-    }
-    let released = false;
-    const release = (): void => {
-      if (released) return;
-      released = true;
-      this.releaseUser(user, clientId);
-    };
-    try {
-      await this.hooks.run('onUpgrade', { req, identity });
-    } catch (err) {
-      release();
-      const e = err instanceof ChorusError ? err : new ChorusError(ErrorCode.PERMISSION_DENIED, 'connection denied');
-      this.authFailure(socket, 403, e.code, e.message, 'hook', req);
-      return undefined;
-    }
-    if (this.closing || socket.destroyed || !socket.writable) {
-      release();
-      if (!socket.destroyed) rejectUpgrade(socket, 503, ErrorCode.SHUTTING_DOWN, 'server is shutting down');
-      return undefined;
-    }
-    return { identity, clientId, release };
+  admit(req: IncomingMessage, check?: (req: IncomingMessage) => string | undefined): Promise<Admission> {
+    return this.gate.admit(req, check);
   }
 
-  private async upgrade(req: IncomingMessage, socket: Duplex, head: Buffer): Promise<void> {
-    const admitted = await this.admit(req, socket);
-    if (!admitted) return;
-    const { identity, clientId } = admitted;
-    let upgraded = false;
-    // ws may still refuse the socket without calling back: then the slot is released here.
-    socket.once('close', () => {
-      if (!upgraded) admitted.release();
-    });
-    try {
-      this.wss.handleUpgrade(req, socket, head, (ws) => {
-        upgraded = true;
-        try {
-          this.onSocket(ws, identity, clientId);
-        } catch (err) {
-          this.logger.error({ err }, 'connection setup failed');
-          ws.terminate();
-        }
-      });
-    } catch (err) {
+  /** A new transport whose request was admitted: it becomes a connection. */
+  private accept(transport: Transport, admitted: Admitted): void {
+    const connection = new Connection(transport, admitted.identity, this.host, admitted.clientId);
+    if (this.closing) {
       admitted.release();
-      throw err;
-    }
-  }
-
-  private releaseUser(user: string, clientId: string): void {
-    this.engine.connections
-      .release(user, clientId)
-      .catch((err) => this.logger.warn({ err: { message: (err as Error).message }, user }, 'connection registry release failed; the entry expires by TTL'));
-  }
-
-  private onSocket(ws: WebSocket, identity: Identity, clientId: string): void {
-    const connection = new Connection(ws, identity, this.host, clientId);
-    if (this.closing) {
-      this.releaseUser(identity.user, clientId);
-      connection.terminate(CloseCode.GOING_AWAY, 'server is shutting down');
+      connection.terminate(Disconnect.shutdown);
       return;
     }
     this.connections.add(connection);
     this.hub.addConnection(connection);
     this.metrics.connections.inc();
     this.metrics.connectionsTotal.inc();
-    ws.on('error', (err: Error & { code?: string }) => {
-      // ws closes the socket itself after protocol errors (1007 invalid UTF-8, 1009 too big, ...).
-      if (err.code === 'WS_ERR_UNSUPPORTED_MESSAGE_LENGTH') {
-        this.limitHit('message_size', connection, { maxMessageBytes: this.options.limits.maxMessageBytes });
-        connection.closeCode ??= CloseCode.MESSAGE_TOO_BIG;
-        connection.closeReason ||= 'message too big';
-      } else if (err.code === 'WS_ERR_INVALID_UTF8') {
-        connection.closeCode ??= CloseCode.INVALID_PAYLOAD;
-        connection.closeReason ||= 'invalid UTF-8';
-      }
-      this.logger.debug({ client: connection.id, err: { message: err.message, code: err.code } }, 'socket error');
+    transport.listen({
+      message: (data, binary) => this.frames.onMessage(connection, data, binary),
+      alive: () => {
+        connection.lastSeen = this.options.clock();
+      },
+      error: (err, fault) => {
+        if (fault === 'message_too_big') {
+          this.reporter.limitHit('message_size', connection, { maxMessageBytes: this.options.limits.maxMessageBytes });
+          connection.recordClose(Disconnect.messageTooBig);
+        } else if (fault === 'invalid_payload') {
+          connection.recordClose(Disconnect.invalidPayload);
+        }
+        this.logger.debug({ client: connection.id, err: { message: err.message, code: (err as { code?: string }).code } }, 'socket error');
+      },
+      close: (code, reason) => this.onClose(connection, admitted, code, reason),
     });
-    ws.on('pong', () => {
-      connection.lastSeen = Date.now();
-    });
-    ws.on('message', (data: Buffer, isBinary: boolean) => this.session.onMessage(connection, data, isBinary));
-    ws.once('close', (code: number, reason: Buffer) => this.onClose(connection, code, reason.toString()));
     this.logger.info({ client: connection.id, user: connection.user }, 'connected');
-    this.session.start(connection);
+    this.frames.start(connection, admitted.identity.channels);
   }
 
-  private onClose(connection: Connection, peerCode: number, peerReason: string): void {
+  private onClose(connection: Connection, admitted: Admitted, peerCode: number, peerReason: string): void {
     connection.disposed();
     if (!this.connections.delete(connection)) return;
-    this.releaseUser(connection.user, connection.id);
+    admitted.release();
+    this.flushes.forget(connection);
     this.metrics.connections.dec();
     const code = connection.closeCode ?? peerCode;
     const reason = connection.closeReason || peerReason;
     this.metrics.disconnects.inc({ code: closeCodeLabel(code) });
-    this.logger.info(
-      { client: connection.id, user: connection.user, code, reason, durationMs: Date.now() - connection.connectedAt },
-      'disconnected',
-    );
-    void this.hub
-      .removeConnection(connection)
-      .catch((err) => this.logger.warn({ err, client: connection.id }, 'cleanup after disconnect failed'));
+    const durationMs = this.options.clock() - connection.connectedAt;
+    this.logger.info({ client: connection.id, user: connection.user, code, reason, durationMs }, 'disconnected');
+    void this.hub.removeConnection(connection).catch((err) => this.logger.warn({ err, client: connection.id }, 'cleanup after disconnect failed'));
     void this.hooks
       .run('onDisconnect', { connection, code, reason })
       .catch((err) => this.logger.warn({ err, client: connection.id }, 'onDisconnect hook failed'));
   }
 
-  private onSlowConsumer(connection: Connection): void {
-    if (connection.closing) return;
-    this.metrics.slowConsumerDisconnects.inc();
-    this.metrics.limitHits.inc({ limit: 'send_queue' });
-    this.logger.warn(
-      { client: connection.id, user: connection.user, pendingBytes: connection.pendingBytes },
-      'slow consumer disconnected',
-    );
-    connection.close(CloseCode.SLOW_CONSUMER, 'slow consumer', { notice: false, reconnect: true, graceMs: 1000 });
-  }
-
   private onBrokerEvent(event: BrokerEvent): void {
-    for (const tap of this.brokerTaps) if (tap(event)) return;
+    if (this.seams.tap(event)) return;
     if (event.type === 'control') this.onControl(event.command);
     else this.hub.deliver(event);
   }
@@ -394,7 +284,7 @@ export class ChorusServer {
     if (!connections) return;
     for (const connection of [...connections]) {
       if (command.type === 'disconnect') {
-        connection.close(command.code, command.reason, { reconnect: command.code !== CloseCode.DISCONNECT });
+        connection.close({ code: command.code, reason: command.reason });
       } else if (command.type === 'subscribe') {
         void this.subscribeConnection(connection, command.channel).catch((err) =>
           this.logger.warn({ err: { message: (err as Error).message }, client: connection.id, channel: command.channel }, 'server-side subscribe failed'),
@@ -408,44 +298,8 @@ export class ChorusServer {
   }
 
   /** Heartbeats, dead-peer detection, token expiry and presence refresh, for all connections in one timer. */
-  tick(now = Date.now()): void {
-    const { intervalMs, timeoutMs } = this.options.heartbeat;
-    const tolerance = this.clockToleranceMs;
-    let ping: Buffer | undefined;
-    for (const connection of this.connections) {
-      if (connection.closing) continue;
-      if (now - connection.lastSeen > timeoutMs) {
-        this.limitHit('heartbeat', connection);
-        // A close frame in case the peer is only slow; terminated soon after either way.
-        connection.close(CloseCode.HEARTBEAT_TIMEOUT, 'heartbeat timeout', { notice: false, graceMs: 1000 });
-        continue;
-      }
-      if (connection.expiresAt !== undefined && now >= connection.expiresAt + tolerance) {
-        connection.close(CloseCode.TOKEN_EXPIRED, 'token expired', { reconnect: true });
-        continue;
-      }
-      if (now - connection.lastPing >= intervalMs) {
-        connection.lastPing = now;
-        ping ??= Buffer.from(JSON.stringify({ event: ServerEvent.PING }));
-        connection.sendEncoded(ping);
-        try {
-          connection.ws.ping();
-        } catch {
-          // The socket is already closing; the close event cleans up.
-        }
-      }
-    }
-    if (now - this.lastRegistryRefresh >= this.options.presenceTtlMs / 3) {
-      this.lastRegistryRefresh = now;
-      const entries = [...this.connections].map((c) => ({ user: c.user, clientId: c.id }));
-      void this.engine.connections
-        .refresh(entries, this.options.presenceTtlMs)
-        .catch((err) => this.logger.warn({ err: { message: (err as Error).message } }, 'connection registry refresh failed'));
-    }
-    if (now - this.lastPresenceRefresh >= this.options.presenceTtlMs / 3) {
-      this.lastPresenceRefresh = now;
-      void this.hub.refreshPresence().catch((err) => this.logger.warn({ err }, 'presence refresh failed'));
-    }
+  tick(now = this.options.clock()): void {
+    this.heartbeat.tick(now);
   }
 
   /**
@@ -453,16 +307,9 @@ export class ChorusServer {
    * every 10 s per connection and limit so that a misbehaving client cannot flood the logs.
    */
   limitHit(limit: string, connection?: Connection, details: Record<string, unknown> = {}): void {
-    this.metrics.limitHits.inc({ limit });
-    if (connection) {
-      const now = Date.now();
-      const logged = (connection.limitLoggedAt ??= new Map());
-      const last = logged.get(limit);
-      if (last !== undefined && now - last < 10000) return;
-      logged.set(limit, now);
-    }
-    this.logger.info({ limit, ...(connection ? { client: connection.id, user: connection.user } : {}), ...details }, 'limit hit');
+    this.reporter.limitHit(limit, connection, details);
   }
+
 
   /** Register an application event handler. Its return value is the ack; a coded throw is the error reply. */
   on<S extends StandardSchemaV1>(
@@ -472,7 +319,7 @@ export class ChorusServer {
   ): this;
   on<T = unknown>(event: string, handler: EventHandler<T>): this;
   on(event: string, handler: EventHandler<never>, options: HandlerOptions = {}): this {
-    this.session.assertHandlerName(event);
+    assertHandlerName(event);
     this.handlers.set(event, { handler: handler as EventHandler, options });
     return this;
   }
@@ -485,82 +332,16 @@ export class ChorusServer {
 
   /**
    * Publish from the server side (no permission checks beyond the namespace existing). Runs
-   * `beforePublish`/`afterPublish` hooks. Returns the position the publication got.
+   * `beforePublish`/`afterPublish` hooks. Returns the publication's position. Rejects with
+   * `UNAVAILABLE` (surely not applied) or `OUTCOME_UNKNOWN` (retry with the same `idempotencyKey`).
    */
-  async publish(channel: string, data: unknown, options: ServerPublishOptions = {}): Promise<PublishResult> {
-    const namespace = this.rules.resolve(channel);
-    notDocument(channel, namespace);
-    return this.publishChecked(channel, namespace, data, { ...options, source: options.source ?? 'server' });
-  }
-
-  /** @internal Publish after permission checks were done by the caller. */
-  async publishChecked(
-    channel: string,
-    namespace: ResolvedNamespace,
-    data: unknown,
-    options: ServerPublishOptions & { source: PublishSource; connection?: Connection },
-  ): Promise<PublishResult> {
-    const started = process.hrtime.bigint();
-    const ephemeral = options.ephemeral === true;
-    const ctx = {
-      channel,
-      data,
-      source: options.source,
-      ephemeral,
-      ...(options.connection ? { connection: options.connection } : {}),
-    };
-    const finalData = await this.hooks.beforePublish(ctx);
-    const connection = options.connection;
-    let result: PublishResult;
-    try {
-      result = await this.engine.broker.publish(channel, finalData, {
-        ...(namespace.historySize > 0 ? { history: { size: namespace.historySize, ttlMs: namespace.historyTtlMs } } : {}),
-        ...(options.idempotencyKey !== undefined
-          ? { idempotencyKey: options.idempotencyKey, idempotencyWindowMs: this.options.idempotencyWindowMs }
-          : {}),
-        ...(connection
-          ? {
-              publisher: connection.info
-                ? { user: connection.user, client: connection.id, info: connection.info }
-                : { user: connection.user, client: connection.id },
-            }
-          : {}),
-        ...(ephemeral ? { ephemeral: true } : {}),
-        ...(options.exceptClient !== undefined ? { exceptClient: options.exceptClient } : {}),
-      });
-    } catch (err) {
-      if (err instanceof ChorusError) throw err;
-      this.logger.error({ err, channel }, 'engine publish failed');
-      throw new ChorusError(ErrorCode.UNAVAILABLE, 'the engine is unavailable; the publication was not applied');
-    }
-    this.metrics.publishDuration.observe({ source: options.source }, Number(process.hrtime.bigint() - started) / 1e9);
-    if (!result.duplicate) {
-      this.metrics.publications.inc({ source: options.source });
-      if (this.hooks.has('afterPublish')) void this.hooks
-        .run('afterPublish', { ...ctx, data: finalData, ...result })
-        .catch((err) => this.logger.warn({ err, channel }, 'afterPublish hook failed'));
-    }
-    const { duplicate: _duplicate, ...position } = result;
-    return position;
+  publish(channel: string, data: unknown, options: ServerPublishOptions = {}): Promise<PublishResult> {
+    return this.publisher.publish(channel, data, options);
   }
 
   /** Publish the same data to many channels; one result per channel, failures included. */
-  async broadcast(
-    channels: string[],
-    data: unknown,
-    options: ServerPublishOptions = {},
-  ): Promise<Array<{ channel: string } & (PublishResult | { error: { code: string; message: string } })>> {
-    return Promise.all(
-      channels.map(async (channel) => {
-        try {
-          // Idempotency keys are scoped per channel by the engine, so one key serves them all.
-          return { channel, ...(await this.publish(channel, data, options)) };
-        } catch (err) {
-          const e = err instanceof ChorusError ? err : new ChorusError(ErrorCode.INTERNAL, 'internal error');
-          return { channel, error: { code: e.code, message: e.message } };
-        }
-      }),
-    );
+  broadcast(channels: string[], data: unknown, options: ServerPublishOptions = {}): Promise<BroadcastResult[]> {
+    return this.publisher.broadcast(channels, data, options);
   }
 
   /** Subscribe one local connection to a channel from the server side; the client gets a `subscribed` event. */
@@ -568,16 +349,10 @@ export class ChorusServer {
     const namespace = this.rules.resolve(channel);
     notDocument(channel, namespace);
     await this.hooks.deny('onSubscribe', { connection, channel, serverSide: true });
-    const { result, goLive } = await this.hub.subscribe(
-      connection,
-      channel,
-      namespace,
-      options.since ? { since: options.since } : {},
-      this.options.limits.maxSubscriptionsPerConnection,
+    const max = this.options.limits.maxSubscriptionsPerConnection;
+    return this.hub.subscribe(connection, channel, namespace, options.since ? { since: options.since } : {}, max, (result) =>
+      connection.send({ event: ServerEvent.SUBSCRIBED, data: result }),
     );
-    connection.send({ event: ServerEvent.SUBSCRIBED, data: result });
-    goLive();
-    return result;
   }
 
   /** Unsubscribe one local connection from the server side; the client gets an `unsubscribed` event. */
@@ -605,8 +380,8 @@ export class ChorusServer {
   /** Disconnect every connection of a user (on every node). Returns local connections closed. */
   async disconnectUser(user: string, options: { reconnect?: boolean; reason?: string } = {}): Promise<number> {
     const local = this.hub.users.get(user)?.size ?? 0;
-    const code = options.reconnect ? CloseCode.DISCONNECT_RECONNECT : CloseCode.DISCONNECT;
-    await this.engine.broker.publishControl({ type: 'disconnect', user, code, reason: options.reason ?? 'disconnected by the server' });
+    const { code, reason } = disconnectByServer(options.reconnect === true, options.reason);
+    await this.engine.broker.publishControl({ type: 'disconnect', user, code, reason });
     return local;
   }
 
@@ -618,28 +393,8 @@ export class ChorusServer {
   }
 
   /** History of a channel (see the `history` protocol request). */
-  async history(channel: string, options: { since?: StreamPosition; limit?: number; reverse?: boolean } = {}) {
-    const namespace = this.rules.resolve(channel);
-    if (namespace.historySize === 0) throw new ChorusError(ErrorCode.NOT_AVAILABLE, `history is not enabled for "${channel}"`);
-    const max = this.options.limits.maxHistoryLimit;
-    const limit = Math.min(max, Math.max(0, options.limit ?? max));
-    const read = await this.engine.history.read(channel, {
-      limit,
-      ...(options.since ? { since: options.since } : {}),
-      ...(options.reverse ? { reverse: true } : {}),
-    });
-    // One page is one frame: keep it within half the send queue (and well under the 1 MiB that
-    // common WebSocket clients accept by default); the client pages on from the last offset.
-    const maxBytes = this.options.limits.maxQueuedBytes / 2;
-    const publications = [];
-    let bytes = 0;
-    for (const publication of read.publications) {
-      const data = messageData(publication);
-      bytes += Buffer.byteLength(JSON.stringify(data));
-      if (publications.length > 0 && bytes > maxBytes) break;
-      publications.push(data);
-    }
-    return { channel, publications, offset: read.position.offset, epoch: read.position.epoch };
+  history(channel: string, options: HistoryRequest = {}) {
+    return readHistory(this.engine.history, this.rules, this.options.limits, channel, options);
   }
 
   /** Channels with subscribers on this node, with their local subscriber counts. */
@@ -659,21 +414,14 @@ export class ChorusServer {
 
   private async shutdown(): Promise<void> {
     this.closing = true;
-    if (this.ticker) clearInterval(this.ticker);
+    this.heartbeat.stop();
     const { drainTimeoutMs, reconnectSpreadMs } = this.options.shutdown;
     this.logger.info({ connections: this.connections.size }, 'shutting down');
-    const closed = [...this.connections].map(
-      (connection) =>
-        new Promise<void>((resolve) => {
-          if (connection.ws.readyState === connection.ws.CLOSED) return resolve();
-          connection.ws.once('close', () => resolve());
-          connection.close(CloseCode.GOING_AWAY, 'server shutting down', {
-            reconnect: true,
-            retryAfterMs: Math.floor(Math.random() * reconnectSpreadMs),
-            graceMs: drainTimeoutMs,
-          });
-        }),
-    );
+    const closed = [...this.connections].map((connection) => {
+      const done = connection.whenClosed();
+      connection.close(Disconnect.shutdown, { retryAfterMs: Math.floor(Math.random() * reconnectSpreadMs), graceMs: drainTimeoutMs });
+      return done;
+    });
     let timer: NodeJS.Timeout | undefined;
     await Promise.race([
       Promise.all(closed),
@@ -683,11 +431,11 @@ export class ChorusServer {
     ]);
     clearTimeout(timer);
     if (this.connections.size > 0) {
-      for (const connection of this.connections) connection.terminate(CloseCode.GOING_AWAY, 'server shutting down');
+      for (const connection of this.connections) connection.terminate(Disconnect.shutdown);
       // Terminated sockets emit 'close' on a later tick; wait (briefly) so cleanup has run on return.
       await Promise.race([Promise.all(closed), new Promise<void>((resolve) => setTimeout(resolve, 1000).unref())]);
     }
-    await new Promise<void>((resolve) => this.wss.close(() => resolve()));
+    await this.acceptor.close();
     for (const extension of this.hooks.all()) {
       try {
         await extension.onDestroy?.();
@@ -698,12 +446,4 @@ export class ChorusServer {
     if (this.ownsEngine) await this.engine.close();
     this.logger.info('shut down');
   }
-}
-
-const KNOWN_CLOSE_CODES = new Set<number>([1000, 1001, 1002, 1003, 1005, 1006, 1007, 1008, 1009, 1010, 1011, 1012, 1013, 1014, 1015]);
-
-/** Metric label for a close code: peers choose codes freely, so unknown ones are bucketed. */
-function closeCodeLabel(code: number): string {
-  if (KNOWN_CLOSE_CODES.has(code) || (Object.values(CloseCode) as number[]).includes(code)) return String(code);
-  return code >= 4000 && code <= 4999 ? '4xxx' : code >= 3000 && code <= 3999 ? '3xxx' : 'other';
 }

@@ -10,6 +10,7 @@ import type {
   PublishOptions,
   PublishResult,
 } from '../types.js';
+import { systemClock, type Clock } from '../clock.js';
 import { MemoryPresenceStore } from './presence.js';
 import { MemoryConnectionRegistry, MemoryRateLimiter } from './registry.js';
 import { StreamTable } from './streams.js';
@@ -19,8 +20,8 @@ export { StreamTable, STREAM_META_TTL_MS } from './streams.js';
 export { MemoryConnectionRegistry, MemoryRateLimiter } from './registry.js';
 
 export interface MemoryEngineOptions {
-  /** Clock, injectable for tests. Default `Date.now`. */
-  now?: () => number;
+  /** Clock (ms since the Unix epoch), injectable for tests. Default the system clock. */
+  now?: Clock;
   /** Most streams kept that were only read, never published to (the oldest are forgotten first). Default 100000. */
   maxUnpublishedStreams?: number;
   /** How often expired streams and idempotency entries are swept, in ms. Default 60000. */
@@ -39,12 +40,12 @@ export class MemoryEngine implements Engine, Broker, HistoryStore {
   readonly rateLimiter: MemoryRateLimiter;
   private handler: (event: BrokerEvent) => void = () => {};
   private readonly idempotency = new Map<string, { result: PublishResult; expiresAt: number }>();
-  private readonly now: () => number;
+  private readonly now: Clock;
   private readonly sweepIntervalMs: number;
   private sweeper: NodeJS.Timeout | undefined;
 
   constructor(options: MemoryEngineOptions = {}) {
-    this.now = options.now ?? Date.now;
+    this.now = options.now ?? systemClock;
     this.sweepIntervalMs = options.sweepIntervalMs ?? 60000;
     this.streams = new StreamTable(this.now, options.maxUnpublishedStreams ?? 100000);
     this.presence = new MemoryPresenceStore(this.now);

@@ -1,4 +1,5 @@
 import type { PresenceMember } from '../../protocol/index.js';
+import { systemClock, type Clock } from '../clock.js';
 import type { PresenceEntry, PresenceStore } from '../types.js';
 
 interface ChannelPresence {
@@ -14,9 +15,9 @@ interface ChannelPresence {
  */
 export class MemoryPresenceStore implements PresenceStore {
   private readonly channels = new Map<string, ChannelPresence>();
-  private readonly now: () => number;
+  private readonly now: Clock;
 
-  constructor(now: () => number = Date.now) {
+  constructor(now: Clock = systemClock) {
     this.now = now;
   }
 

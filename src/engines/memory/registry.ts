@@ -1,11 +1,12 @@
 import type { ConnectionRegistry, RateLimiter } from '../types.js';
-import { TokenBucket } from '../../server/rate-limiter.js';
+import { systemClock, type Clock } from '../clock.js';
+import { TokenBucket } from '../token-bucket.js';
 
 /** Per-user connection entries with expiry, in one process. */
 export class MemoryConnectionRegistry implements ConnectionRegistry {
   private readonly users = new Map<string, Map<string, number>>();
 
-  constructor(private readonly now: () => number = Date.now) {}
+  constructor(private readonly now: Clock = systemClock) {}
 
   async reserve(user: string, clientId: string, max: number, ttlMs: number): Promise<boolean> {
     const now = this.now();
@@ -39,7 +40,7 @@ export class MemoryConnectionRegistry implements ConnectionRegistry {
 export class MemoryRateLimiter implements RateLimiter {
   private readonly buckets = new Map<string, { bucket: TokenBucket; usedAt: number }>();
 
-  constructor(private readonly now: () => number = Date.now) {}
+  constructor(private readonly now: Clock = systemClock) {}
 
   async consume(key: string, ratePerSecond: number, burst: number, cost = 1) {
     const now = this.now();

@@ -1,5 +1,6 @@
 import { randomBytes } from 'node:crypto';
 import { ChorusError, ErrorCode, type StreamPosition } from '../../protocol/index.js';
+import { systemClock, type Clock } from '../clock.js';
 import type { HistoryPolicy, HistoryReadOptions, HistoryReadResult, Publication } from '../types.js';
 
 /**
@@ -34,7 +35,7 @@ export class StreamTable {
   private readonly streams = new Map<string, Stream>();
   /** Streams created by a read and never published to, oldest first (bounded: see maxUnpublished). */
   private readonly unpublished = new Set<string>();
-  private readonly now: () => number;
+  private readonly now: Clock;
   private readonly maxUnpublished: number;
 
   /**
@@ -44,7 +45,7 @@ export class StreamTable {
    *   instead of silently missing anything. Bounds what clients can make the server keep by
    *   reading random channel names. Default 100000.
    */
-  constructor(now: () => number = Date.now, maxUnpublished = 100000) {
+  constructor(now: Clock = systemClock, maxUnpublished = 100000) {
     this.now = now;
     this.maxUnpublished = maxUnpublished;
   }

@@ -1,0 +1,47 @@
+import type { Transport } from './transport.js';
+
+/** Frames waiting for their turn on one connection before its transport is paused. */
+export const MAX_PENDING_FRAMES = 256;
+/** Waiting frames below which a paused transport is resumed. */
+export const RESUME_PENDING_FRAMES = 32;
+
+/**
+ * The inbound side of one connection: its frames run one at a time, in order. Past
+ * MAX_PENDING_FRAMES waiting tasks (a slow handler or engine and a client that keeps sending)
+ * reading is paused, so memory stays bounded: TCP pushes back on the client until the queue
+ * drains to RESUME_PENDING_FRAMES.
+ */
+export class InboundQueue {
+  private tail: Promise<void> = Promise.resolve();
+  private pending = 0;
+  private paused = false;
+  /** Past `maxFaults`: reading stopped for good, a 1008 close is queued. */
+  abusive = false;
+
+  constructor(private readonly transport: Transport) {}
+
+  /** Run `task` after the earlier ones; a failure goes to `failed` and the queue goes on. */
+  enqueue(task: () => Promise<void>, failed: (err: unknown) => void): void {
+    this.pending++;
+    if (this.pending > MAX_PENDING_FRAMES && !this.paused) {
+      this.paused = true;
+      this.transport.pause();
+    }
+    this.tail = this.tail
+      .then(task)
+      .catch(failed)
+      .finally(() => {
+        this.pending--;
+        if (this.pending <= RESUME_PENDING_FRAMES && this.paused && !this.abusive) {
+          this.paused = false;
+          this.transport.resume();
+        }
+      });
+  }
+
+  /** Stop reading for good: the connection is being closed for abuse. */
+  stopReading(): void {
+    this.abusive = true;
+    this.transport.pause();
+  }
+}
