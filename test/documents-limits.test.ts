@@ -130,12 +130,34 @@ describe('documents: limits', () => {
     }
   });
 
-  it('a malformed message closes with 4520', async () => {
+  it(`a malformed message closes with ${DocumentCloseCode.BAD_MESSAGE}`, async () => {
     const s = await startDocServer();
     try {
       const raw = await RawYjsClient.connect(s.yjsUrl, 'doc:bad', 'ada');
       raw.send(new Uint8Array([7, 1, 2]));
       assert.equal((await raw.closed).code, DocumentCloseCode.BAD_MESSAGE);
+    } finally {
+      await s.close();
+    }
+  });
+
+  it(`the official WebsocketProvider reconnects after ${DocumentCloseCode.RATE_LIMITED} (its edits arrive) and stops after ${DocumentCloseCode.DOCUMENT_TOO_LARGE}`, async () => {
+    const s = await startDocServer({}, { limits: { updatesPerSecond: 1, updatesBurst: 5, maxDocumentBytes: 2000 } });
+    const closes: number[] = [];
+    try {
+      const p = await provider(s.yjsUrl, 'doc:codes', 'ada');
+      p.on('connection-close', (event: CloseEvent | null) => closes.push(event?.code ?? 0));
+      const text = p.doc.getText('t');
+      for (let i = 0; i < 12; i++) text.insert(0, 'r'); // 12 update messages: past the burst of 5
+      await until('rate limited', () => closes.includes(DocumentCloseCode.RATE_LIMITED));
+      await until('every edit arrived after the reconnect', async () => (await serverText(s.url, 'doc:codes')).content.t === 'r'.repeat(12), 15000);
+      assert.equal(p.shouldConnect, true, 'a rate-limit close is transient for the provider');
+      const closed = new Promise<{ code: number }>((resolve) => p.once('closed', resolve));
+      text.insert(0, 'x'.repeat(3000));
+      assert.equal((await closed).code, DocumentCloseCode.DOCUMENT_TOO_LARGE);
+      assert.equal(p.shouldConnect, false, 'a document-too-large close is permanent for the provider');
+      assert.equal((await serverText(s.url, 'doc:codes')).content.t, 'r'.repeat(12));
+      destroyAll(p);
     } finally {
       await s.close();
     }

@@ -1,7 +1,9 @@
 /**
  * Close codes of the `/yjs/<document>` endpoint (listed in docs/PROTOCOL.md). The y-websocket
- * binary protocol has no error message, so a refused update closes the socket with one of these;
- * `WebsocketProvider` reconnects after any close and re-sends its unacknowledged state.
+ * binary protocol has no error message, so a refused update closes the socket with one of these.
+ * They follow y-websocket's convention (its `WebsocketProvider` default `shouldReconnect`, 3.1):
+ * 4400-4499 is permanent, like HTTP 4xx (the provider stops reconnecting); every other code is
+ * transient (it reconnects with backoff and re-sends its unacknowledged state).
  */
 export const DocumentCloseCode = {
   /** Server shutting down, or the document was unloaded under the connection. Reconnect. */
@@ -13,13 +15,13 @@ export const DocumentCloseCode = {
   /** No pong or message within the heartbeat timeout. */
   HEARTBEAT_TIMEOUT: 4002,
   /** More than `limits.updatesPerSecond` (burst `limits.updatesBurst`) messages: reconnect after a backoff. */
-  RATE_LIMITED: 4429,
+  RATE_LIMITED: 4529,
   /** The document could not be loaded or an update could not be applied (store or engine down): reconnect. */
   UNAVAILABLE: 4503,
   /** Applying the update would make the document larger than `limits.maxDocumentBytes`. Do not reconnect. */
-  DOCUMENT_TOO_LARGE: 4513,
+  DOCUMENT_TOO_LARGE: 4413,
   /** A message that is not valid y-websocket protocol (unknown type, truncated, not a Yjs update). Do not reconnect. */
-  BAD_MESSAGE: 4520,
+  BAD_MESSAGE: 4400,
 } as const;
 export type DocumentCloseCode = (typeof DocumentCloseCode)[keyof typeof DocumentCloseCode];
 

@@ -20,7 +20,7 @@ function bad(message: string): DocumentError {
   return new DocumentError(DocumentErrorCode.BAD_UPDATE, DocumentCloseCode.BAD_MESSAGE, message);
 }
 
-/** Decode one message; throws DocumentError(BAD_UPDATE, 4520) for anything else. */
+/** Decode one message; throws DocumentError(BAD_UPDATE, 4400) for anything else. */
 export function decodeMessage(bytes: Uint8Array): YMessage {
   try {
     const decoder = decoding.createDecoder(bytes);

@@ -15,11 +15,11 @@ export interface DocumentAccessRequest {
 export interface DocumentLimits {
   /** Largest message on `/yjs/` (and largest update), in bytes; larger closes with 1009. Default 1048576 (1 MiB). */
   maxUpdateBytes: number;
-  /** Largest document (its encoded state), in bytes; an update past it closes with 4513. Default 5242880 (5 MiB). */
+  /** Largest document (its encoded state), in bytes; an update past it closes with 4413. Default 5242880 (5 MiB). */
   maxDocumentBytes: number;
   /** Messages (updates and awareness) per connection per second, token-bucket refill. Default 50. */
   updatesPerSecond: number;
-  /** Token-bucket capacity, messages; an empty bucket closes with 4429. Default 100. */
+  /** Token-bucket capacity, messages; an empty bucket closes with 4529. Default 100. */
   updatesBurst: number;
   /** Documents one Chorus-protocol connection may have open (`doc.open`); more: `TOO_MANY_DOCUMENTS`. Default 16. */
   maxDocumentsPerConnection: number;

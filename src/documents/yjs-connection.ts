@@ -18,7 +18,7 @@ export interface YjsConnectionHost {
   closed(connection: YjsConnection): void;
 }
 
-/** Messages that may arrive while the document loads; more close the socket with 4429. */
+/** Messages that may arrive while the document loads; more close the socket with 4529. */
 const MAX_EARLY_MESSAGES = 64;
 
 /** One y-websocket connection to one document. */
