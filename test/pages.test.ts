@@ -14,7 +14,7 @@ import { loadConfig } from '../src/cli/config.js';
 import { DASHBOARD_CHANNEL } from '../src/cli/dashboard-feed.js';
 import { startStandalone, type StandaloneHandle } from '../src/cli/standalone.js';
 import { DIST_ROOT } from '../src/cli/static.js';
-import { launchChromium, pageSet, screenshot, signIn, WAIT, type PageSet } from './browser-helpers.js';
+import { editorText, launchChromium, pageSet, screenshot, signIn, WAIT, type PageSet } from './browser-helpers.js';
 import { api, tempDir, until } from './helpers.js';
 
 const API_KEY = 'pages-test-api-key';
@@ -198,13 +198,7 @@ describe('standalone pages in chromium', { timeout: 180_000 }, () => {
     await bob.keyboard.press('End');
     // Both type at once; the texts converge.
     await Promise.all([ada.keyboard.type('ship it'), bob.keyboard.type(' soon')]);
-    // The document's text: the editor's lines without the other user's cursor widget.
-    const text = (page: Page) =>
-      page.locator('#editor .cm-content').evaluate((content) => {
-        const copy = content.cloneNode(true) as HTMLElement;
-        copy.querySelectorAll('.cm-peer-caret').forEach((caret) => caret.remove());
-        return Array.from(copy.querySelectorAll('.cm-line'), (line) => line.textContent).join('\n');
-      });
+    const text = editorText;
     await until('both editors show the same text', async () => (await text(ada)) === (await text(bob)), WAIT.timeout, 50);
     for (const word of ['Plans:', 'ship it', 'soon']) assert.ok((await text(ada)).includes(word), await text(ada));
     // The server holds the same text (the documents API reads its live state).
