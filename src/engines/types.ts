@@ -11,6 +11,8 @@ export interface Publication {
   epoch?: string;
   publisher?: PublisherInfo;
   ephemeral?: boolean;
+  /** What the publication updates (see `PublishOptions.key`). */
+  key?: string;
 }
 
 export interface HistoryPolicy {
@@ -30,6 +32,8 @@ export interface PublishOptions {
   publisher?: PublisherInfo;
   /** Not stored, no offset. */
   ephemeral?: boolean;
+  /** Key of what the publication updates; carried with it (and in history) for `latest-per-key` queues. */
+  key?: string;
   /** Client id that must not receive this publication (exclude the sender). */
   exceptClient?: string;
 }

@@ -5,7 +5,7 @@ import type { Logger } from 'pino';
 import type { PublishResult } from '../engines/types.js';
 import { safePath } from './logger.js';
 import type { Metrics } from './metrics.js';
-import type { BroadcastResult, ServerPublishOptions } from './publisher.js';
+import { checkKey, type BroadcastResult, type ServerPublishOptions } from './publisher.js';
 
 /** What the HTTP API needs from the server (ChorusServer implements it). */
 export interface HttpApiHost {
@@ -116,6 +116,11 @@ function optionalKey(body: Record<string, unknown>): string | undefined {
   return key;
 }
 
+/** The optional `key` of a publication (latest-per-key queues). */
+function publicationKey(body: Record<string, unknown>): { key?: string } {
+  return body.key === undefined || body.key === null ? {} : { key: checkKey(body.key) };
+}
+
 function channelFromPath(path: string, prefix: string): string {
   let channel: string;
   try {
@@ -178,7 +183,11 @@ async function serveApi(server: HttpApiHost, req: IncomingMessage, res: ServerRe
         const channel = requireString(body, 'channel');
         if (!('data' in body)) throw new ChorusError(ErrorCode.BAD_REQUEST, 'data is required');
         const key = optionalKey(body);
-        const result = await server.publish(channel, body.data, { source: 'api', ...(key ? { idempotencyKey: `api\u0000${key}` } : {}) });
+        const result = await server.publish(channel, body.data, {
+          source: 'api',
+          ...(key ? { idempotencyKey: `api\u0000${key}` } : {}),
+          ...publicationKey(body),
+        });
         return send(res, 200, result);
       }
       case '/api/broadcast': {
@@ -190,6 +199,7 @@ async function serveApi(server: HttpApiHost, req: IncomingMessage, res: ServerRe
         const key = optionalKey(body);
         const results = await server.broadcast(channels as string[], body.data, {
           source: 'api',
+          ...publicationKey(body),
           ...(key ? { idempotencyKey: `api\u0000${key}` } : {}),
         });
         return send(res, 200, { results });

@@ -7,6 +7,16 @@ import type { Engine } from '../engines/types.js';
 export type SubscribePolicy = 'any' | 'none';
 /** Who may publish from a client: any user, only current subscribers, or nobody (server/API only). */
 export type PublishPolicy = 'any' | 'subscribers' | 'none';
+/**
+ * What happens to a subscriber whose send queue is past `limits.maxQueuedBytes` when a
+ * publication of the namespace arrives (docs/PROTOCOL.md, "Backpressure"):
+ * - `'disconnect'`: it is disconnected as a slow consumer (4003);
+ * - `'latest-per-key'`: its queued publications of the namespace are compacted to the newest per
+ *   `key` (a publication without a key is never dropped) and it is told what it skipped;
+ * - `'drop-oldest'`: its oldest queued publications of the namespace are dropped until the new
+ *   one fits (or the new one itself, when none is queued) and it is told what it skipped.
+ */
+export type BackpressurePolicy = 'disconnect' | 'latest-per-key' | 'drop-oldest';
 
 /** Per-namespace channel configuration. The first namespace whose pattern matches a channel name applies. */
 export interface NamespaceOptions {
@@ -40,6 +50,8 @@ export interface NamespaceOptions {
   ephemeral?: boolean;
   /** Ephemeral publications allowed per user per channel, per second (burst equal). Default 10. */
   ephemeralPerSecond?: number;
+  /** What a slow subscriber's queue does (see `BackpressurePolicy`). Default `'disconnect'`. */
+  backpressure?: BackpressurePolicy;
 }
 
 export type ResolvedNamespace = Required<NamespaceOptions>;
@@ -230,6 +242,7 @@ const NAMESPACE_DEFAULTS: Omit<ResolvedNamespace, 'pattern' | 'joinLeave'> = {
   joinLeaveMaxMembers: 1000,
   ephemeral: true,
   ephemeralPerSecond: 10,
+  backpressure: 'disconnect',
 };
 
 const NAMESPACE_KEYS = new Set<string>([
@@ -307,6 +320,10 @@ export function resolveNamespace(ns: NamespaceOptions, key: string): ResolvedNam
       ns.ephemeralPerSecond === undefined
         ? NAMESPACE_DEFAULTS.ephemeralPerSecond
         : positiveNumber(`${key}.ephemeralPerSecond`, ns.ephemeralPerSecond),
+    backpressure:
+      ns.backpressure === undefined
+        ? NAMESPACE_DEFAULTS.backpressure
+        : oneOf(`${key}.backpressure`, ns.backpressure, ['disconnect', 'latest-per-key', 'drop-oldest'] as const),
   };
   if (resolved.personal && !resolved.pattern.endsWith('*')) {
     fail(`${key}.personal`, 'needs a pattern ending in * (e.g. "user:*")');

@@ -90,6 +90,7 @@ export class MemoryEngine implements Engine, Broker, HistoryStore {
     const time = this.now();
     const base: Publication = { channel, data, time };
     if (options.publisher) base.publisher = options.publisher;
+    if (options.key !== undefined) base.key = options.key;
     if (options.ephemeral) {
       base.ephemeral = true;
       this.deliver({ type: 'publication', publication: base, ...except(options) });
