@@ -1,8 +1,9 @@
 import { timingSafeEqual, createHash } from 'node:crypto';
 import type { IncomingMessage, ServerResponse } from 'node:http';
-import { ChorusError, ErrorCode, isValidChannelName } from '../protocol/index.js';
+import { ChorusError, ErrorCode, disconnectByServer, isValidChannelName } from '../protocol/index.js';
 import type { Logger } from 'pino';
 import type { PublishResult } from '../engines/types.js';
+import type { ClusterAnswer, UserCommand } from './cluster.js';
 import { safePath } from './logger.js';
 import type { Metrics } from './metrics.js';
 import { checkKey, type BroadcastResult, type ServerPublishOptions } from './publisher.js';
@@ -18,10 +19,10 @@ export interface HttpApiHost {
   start(): Promise<void>;
   publish(channel: string, data: unknown, options: ServerPublishOptions): Promise<PublishResult>;
   broadcast(channels: string[], data: unknown, options: ServerPublishOptions): Promise<BroadcastResult[]>;
-  disconnectUser(user: string, options: { reconnect?: boolean; reason?: string }): Promise<number>;
-  subscribeUser(user: string, channel: string): Promise<number>;
-  unsubscribeUser(user: string, channel: string): Promise<number>;
-  channels(): Array<{ channel: string; subscribers: number }>;
+  /** A user command answered by every node (disconnect, subscribe, unsubscribe). */
+  userCommand(command: UserCommand): Promise<ClusterAnswer>;
+  readonly rules: { resolve(channel: unknown): unknown };
+  clusterChannels(): Promise<{ channels: Array<{ channel: string; subscribers: number; nodes: number }>; nodes: string[] }>;
   presence(channel: string): Promise<unknown>;
   history(channel: string, options: { since?: { offset: number; epoch: string }; limit?: number; reverse?: boolean }): Promise<unknown>;
 }
@@ -209,22 +210,24 @@ async function serveApi(server: HttpApiHost, req: IncomingMessage, res: ServerRe
         if (body.reconnect !== undefined && typeof body.reconnect !== 'boolean') {
           throw new ChorusError(ErrorCode.BAD_REQUEST, 'reconnect must be a boolean');
         }
-        const disconnected = await server.disconnectUser(user, { reconnect: body.reconnect === true, reason: 'disconnected by the API' });
-        server.logger.info({ user, reconnect: body.reconnect === true }, 'user disconnected through the API');
-        return send(res, 200, { disconnected });
+        const { code, reason } = disconnectByServer(body.reconnect === true, 'disconnected by the API');
+        const answer = await server.userCommand({ type: 'disconnect', user, code, reason });
+        server.logger.info({ user, reconnect: body.reconnect === true, disconnected: answer.count }, 'user disconnected through the API');
+        return send(res, 200, { disconnected: answer.count, nodes: answer.nodes, missing: answer.missing });
       }
-      case '/api/subscribe': {
-        const subscribed = await server.subscribeUser(requireString(body, 'user'), requireString(body, 'channel'));
-        return send(res, 200, { subscribed });
-      }
+      case '/api/subscribe':
       case '/api/unsubscribe': {
-        const unsubscribed = await server.unsubscribeUser(requireString(body, 'user'), requireString(body, 'channel'));
-        return send(res, 200, { unsubscribed });
+        const user = requireString(body, 'user');
+        const channel = requireString(body, 'channel');
+        server.rules.resolve(channel);
+        const type = path === '/api/subscribe' ? 'subscribe' : 'unsubscribe';
+        const answer = await server.userCommand({ type, user, channel });
+        return send(res, 200, { [`${type}d`]: answer.count, nodes: answer.nodes, missing: answer.missing });
       }
     }
   } else if (method === 'GET') {
     req.resume();
-    if (path === '/api/channels') return send(res, 200, { channels: server.channels() });
+    if (path === '/api/channels') return send(res, 200, await server.clusterChannels());
     if (path.startsWith('/api/presence/')) return send(res, 200, await server.presence(channelFromPath(path, '/api/presence/')));
     if (path.startsWith('/api/history/')) {
       const channel = channelFromPath(path, '/api/history/');

@@ -181,6 +181,13 @@ export interface ServerOptions {
   processMetrics?: boolean;
   /** Node id shown in `connected` and logs. Default: random. */
   nodeId?: string;
+  /**
+   * Cluster-wide answers (HTTP API `/api/channels`, `/api/disconnect`, ..., the admin console):
+   * how often this node reports its figures to the engine's node directory, in ms (reports
+   * expire after three intervals), and how long a cluster-wide command waits for the other
+   * nodes' answers, in ms. Defaults `{ reportIntervalMs: 2000, replyTimeoutMs: 1000 }`.
+   */
+  cluster?: Partial<ClusterOptions>;
   /** Answer `/healthz`, `/metrics` and `/api/*` on the attached HTTP server. Default `true`. */
   http?: boolean;
   /**
@@ -189,6 +196,13 @@ export interface ServerOptions {
    */
   clock?: () => number;
 }
+
+export interface ClusterOptions {
+  reportIntervalMs: number;
+  replyTimeoutMs: number;
+}
+
+export const DEFAULT_CLUSTER: ClusterOptions = { reportIntervalMs: 2000, replyTimeoutMs: 1000 };
 
 export interface ResolvedOptions {
   path: string;
@@ -205,6 +219,7 @@ export interface ResolvedOptions {
   idempotencyWindowMs: number;
   presenceTtlMs: number;
   nodeId: string;
+  cluster: ClusterOptions;
   http: boolean;
   clock: () => number;
 }
@@ -401,6 +416,7 @@ export function resolveOptions(options: ServerOptions = {}): ResolvedOptions {
     idempotencyWindowMs,
     presenceTtlMs,
     nodeId: options.nodeId ?? `n_${Math.random().toString(36).slice(2, 10)}`,
+    cluster: resolveNumbers('cluster', options.cluster, DEFAULT_CLUSTER),
     http: options.http ?? true,
     clock: options.clock ?? Date.now,
   };

@@ -1,0 +1,58 @@
+import type { Metrics } from './metrics.js';
+import type { NodeStats } from './cluster.js';
+
+/** Channels listed per node report (the busiest first); `channelCount` has the full number. */
+export const MAX_REPORTED_CHANNELS = 1000;
+
+/** What the figures are read from (ChorusServer's parts). */
+export interface NodeStatsSource {
+  nodeId: string;
+  startedAt: number;
+  now: () => number;
+  connections: { readonly size: number };
+  users: { readonly size: number };
+  channels: ReadonlyMap<string, { readonly size: number }>;
+  metrics: Pick<Metrics, 'messagesIn' | 'messagesOut' | 'publications'>;
+}
+
+async function total(counter: { get(): Promise<{ values: Array<{ value: number }> }> }): Promise<number> {
+  return (await counter.get()).values.reduce((sum, v) => sum + v.value, 0);
+}
+
+/** This node's figures; rates are per second since the previous call. */
+export class NodeFigures {
+  private last: { at: number; messagesIn: number; messagesOut: number; publications: number } | undefined;
+
+  constructor(private readonly source: NodeStatsSource) {}
+
+  async read(): Promise<NodeStats> {
+    const { source } = this;
+    const now = source.now();
+    const [messagesIn, messagesOut, publications] = await Promise.all([
+      total(source.metrics.messagesIn),
+      total(source.metrics.messagesOut),
+      total(source.metrics.publications),
+    ]);
+    const last = this.last;
+    const seconds = last ? (now - last.at) / 1000 : 0;
+    const rate = (value: number, previous: number) => (seconds > 0 ? Math.round(((value - previous) / seconds) * 10) / 10 : 0);
+    // Rates over at least a second: a read right after another keeps the previous baseline.
+    if (!last || now - last.at >= 1000) this.last = { at: now, messagesIn, messagesOut, publications };
+    const channels = [...source.channels]
+      .map(([channel, set]) => ({ channel, subscribers: set.size }))
+      .sort((a, b) => b.subscribers - a.subscribers || (a.channel < b.channel ? -1 : 1));
+    return {
+      node: source.nodeId,
+      startedAt: source.startedAt,
+      connections: source.connections.size,
+      users: source.users.size,
+      channels: channels.slice(0, MAX_REPORTED_CHANNELS),
+      channelCount: channels.length,
+      rates: {
+        messagesIn: last ? rate(messagesIn, last.messagesIn) : 0,
+        messagesOut: last ? rate(messagesOut, last.messagesOut) : 0,
+        publications: last ? rate(publications, last.publications) : 0,
+      },
+    };
+  }
+}
