@@ -60,32 +60,39 @@ let requests = 0;
 
 export class ClusterView {
   private timer: NodeJS.Timeout | undefined;
+  private stopped = false;
+  /** The report being written, awaited by `stop` so it cannot land after the removal. */
+  private reporting: Promise<void> | undefined;
   private readonly pending = new Map<string, Pending>();
 
   constructor(private readonly settings: ClusterSettings) {}
 
   /** Start reporting (at once, then every `reportIntervalMs`). */
   start(): void {
-    if (this.timer) return;
-    void this.report();
-    this.timer = setInterval(() => void this.report(), this.settings.reportIntervalMs);
+    if (this.timer || this.stopped) return;
+    this.reporting = this.report();
+    this.timer = setInterval(() => (this.reporting ??= this.report()), this.settings.reportIntervalMs);
     this.timer.unref();
   }
 
   /** Stop reporting and remove this node's report. */
   async stop(): Promise<void> {
+    this.stopped = true;
     if (this.timer) clearInterval(this.timer);
     this.timer = undefined;
     for (const pending of this.pending.values()) pending.done();
+    await this.reporting;
     await this.settings.engine.nodes.remove(this.settings.nodeId).catch(() => {});
   }
 
   private async report(): Promise<void> {
     try {
       const stats = await this.settings.stats();
-      await this.settings.engine.nodes.report(this.settings.nodeId, stats, this.settings.reportIntervalMs * 3);
+      if (!this.stopped) await this.settings.engine.nodes.report(this.settings.nodeId, stats, this.settings.reportIntervalMs * 3);
     } catch (err) {
       this.settings.logger.warn({ err: { message: (err as Error).message } }, 'node report failed');
+    } finally {
+      this.reporting = undefined;
     }
   }
 
@@ -150,7 +157,8 @@ export class ClusterView {
       if ([...pending.expected].every((n) => pending.answer.nodes.includes(n))) pending.done();
       return;
     }
-    if (command.request === undefined || command.from === undefined) return;
+    // A node that shut down no longer answers (its engine may still deliver to it).
+    if (command.request === undefined || command.from === undefined || this.stopped) return;
     const reply: ControlCommand = { type: 'reply', request: command.request, to: command.from, node: this.settings.nodeId, count };
     if (command.from === this.settings.nodeId) {
       this.receive(reply, 0);
