@@ -1,6 +1,7 @@
 /**
- * The standalone server: a node:http server that serves the demo page and the browser
- * client, the demo sign-in in demo mode, and Chorus itself (WebSocket, /healthz, /metrics, /api/*).
+ * The standalone server: a node:http server that serves the pages and the browser client, the
+ * demo sign-in in demo mode, the admin console's API (/admin/api/*, admin.ts), and Chorus itself
+ * (WebSocket, /healthz, /metrics, /api/*).
  */
 import { randomBytes } from 'node:crypto';
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
@@ -9,6 +10,7 @@ import { pino, type Logger } from 'pino';
 import { ChorusServer } from '../server/index.js';
 import { RedisEngine } from '../engines/redis/index.js';
 import { REDACT_PATHS } from '../server/logger.js';
+import { AdminConsole } from './admin.js';
 import type { RedisConfig, StandaloneConfig } from './config.js';
 import { DashboardFeed } from './dashboard-feed.js';
 import { handleDemoToken } from './demo.js';
@@ -71,6 +73,7 @@ export async function startStandalone(config: StandaloneConfig, options: Standal
   const namespaces = config.server.namespaces ?? STANDALONE_NAMESPACES;
   const chorus = new ChorusServer({ ...config.server, namespaces, nodeId, logger, ...(engine ? { engine } : {}) });
   const dashboard = new DashboardFeed(chorus, { intervalMs: options.dashboardIntervalMs ?? 1000 });
+  const admin = new AdminConsole(chorus);
   logger.info({ engine: chorus.engine.name }, engine ? 'engine: redis (cluster mode)' : 'engine: memory (one process)');
   const demoSecret = config.demo ? config.server.auth?.secret : undefined;
   const claims = { issuer: config.server.auth?.issuer, audience: config.server.auth?.audience };
@@ -87,6 +90,10 @@ export async function startStandalone(config: StandaloneConfig, options: Standal
     if (pathname === '/demo/token') {
       if (demoSecret === undefined) sendError(res, 404, 'NOT_FOUND', 'demo sign-in is off (a JWT key is configured)');
       else await handleDemoToken(req, res, demoSecret, claims);
+      return;
+    }
+    if (pathname.startsWith('/admin/api/')) {
+      await admin.handle(req, res, pathname);
       return;
     }
     if (await serveStatic(req, res, pathname)) return;

@@ -14,6 +14,8 @@ export interface NodeStats {
   /** When the node started, ms since the Unix epoch. */
   startedAt: number;
   connections: number;
+  /** The newest connections (at most `MAX_REPORTED_CONNECTIONS`, newest first). */
+  recent: Array<{ id: string; user: string; transport: string; connectedAt: number; subscriptions: number }>;
   /** Distinct users connected to the node. */
   users: number;
   /** Channels with subscribers on the node (the busiest `maxReportedChannels`), with local subscriber counts. */

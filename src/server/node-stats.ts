@@ -3,13 +3,24 @@ import type { NodeStats } from './cluster.js';
 
 /** Channels listed per node report (the busiest first); `channelCount` has the full number. */
 export const MAX_REPORTED_CHANNELS = 1000;
+/** Connections listed per node report (the newest); `connections` has the full number. */
+export const MAX_REPORTED_CONNECTIONS = 200;
+
+/** What a report says about one connection. */
+interface ReportedConnection {
+  readonly id: string;
+  readonly user: string;
+  readonly connectedAt: number;
+  readonly transport: { readonly kind: string };
+  readonly subscriptions: { readonly size: number };
+}
 
 /** What the figures are read from (ChorusServer's parts). */
 export interface NodeStatsSource {
   nodeId: string;
   startedAt: number;
   now: () => number;
-  connections: { readonly size: number };
+  connections: ReadonlySet<ReportedConnection>;
   users: { readonly size: number };
   channels: ReadonlyMap<string, { readonly size: number }>;
   metrics: Pick<Metrics, 'messagesIn' | 'messagesOut' | 'publications'>;
@@ -38,6 +49,13 @@ export class NodeFigures {
     const rate = (value: number, previous: number) => (seconds > 0 ? Math.round(((value - previous) / seconds) * 10) / 10 : 0);
     // Rates over at least a second: a read right after another keeps the previous baseline.
     if (!last || now - last.at >= 1000) this.last = { at: now, messagesIn, messagesOut, publications };
+    // Sets iterate in insertion order: the newest connections are the last ones.
+    const recent: NodeStats['recent'] = [];
+    let skip = source.connections.size - MAX_REPORTED_CONNECTIONS;
+    for (const c of source.connections) {
+      if (skip-- > 0) continue;
+      recent.push({ id: c.id, user: c.user, transport: c.transport.kind, connectedAt: c.connectedAt, subscriptions: c.subscriptions.size });
+    }
     const channels = [...source.channels]
       .map(([channel, set]) => ({ channel, subscribers: set.size }))
       .sort((a, b) => b.subscribers - a.subscribers || (a.channel < b.channel ? -1 : 1));
@@ -45,6 +63,7 @@ export class NodeFigures {
       node: source.nodeId,
       startedAt: source.startedAt,
       connections: source.connections.size,
+      recent: recent.reverse(),
       users: source.users.size,
       channels: channels.slice(0, MAX_REPORTED_CHANNELS),
       channelCount: channels.length,
