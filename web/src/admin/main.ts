@@ -42,6 +42,8 @@ const $ = <T extends HTMLElement = HTMLElement>(id: string): T => {
 
 let csrf: string | undefined;
 let refreshTimer: number | undefined;
+/** The channel shown in the inspector, refreshed with the figures. */
+let inspected: string | undefined;
 
 async function call<T>(method: 'GET' | 'POST', path: string, body?: unknown): Promise<T> {
   const headers: Record<string, string> = {};
@@ -165,6 +167,7 @@ async function refresh(): Promise<void> {
   window.clearTimeout(refreshTimer);
   try {
     render(await call<Overview>('GET', '/overview'));
+    if (inspected !== undefined) await inspect(inspected);
     $('state').dataset.state = 'connected';
     $('state').textContent = 'live';
   } catch (err) {
@@ -177,6 +180,7 @@ async function refresh(): Promise<void> {
 }
 
 async function inspect(channel: string): Promise<void> {
+  inspected = channel;
   $('inspect-name').textContent = channel;
   ($('inspect-channel') as HTMLInputElement).value = channel;
   const q = `?channel=${encodeURIComponent(channel)}`;
