@@ -83,11 +83,7 @@ export interface SubscriptionEvents<D = unknown> {
   error: ChorusClientError;
   /** Publications were lost for good (recovered:false, epoch change, unfillable gap): reload the app's state. */
   'recovery-failed': RecoveryFailedData;
-  /**
-   * The server left offsets `from`..`to` out on purpose (the namespace's `backpressure` policy,
-   * this client being slow): not a gap, the position moved past them. A newer publication of
-   * each key follows (`latest-per-key`); `drop-oldest` dropped them.
-   */
+  /** The server left offsets `from`..`to` out (a `backpressure` policy, this client being slow): not a gap. */
   skipped: SkippedData;
 }
 
@@ -287,11 +283,8 @@ export class Subscription<D = unknown> extends Emitter<SubscriptionEvents<D>> {
   /** @internal A `skipped` frame for this channel. */
   _skipped(data: SkippedData): void {
     if (this.#state === SubscriptionState.UNSUBSCRIBED) return;
-    if (this.#state === SubscriptionState.SUBSCRIBING) {
-      this.#early.push({ skipped: data });
-      return;
-    }
-    this.#applySkip(data);
+    if (this.#state === SubscriptionState.SUBSCRIBING) this.#early.push({ skipped: data });
+    else this.#applySkip(data);
   }
 
   #applySkip(data: SkippedData): void {

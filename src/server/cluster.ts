@@ -7,24 +7,9 @@
  */
 import type { Logger } from 'pino';
 import type { ControlCommand, Engine, NodeReport } from '../engines/types.js';
+import { NodeFigures, type NodeStats, type NodeStatsSource } from './node-stats.js';
 
-/** What a node reports about itself. */
-export interface NodeStats {
-  node: string;
-  /** When the node started, ms since the Unix epoch. */
-  startedAt: number;
-  connections: number;
-  /** The newest connections (at most `MAX_REPORTED_CONNECTIONS`, newest first). */
-  recent: Array<{ id: string; user: string; transport: string; connectedAt: number; subscriptions: number }>;
-  /** Distinct users connected to the node. */
-  users: number;
-  /** Channels with subscribers on the node (the busiest `maxReportedChannels`), with local subscriber counts. */
-  channels: Array<{ channel: string; subscribers: number }>;
-  /** Number of channels with subscribers on the node (may exceed `channels.length`). */
-  channelCount: number;
-  /** Per second, averaged since the previous report. */
-  rates: { messagesIn: number; messagesOut: number; publications: number };
-}
+export type { NodeStats } from './node-stats.js';
 
 /** A user command sent to every node; each answers with the connections it affected. */
 export type UserCommand = Exclude<ControlCommand, { type: 'reply' }>;
@@ -59,6 +44,15 @@ interface Pending {
 }
 
 let requests = 0;
+
+/** How many of a node's connections of the command's user it affects (for unsubscribe: those subscribed). */
+export function affectedBy(command: UserCommand, connections: ReadonlySet<{ subscriptions: ReadonlyMap<string, unknown> }> | undefined): number {
+  if (!connections) return 0;
+  if (command.type !== 'unsubscribe') return connections.size;
+  let n = 0;
+  for (const c of connections) if (c.subscriptions.has(command.channel)) n++;
+  return n;
+}
 
 export class ClusterView {
   private timer: NodeJS.Timeout | undefined;
@@ -170,4 +164,21 @@ export class ClusterView {
       this.settings.logger.warn({ err: { message: (err as Error).message } }, 'cluster reply failed'),
     );
   }
+}
+
+/** The server's ClusterView, reporting this node's figures read from `parts`. */
+export function clusterView(
+  settings: Omit<ClusterSettings, 'stats'>,
+  parts: { connections: NodeStatsSource['connections']; hub: { users: { readonly size: number }; channels: NodeStatsSource['channels'] }; metrics: NodeStatsSource['metrics'] },
+): ClusterView {
+  const figures = new NodeFigures({
+    nodeId: settings.nodeId,
+    startedAt: settings.now(),
+    now: settings.now,
+    connections: parts.connections,
+    users: parts.hub.users,
+    channels: parts.hub.channels,
+    metrics: parts.metrics,
+  });
+  return new ClusterView({ ...settings, stats: () => figures.read() });
 }

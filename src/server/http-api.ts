@@ -3,7 +3,7 @@ import type { IncomingMessage, ServerResponse } from 'node:http';
 import { ChorusError, ErrorCode, disconnectByServer, isValidChannelName } from '../protocol/index.js';
 import type { Logger } from 'pino';
 import type { PublishResult } from '../engines/types.js';
-import type { ClusterAnswer, UserCommand } from './cluster.js';
+import type { ClusterAnswer, ClusterView, UserCommand } from './cluster.js';
 import { safePath } from './logger.js';
 import type { Metrics } from './metrics.js';
 import { checkKey, type BroadcastResult, type ServerPublishOptions } from './publisher.js';
@@ -21,8 +21,7 @@ export interface HttpApiHost {
   broadcast(channels: string[], data: unknown, options: ServerPublishOptions): Promise<BroadcastResult[]>;
   /** A user command answered by every node (disconnect, subscribe, unsubscribe). */
   userCommand(command: UserCommand): Promise<ClusterAnswer>;
-  readonly rules: { resolve(channel: unknown): unknown };
-  clusterChannels(): Promise<{ channels: Array<{ channel: string; subscribers: number; nodes: number }>; nodes: string[] }>;
+  readonly cluster: Pick<ClusterView, 'channels'>;
   presence(channel: string): Promise<unknown>;
   history(channel: string, options: { since?: { offset: number; epoch: string }; limit?: number; reverse?: boolean }): Promise<unknown>;
 }
@@ -219,7 +218,6 @@ async function serveApi(server: HttpApiHost, req: IncomingMessage, res: ServerRe
       case '/api/unsubscribe': {
         const user = requireString(body, 'user');
         const channel = requireString(body, 'channel');
-        server.rules.resolve(channel);
         const type = path === '/api/subscribe' ? 'subscribe' : 'unsubscribe';
         const answer = await server.userCommand({ type, user, channel });
         return send(res, 200, { [`${type}d`]: answer.count, nodes: answer.nodes, missing: answer.missing });
@@ -227,7 +225,7 @@ async function serveApi(server: HttpApiHost, req: IncomingMessage, res: ServerRe
     }
   } else if (method === 'GET') {
     req.resume();
-    if (path === '/api/channels') return send(res, 200, await server.clusterChannels());
+    if (path === '/api/channels') return send(res, 200, await server.cluster.channels());
     if (path.startsWith('/api/presence/')) return send(res, 200, await server.presence(channelFromPath(path, '/api/presence/')));
     if (path.startsWith('/api/history/')) {
       const channel = channelFromPath(path, '/api/history/');

@@ -1,5 +1,26 @@
+/**
+ * What a node reports about itself to the engine's node directory (see cluster.ts): connections
+ * (the newest listed), users, channels with local subscriber counts, and message rates.
+ */
 import type { Metrics } from './metrics.js';
-import type { NodeStats } from './cluster.js';
+
+/** What a node reports about itself. */
+export interface NodeStats {
+  node: string;
+  /** When the node started, ms since the Unix epoch. */
+  startedAt: number;
+  connections: number;
+  /** The newest connections (at most `MAX_REPORTED_CONNECTIONS`, newest first). */
+  recent: Array<{ id: string; user: string; transport: string; connectedAt: number; subscriptions: number }>;
+  /** Distinct users connected to the node. */
+  users: number;
+  /** Channels with subscribers on the node (the busiest `maxReportedChannels`), with local subscriber counts. */
+  channels: Array<{ channel: string; subscribers: number }>;
+  /** Number of channels with subscribers on the node (may exceed `channels.length`). */
+  channelCount: number;
+  /** Per second, averaged since the previous report. */
+  rates: { messagesIn: number; messagesOut: number; publications: number };
+}
 
 /** Channels listed per node report (the busiest first); `channelCount` has the full number. */
 export const MAX_REPORTED_CHANNELS = 1000;
@@ -75,3 +96,4 @@ export class NodeFigures {
     };
   }
 }
+

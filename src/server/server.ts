@@ -6,7 +6,7 @@ import { MemoryEngine } from '../engines/memory/index.js';
 import type { BrokerEvent, ControlCommand, Engine, PublishResult } from '../engines/types.js';
 import { Authenticator } from './auth.js';
 import { ChannelRules } from './channels.js';
-import { ClusterView, type ClusterAnswer, type UserCommand } from './cluster.js';
+import { affectedBy, clusterView, type ClusterAnswer, type ClusterView, type UserCommand } from './cluster.js';
 import { Connection, type ConnectionHost } from './connection.js';
 import { FlushLoop } from './flush.js';
 import { FrameHandler, assertHandlerName, type EventHandlerOf, type HandlerContextOf, type HandlerEntry, type HandlerOptions } from './frame-handler.js';
@@ -18,7 +18,6 @@ import { Hub, messageData } from './hub.js';
 import { LimitLog } from './limit-reporter.js';
 import { createLogger, safePath } from './logger.js';
 import { Metrics, closeCodeLabel } from './metrics.js';
-import { NodeFigures } from './node-stats.js';
 import { resolveOptions, type ResolvedOptions, type ServerOptions } from './options.js';
 import { Permissions } from './permissions.js';
 import { Publisher, type BroadcastResult, type ServerPublishOptions } from './publisher.js';
@@ -53,7 +52,6 @@ export class ChorusServer {
   /** Connections on this node. */
   readonly connections = new Set<Connection>();
   readonly hub: Hub;
-  /** The cluster through the engine: node reports and cluster-wide commands (cluster.ts). */
   readonly cluster: ClusterView;
   /** Application event handlers by event name. */
   readonly handlers = new Map<string, HandlerEntry<ChorusServer>>();
@@ -151,23 +149,7 @@ export class ChorusServer {
       logger: this.logger,
       now,
     });
-    const figures = new NodeFigures({
-      nodeId: this.options.nodeId,
-      startedAt: now(),
-      now,
-      connections: this.connections,
-      users: this.hub.users,
-      channels: this.hub.channels,
-      metrics: this.metrics,
-    });
-    this.cluster = new ClusterView({
-      nodeId: this.options.nodeId,
-      engine: this.engine,
-      logger: this.logger,
-      now,
-      stats: () => figures.read(),
-      ...this.options.cluster,
-    });
+    this.cluster = clusterView({ ...this.options.cluster, nodeId: this.options.nodeId, engine: this.engine, logger: this.logger, now }, this);
     this.engine.broker.setHandler((event) => this.onBrokerEvent(event));
   }
 
@@ -179,10 +161,7 @@ export class ChorusServer {
   /** Start the engine and the heartbeat timer (done automatically on the first upgrade or request). */
   start(): Promise<void> {
     if (!this.started) {
-      this.started = this.engine.start().then(() => {
-        this.heartbeat.start();
-        if (!this.closing) this.cluster.start();
-      });
+      this.started = this.engine.start().then(() => void (this.heartbeat.start(), this.closing || this.cluster.start()));
       this.started.catch((err) => this.logger.error({ err }, 'engine failed to start'));
     }
     return this.started;
@@ -286,8 +265,7 @@ export class ChorusServer {
   private onControl(command: ControlCommand): void {
     if (command.type === 'reply') return this.cluster.receive(command, 0);
     const connections = this.hub.users.get(command.user);
-    const affected = command.type === 'unsubscribe' ? [...(connections ?? [])].filter((c) => c.subscriptions.has(command.channel)) : [...(connections ?? [])];
-    this.cluster.receive(command, affected.length);
+    this.cluster.receive(command, affectedBy(command, connections));
     if (!connections) return;
     for (const connection of [...connections]) {
       if (command.type === 'disconnect') {
@@ -366,34 +344,25 @@ export class ChorusServer {
     return removed;
   }
 
-  /**
-   * Subscribe every connection of a user (on every node) to a channel. Returns the connections
-   * affected in the whole cluster (every node answers, see `userCommand`).
-   */
+  /** Subscribe every connection of a user (on every node) to a channel. Returns the cluster's connections affected. */
   async subscribeUser(user: string, channel: string): Promise<number> {
-    this.rules.resolve(channel);
     return (await this.userCommand({ type: 'subscribe', user, channel })).count;
   }
 
   /** Unsubscribe every connection of a user (on every node). Returns the cluster's connections that were subscribed. */
   async unsubscribeUser(user: string, channel: string): Promise<number> {
-    this.rules.resolve(channel);
     return (await this.userCommand({ type: 'unsubscribe', user, channel })).count;
   }
 
   /** Disconnect every connection of a user (on every node). Returns the cluster's connections closed. */
   async disconnectUser(user: string, options: { reconnect?: boolean; reason?: string } = {}): Promise<number> {
-    const { code, reason } = disconnectByServer(options.reconnect === true, options.reason);
-    return (await this.userCommand({ type: 'disconnect', user, code, reason })).count;
+    return (await this.userCommand({ type: 'disconnect', user, ...disconnectByServer(options.reconnect === true, options.reason) })).count;
   }
 
-  /**
-   * Send a user command to every node and gather how many connections each affected (nodes
-   * that do not answer within `cluster.replyTimeoutMs` are listed in `missing`).
-   */
+  /** Send a user command to every node; each answers with the connections it affected (cluster.ts). BAD_CHANNEL for a bad channel. */
   async userCommand(command: UserCommand): Promise<ClusterAnswer> {
-    await this.start();
-    return this.cluster.request(command);
+    if (command.type !== 'disconnect') this.rules.resolve(command.channel);
+    return this.start().then(() => this.cluster.request(command));
   }
 
   /** Presence of a channel: one member per user. */
@@ -426,11 +395,6 @@ export class ChorusServer {
       publications.push(data);
     }
     return { channel, publications, offset: read.position.offset, epoch: read.position.epoch };
-  }
-
-  /** Channels with subscribers anywhere in the cluster (node reports; this node's fresh), subscriber counts summed. */
-  clusterChannels() {
-    return this.cluster.channels();
   }
 
   /** Channels with subscribers on this node, with their local subscriber counts. */
