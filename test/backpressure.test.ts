@@ -6,6 +6,7 @@
 import assert from 'node:assert/strict';
 import { describe, test } from 'node:test';
 import WebSocket from 'ws';
+import { ChorusClient } from '../src/client/index.js';
 import { PositionTracker } from '../src/client/position.js';
 import type { Publication } from '../src/engines/types.js';
 import { CongestionWatch } from '../src/server/backpressure.js';
@@ -261,4 +262,57 @@ describe('a real client that stops reading', () => {
       }
     });
   }
+});
+
+describe('the client library and skipped offsets', () => {
+  test('a slow ChorusClient on latest-per-key gets skipped events, no gap, no recovery failure, and ends at the last offset', async () => {
+    const s = await startServer({ limits: { maxQueuedBytes: 256 * 1024 }, personalChannel: false, namespaces: [{ pattern: 'dash:*', historySize: 10, backpressure: 'latest-per-key' }] });
+    const sockets: WebSocket[] = [];
+    /** Events the client sent (to see that it never asks for history). */
+    const sent: string[] = [];
+    class RecordingWebSocket extends WebSocket {
+      constructor(url: string, protocols?: string | string[]) {
+        super(url, protocols);
+        sockets.push(this);
+      }
+      override send(data: any, ...rest: any[]): void {
+        for (const line of String(data).split('\n')) if (line) sent.push(JSON.parse(line).event);
+        (super.send as (...a: unknown[]) => void)(data, ...rest);
+      }
+    }
+    const client = new ChorusClient({ url: s.wsUrl, token: await signToken('slow'), WebSocket: RecordingWebSocket as any });
+    try {
+      client.connect();
+      const sub = client.subscribe('dash:load');
+      await new Promise<void>((resolve) => sub.once('subscribed', () => resolve()));
+      const events = { skipped: 0, recoveryFailed: 0, messages: [] as number[] };
+      sub.on('skipped', (d) => (events.skipped += d.to - d.from + 1));
+      sub.on('recovery-failed', () => events.recoveryFailed++);
+      sub.on('message', (m) => events.messages.push(m.offset!));
+      const socket = (sockets[0] as any)._socket;
+      socket.pause();
+      const payload = 'y'.repeat(8 * 1024);
+      const skippedLogged = () => s.logs.some((l) => l.msg === 'limit hit' && l.limit === 'backpressure_skipped');
+      let last = 0;
+      for (let i = 0; i < 4000 && !skippedLogged(); i++) {
+        last = (await s.chorus.publish('dash:load', { i, payload }, { key: `k${i % 4}` })).offset!;
+        if (i % 8 === 0) await new Promise((r) => setImmediate(r));
+      }
+      assert.ok(skippedLogged());
+      for (let i = 0; i < 50; i++) last = (await s.chorus.publish('dash:load', { i, payload }, { key: `k${i % 4}` })).offset!;
+      socket.resume();
+      await until('the last publication', () => events.messages.at(-1) === last, 20000);
+      assert.ok(events.skipped > 0, 'skipped events');
+      assert.equal(events.recoveryFailed, 0);
+      assert.deepEqual(sent.filter((e) => e === 'history'), [], 'no history fetch for skipped offsets');
+      assert.equal(sub.position?.offset, last);
+      // The channel was new (position 0): every offset 1..last is a message or skipped, once.
+      assert.equal(events.messages.length + events.skipped, last);
+      assert.deepEqual(events.messages, [...events.messages].sort((a, b) => a - b));
+      assert.equal(client.state, 'connected');
+    } finally {
+      client.close();
+      await s.close();
+    }
+  });
 });
