@@ -89,6 +89,7 @@ describe('admin console', { timeout: 180_000 }, () => {
     await page.goto(`${server.url}/admin`);
     await page.locator('#signin').waitFor({ state: 'visible', ...WAIT });
 
+    for (const href of ['/', '/dashboard', '/editor', '/admin']) assert.equal(await page.locator(`nav.pages a[href="${href}"]`).count(), 1);
     await page.fill('#api-key', 'not-the-key');
     await page.click('#signin-button');
     await page.locator('#signin-error', { hasText: 'Wrong API key.' }).waitFor(WAIT);
