@@ -16,11 +16,14 @@ async function serve(options: AdminOptions): Promise<{ url: string; close(): Pro
   const host: AdminHost = {
     options: { apiKey: KEY, nodeId: 'n1' },
     logger: pino({ level: 'silent' }),
-    cluster: { nodes: async () => [], channels: async () => ({ channels: [], nodes: ['n1'] }) },
+    cluster: {
+      nodes: async () => [],
+      channels: async () => ({ channels: [], nodes: ['n1'] }),
+      request: async () => ({ count: 0, nodes: ['n1'], missing: [] }),
+    },
     presence: async (channel) => ({ channel, members: [] }),
     history: async (channel) => ({ channel, publications: [] }),
     publish: async () => ({ offset: 1, epoch: 'e' }),
-    userCommand: async () => ({ count: 0, nodes: ['n1'], missing: [] }),
   };
   const admin = new AdminConsole(host, options);
   const server = http.createServer((req, res) => void admin.handle(req, res, new URL(req.url!, 'http://x').pathname));

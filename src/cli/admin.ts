@@ -19,11 +19,11 @@ export interface AdminHost {
   readonly cluster: {
     nodes(): Promise<NodeStats[]>;
     channels(): Promise<{ channels: Array<{ channel: string; subscribers: number; nodes: number }>; nodes: string[] }>;
+    request(command: UserCommand): Promise<ClusterAnswer>;
   };
   presence(channel: string): Promise<unknown>;
   history(channel: string, options: { limit?: number; reverse?: boolean }): Promise<unknown>;
   publish(channel: string, data: unknown, options: { source: 'api' }): Promise<unknown>;
-  userCommand(command: UserCommand): Promise<ClusterAnswer>;
 }
 
 export interface AdminOptions {
@@ -196,13 +196,13 @@ export class AdminConsole {
         const body = await readBody(req);
         const user = text(body, 'user');
         const { code, reason } = disconnectByServer(body.reconnect === true, 'disconnected by an administrator');
-        const answer = await this.host.userCommand({ type: 'disconnect', user, code, reason });
+        const answer = await this.host.cluster.request({ type: 'disconnect', user, code, reason });
         this.host.logger.info({ user, disconnected: answer.count }, 'admin console: user disconnected');
         return send(res, 200, { disconnected: answer.count, nodes: answer.nodes, missing: answer.missing });
       }
       case 'POST /unsubscribe': {
         const body = await readBody(req);
-        const answer = await this.host.userCommand({ type: 'unsubscribe', user: text(body, 'user'), channel: text(body, 'channel') });
+        const answer = await this.host.cluster.request({ type: 'unsubscribe', user: text(body, 'user'), channel: text(body, 'channel') });
         return send(res, 200, { unsubscribed: answer.count, nodes: answer.nodes, missing: answer.missing });
       }
       case 'POST /publish': {

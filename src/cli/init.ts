@@ -11,6 +11,7 @@
  *                      clone, `^<version>` when run from an installed package)
  *   --force            write into a directory that is not empty (files of the same name are overwritten)
  */
+import type { Command } from './command.js';
 import { existsSync, readFileSync } from 'node:fs';
 import { mkdir, readdir, readFile, stat, writeFile } from 'node:fs/promises';
 import { basename, join, relative, resolve, sep } from 'node:path';
@@ -161,3 +162,11 @@ export async function runInit(argv: readonly string[], io: InitIo = { stdout: pr
     return 1;
   }
 }
+
+/** `chorus init`: registered in main.ts's command map. */
+export const initCommand: Command = {
+  summary: 'write a small runnable app (chat, dashboard or editor) that embeds Chorus',
+  run: async (argv) => {
+    process.exitCode = await runInit(argv);
+  },
+};

@@ -7,10 +7,12 @@ import { randomBytes } from 'node:crypto';
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { pino, type Logger } from 'pino';
+import { Registry } from 'prom-client';
 import { ChorusServer } from '../server/index.js';
 import { RedisEngine } from '../engines/redis/index.js';
 import { REDACT_PATHS } from '../server/logger.js';
 import { AdminConsole } from './admin.js';
+import { createBackendHooks } from './backend-hooks.js';
 import type { RedisConfig, StandaloneConfig } from './config.js';
 import { DashboardFeed } from './dashboard-feed.js';
 import { handleDemoToken } from './demo.js';
@@ -70,11 +72,26 @@ export async function startStandalone(config: StandaloneConfig, options: Standal
 
   const nodeId = config.server.nodeId ?? `n_${randomBytes(4).toString('hex')}`;
   const engine = config.redis ? createRedisEngine(config.redis, logger, nodeId) : undefined;
+  const registry = new Registry();
+  const backend = createBackendHooks(config, logger, registry, nodeId);
+  const authenticate = backend.proxy?.authenticate;
   const namespaces = config.server.namespaces ?? STANDALONE_NAMESPACES;
-  const chorus = new ChorusServer({ ...config.server, namespaces, nodeId, logger, ...(engine ? { engine } : {}) });
+  const chorus = new ChorusServer({
+    ...config.server,
+    namespaces,
+    nodeId,
+    logger,
+    metricsRegistry: registry,
+    ...(engine ? { engine } : {}),
+    ...(authenticate ? { authenticate } : {}),
+  });
+  if (backend.proxy) chorus.use(backend.proxy);
+  if (backend.webhooks) chorus.use(backend.webhooks);
   const dashboard = new DashboardFeed(chorus, { intervalMs: options.dashboardIntervalMs ?? 1000 });
   const admin = new AdminConsole(chorus);
   logger.info({ engine: chorus.engine.name }, engine ? 'engine: redis (cluster mode)' : 'engine: memory (one process)');
+  if (config.proxy) logger.info({ kinds: Object.keys(config.proxy).filter((k) => k !== 'maxInFlight' && k !== 'maxQueued') }, 'proxy hooks to the application backend');
+  if (config.webhooks.length > 0) logger.info({ webhooks: config.webhooks.length }, 'webhooks on');
   const demoSecret = config.demo ? config.server.auth?.secret : undefined;
   const claims = { issuer: config.server.auth?.issuer, audience: config.server.auth?.audience };
 
@@ -128,6 +145,7 @@ export async function startStandalone(config: StandaloneConfig, options: Standal
   }).catch(async (err: unknown) => {
     await chorus.close().catch(() => undefined);
     await engine?.close().catch(() => undefined);
+    backend.close();
     throw err;
   });
 
@@ -153,6 +171,7 @@ export async function startStandalone(config: StandaloneConfig, options: Standal
         logger.error({ err }, 'chorus shutdown failed');
       }
       await engine?.close().catch((err: unknown) => logger.error({ err }, 'engine shutdown failed'));
+      backend.close();
       await new Promise<void>((resolveClose) => {
         httpServer.close(() => resolveClose());
         httpServer.closeIdleConnections();
@@ -175,6 +194,8 @@ export function createRedisEngine(config: RedisConfig, logger: Logger, name?: st
     ...(config.prefix ? { prefix: config.prefix } : {}),
     ...(config.commandTimeoutMs ? { commandTimeoutMs: config.commandTimeoutMs } : {}),
     ...(config.gapCheckIntervalMs !== undefined ? { gapCheckIntervalMs: config.gapCheckIntervalMs } : {}),
+    ...(config.outcomeTimeoutMs !== undefined ? { outcomeTimeoutMs: config.outcomeTimeoutMs } : {}),
+    ...(config.maxHeldPublications !== undefined ? { maxHeldPublications: config.maxHeldPublications } : {}),
     redis: {
       ...(config.sentinels ? { sentinels: config.sentinels, name: config.name } : {}),
       // TLS to the data nodes (also Cluster nodes: `redis` is every node's options). With

@@ -190,6 +190,7 @@ export class ChorusClient<
       maxQueuedPublishes: options.maxQueuedPublishes ?? 100,
       maxQueuedAgeMs: options.maxQueuedAgeMs ?? 60_000,
       now: this.#now,
+      resend: (request) => this.#send(request.frame),
     });
     this.#idPrefix = randomPrefix();
     const self = this;
@@ -266,7 +267,9 @@ export class ChorusClient<
    * Publish to a channel; resolves with the offset and epoch the server gave it (none for an
    * ephemeral publish). While not connected (state 'connecting') a publish waits in the offline
    * queue; a publish in flight when the connection drops is re-sent with the same id, which the
-   * server dedupes. Ephemeral publishes are never queued: offline they reject with DISCONNECTED.
+   * server dedupes, and so is a publish answered OUTCOME_UNKNOWN (Redis trouble: it may have
+   * been applied), until a definite answer or `timeoutMs`; it then rejects with OUTCOME_UNKNOWN.
+   * Ephemeral publishes are never queued or retried: offline they reject with DISCONNECTED.
    * In state 'disconnected' every publish rejects with DISCONNECTED.
    */
   publish(channel: string, data: unknown, options: { ephemeral?: boolean } = {}): Promise<PublishResult> {

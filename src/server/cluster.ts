@@ -35,6 +35,8 @@ export interface ClusterSettings {
   reportIntervalMs: number;
   /** How long a cluster-wide command waits for the other nodes' answers, in ms. */
   replyTimeoutMs: number;
+  /** Throws (BAD_CHANNEL) for a channel a subscribe/unsubscribe command may not name. */
+  checkChannel?: (channel: string) => void;
 }
 
 interface Pending {
@@ -45,8 +47,10 @@ interface Pending {
 
 let requests = 0;
 
-/** How many of a node's connections of the command's user it affects (for unsubscribe: those subscribed). */
-export function affectedBy(command: UserCommand, connections: ReadonlySet<{ subscriptions: ReadonlyMap<string, unknown> }> | undefined): number {
+/** How many of a node's connections (by user) a command affects (for unsubscribe: those subscribed; 0 for a reply). */
+export function affectedBy(command: ControlCommand, users: ReadonlyMap<string, ReadonlySet<{ subscriptions: ReadonlyMap<string, unknown> }>>): number {
+  if (command.type === 'reply') return 0;
+  const connections = users.get(command.user);
   if (!connections) return 0;
   if (command.type !== 'unsubscribe') return connections.size;
   let n = 0;
@@ -121,6 +125,7 @@ export class ClusterView {
    */
   async request(command: UserCommand): Promise<ClusterAnswer> {
     const { engine, nodeId, replyTimeoutMs } = this.settings;
+    if (command.type !== 'disconnect') this.settings.checkChannel?.(command.channel);
     const reports = await engine.nodes.list().catch(() => [] as NodeReport[]);
     const expected = new Set([nodeId, ...reports.map((r) => r.node)]);
     const id = `${nodeId}.${(requests = (requests + 1) % Number.MAX_SAFE_INTEGER)}`;
@@ -143,26 +148,29 @@ export class ClusterView {
     return answer;
   }
 
-  /** A control command arrived: answer it if it asks (`count` = local connections affected), or take a reply. */
-  receive(command: ControlCommand, count: number): void {
+  /**
+   * A control command arrived: take a reply (returns true: nothing else to do), or answer a
+   * request (`count` = local connections affected) and return false (the node acts on it).
+   */
+  receive(command: ControlCommand, count: number): command is Extract<ControlCommand, { type: 'reply' }> {
     if (command.type === 'reply') {
       const pending = this.pending.get(command.request);
-      if (!pending || pending.answer.nodes.includes(command.node)) return;
+      if (!pending || pending.answer.nodes.includes(command.node)) return true;
       pending.answer.count += command.count;
       pending.answer.nodes.push(command.node);
       if ([...pending.expected].every((n) => pending.answer.nodes.includes(n))) pending.done();
-      return;
+      return true;
     }
     // A node that shut down no longer answers (its engine may still deliver to it).
-    if (command.request === undefined || command.from === undefined || this.stopped) return;
+    if (command.request === undefined || command.from === undefined || this.stopped) return false;
     const reply: ControlCommand = { type: 'reply', request: command.request, to: command.from, node: this.settings.nodeId, count };
-    if (command.from === this.settings.nodeId) {
-      this.receive(reply, 0);
-      return;
+    if (command.from === this.settings.nodeId) this.receive(reply, 0);
+    else {
+      void this.settings.engine.broker.publishControl(reply).catch((err) =>
+        this.settings.logger.warn({ err: { message: (err as Error).message } }, 'cluster reply failed'),
+      );
     }
-    void this.settings.engine.broker.publishControl(reply).catch((err) =>
-      this.settings.logger.warn({ err: { message: (err as Error).message } }, 'cluster reply failed'),
-    );
+    return false;
   }
 }
 

@@ -3,7 +3,7 @@ import type { IncomingMessage, ServerResponse } from 'node:http';
 import { ChorusError, ErrorCode, disconnectByServer, isValidChannelName } from '../protocol/index.js';
 import type { Logger } from 'pino';
 import type { PublishResult } from '../engines/types.js';
-import type { ClusterAnswer, ClusterView, UserCommand } from './cluster.js';
+import type { ClusterView } from './cluster.js';
 import { safePath } from './logger.js';
 import type { Metrics } from './metrics.js';
 import { checkKey, type BroadcastResult, type ServerPublishOptions } from './publisher.js';
@@ -19,9 +19,8 @@ export interface HttpApiHost {
   start(): Promise<void>;
   publish(channel: string, data: unknown, options: ServerPublishOptions): Promise<PublishResult>;
   broadcast(channels: string[], data: unknown, options: ServerPublishOptions): Promise<BroadcastResult[]>;
-  /** A user command answered by every node (disconnect, subscribe, unsubscribe). */
-  userCommand(command: UserCommand): Promise<ClusterAnswer>;
-  readonly cluster: Pick<ClusterView, 'channels'>;
+  /** Cluster-wide channels, and user commands answered by every node (disconnect, subscribe, unsubscribe). */
+  readonly cluster: Pick<ClusterView, 'channels' | 'request'>;
   presence(channel: string): Promise<unknown>;
   history(channel: string, options: { since?: { offset: number; epoch: string }; limit?: number; reverse?: boolean }): Promise<unknown>;
 }
@@ -37,6 +36,8 @@ const STATUS: Record<string, number> = {
   [ErrorCode.TOO_LARGE]: 413,
   [ErrorCode.RATE_LIMITED]: 429,
   [ErrorCode.UNAVAILABLE]: 503,
+  // Not 503: a publish that may have been applied must not look like "not applied, retry".
+  [ErrorCode.OUTCOME_UNKNOWN]: 504,
   [ErrorCode.SHUTTING_DOWN]: 503,
 };
 
@@ -210,7 +211,7 @@ async function serveApi(server: HttpApiHost, req: IncomingMessage, res: ServerRe
           throw new ChorusError(ErrorCode.BAD_REQUEST, 'reconnect must be a boolean');
         }
         const { code, reason } = disconnectByServer(body.reconnect === true, 'disconnected by the API');
-        const answer = await server.userCommand({ type: 'disconnect', user, code, reason });
+        const answer = await server.cluster.request({ type: 'disconnect', user, code, reason });
         server.logger.info({ user, reconnect: body.reconnect === true, disconnected: answer.count }, 'user disconnected through the API');
         return send(res, 200, { disconnected: answer.count, nodes: answer.nodes, missing: answer.missing });
       }
@@ -219,7 +220,7 @@ async function serveApi(server: HttpApiHost, req: IncomingMessage, res: ServerRe
         const user = requireString(body, 'user');
         const channel = requireString(body, 'channel');
         const type = path === '/api/subscribe' ? 'subscribe' : 'unsubscribe';
-        const answer = await server.userCommand({ type, user, channel });
+        const answer = await server.cluster.request({ type, user, channel });
         return send(res, 200, { [`${type}d`]: answer.count, nodes: answer.nodes, missing: answer.missing });
       }
     }

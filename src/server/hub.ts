@@ -30,10 +30,17 @@ export interface HubSettings {
   maxRecoveryBytes: number;
   /** Told when a limit is hit (subscriptions per connection, recovery bytes). */
   reporter: LimitReporter;
+  /** Called when a channel gets its first local subscriber (`occupied: true`) or loses its last. */
+  onLocalChannel?(channel: string, occupied: boolean): void;
+  /** Called after a join/leave event was published (once in the cluster: by the node that made the change). */
+  onPresenceEvent?(event: { type: 'join' | 'leave'; channel: string; user: string; info?: Record<string, unknown> }): void;
 }
 
-/** Sends the subscribe result to the client (ack, `subscribed` event or `connected` frame). */
-export type Announce = (result: SubscribeResult) => void;
+/**
+ * Sends the subscribe result to the client (ack, `subscribed` event or `connected` frame). May return a promise: live publications stay held
+ * until it settles (so several subscriptions can be announced in one frame before any goes live).
+ */
+export type Announce = (result: SubscribeResult) => void | Promise<void>;
 
 /** Encode a publication as the `message` frame every subscriber receives. */
 export function messageData(publication: Publication): MessageData {
@@ -137,7 +144,10 @@ export class Hub {
     const state: SubscriptionState = { namespace, pending: [], presence: false };
     connection.subscriptions.set(channel, state);
     let subscribers = this.channels.get(channel);
-    if (!subscribers) this.channels.set(channel, (subscribers = new Set()));
+    if (!subscribers) {
+      this.channels.set(channel, (subscribers = new Set()));
+      this.settings.onLocalChannel?.(channel, true);
+    }
     subscribers.add(connection);
     this.metrics.subscriptions.inc();
     const cancelled = () => connection.closing || connection.subscriptions.get(channel) !== state;
@@ -174,12 +184,15 @@ export class Hub {
         if (firstForUser && namespace.joinLeave) await this.presenceEvent('join', channel, namespace, connection);
         if (cancelled()) throw new ChorusError(ErrorCode.NOT_SUBSCRIBED, 'the subscription was cancelled');
       }
-      announce(result);
+      const announced = announce(result);
+      if (announced) await announced;
       goLive();
       return result;
     } catch (err) {
-      // Undo only this attempt: a newer subscription to the same channel may exist by now.
-      if (connection.subscriptions.get(channel) === state) await this.unsubscribe(connection, channel).catch(() => {});
+      // Undo only this attempt: a newer subscription to the same channel may exist by now. The
+      // local undo is synchronous; its engine calls (presence removal) run in the background, so
+      // the error answers within the subscribe's own wait, not one more engine timeout later.
+      if (connection.subscriptions.get(channel) === state) void this.unsubscribe(connection, channel).catch(() => {});
       throw err;
     }
   }
@@ -248,6 +261,7 @@ export class Hub {
         this.channels.delete(channel);
         this.brokerReady.delete(channel);
         last = true;
+        this.settings.onLocalChannel?.(channel, false);
       }
     }
     if (state.presence) {
@@ -289,6 +303,7 @@ export class Hub {
     };
     if (member.info) event.info = member.info;
     await this.engine.broker.publishPresenceEvent(event);
+    this.settings.onPresenceEvent?.(event);
   }
 
   /**

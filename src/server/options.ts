@@ -82,6 +82,12 @@ export interface Identity {
   info?: Record<string, unknown>;
   /** Expiry in ms since the Unix epoch; absent if it never expires. */
   expiresAt?: number;
+  /**
+   * Channels the connection is subscribed to server-side when it connects (after its personal
+   * channel); they are in the `connected` frame's `subscriptions`. Namespace rules are not
+   * checked (like any server-side subscribe); `onSubscribe` hooks run with `serverSide: true`.
+   */
+  channels?: string[];
 }
 
 /** What `authorize` is asked about. */

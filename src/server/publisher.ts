@@ -41,7 +41,7 @@ export interface PublisherSettings {
  * The one publish pipeline, for client frames, the HTTP API and the server's `publish` /
  * `broadcast`: permission and ephemeral rate (clients only), `beforePublish` hooks,
  * `Broker.publish` (offset, history, fan-out), metrics, `afterPublish` hooks. Engine failures
- * become UNAVAILABLE. Message size is bounded before this, where the bytes arrive (the
+ * are UNAVAILABLE (not applied) or OUTCOME_UNKNOWN (may have been applied). Message size is bounded before this, where the bytes arrive (the
  * transport's `maxMessageBytes`, the HTTP API's body limit).
  */
 export class Publisher {
@@ -126,9 +126,12 @@ export class Publisher {
         ...(options.exceptClient !== undefined ? { exceptClient: options.exceptClient } : {}),
       });
     } catch (err) {
+      // Engine errors are coded: UNAVAILABLE (not applied) or OUTCOME_UNKNOWN (may have been
+      // applied; retry with the same idempotency key). Anything else cannot say whether the
+      // publication was applied, so it must not be reported as "not applied".
       if (err instanceof ChorusError) throw err;
       logger.error({ err, channel }, 'engine publish failed');
-      throw new ChorusError(ErrorCode.UNAVAILABLE, 'the engine is unavailable; the publication was not applied');
+      throw new ChorusError(ErrorCode.OUTCOME_UNKNOWN, 'the engine failed during the publish; it may or may not have been applied');
     }
     metrics.publishDuration.observe({ source: options.source }, Number(process.hrtime.bigint() - started) / 1e9);
     if (!result.duplicate) {

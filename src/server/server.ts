@@ -6,7 +6,7 @@ import { MemoryEngine } from '../engines/memory/index.js';
 import type { BrokerEvent, ControlCommand, Engine, PublishResult } from '../engines/types.js';
 import { Authenticator } from './auth.js';
 import { ChannelRules } from './channels.js';
-import { affectedBy, clusterView, type ClusterAnswer, type ClusterView, type UserCommand } from './cluster.js';
+import { affectedBy, clusterView, type ClusterView } from './cluster.js';
 import { Connection, type ConnectionHost } from './connection.js';
 import { FlushLoop } from './flush.js';
 import { FrameHandler, assertHandlerName, type EventHandlerOf, type HandlerContextOf, type HandlerEntry, type HandlerOptions } from './frame-handler.js';
@@ -87,6 +87,8 @@ export class ChorusServer {
       presenceTtlMs: this.options.presenceTtlMs,
       maxRecoveryBytes: this.options.limits.maxQueuedBytes / 2,
       reporter: this.reporter,
+      onLocalChannel: (channel, occupied) => this.hooks.notify('onLocalChannel', { channel, occupied }, (err) => this.logger.warn({ err, hook: 'onLocalChannel' }, 'extension hook failed')),
+      onPresenceEvent: (event) => this.hooks.notify('onPresence', event, (err) => this.logger.warn({ err, hook: 'onPresence' }, 'extension hook failed')),
     });
     const permissions = new Permissions(this.rules, this.options.authorize);
     this.publisher = new Publisher({
@@ -149,7 +151,8 @@ export class ChorusServer {
       logger: this.logger,
       now,
     });
-    this.cluster = clusterView({ ...this.options.cluster, nodeId: this.options.nodeId, engine: this.engine, logger: this.logger, now }, this);
+    const { nodeId, cluster } = this.options;
+    this.cluster = clusterView({ ...cluster, nodeId, engine: this.engine, logger: this.logger, now, checkChannel: (c) => void this.rules.resolve(c) }, this);
     this.engine.broker.setHandler((event) => this.onBrokerEvent(event));
   }
 
@@ -237,7 +240,7 @@ export class ChorusServer {
       close: (code, reason) => this.onClose(connection, admitted, code, reason),
     });
     this.logger.info({ client: connection.id, user: connection.user }, 'connected');
-    this.frames.start(connection);
+    this.frames.start(connection, admitted.identity.channels);
   }
 
   private onClose(connection: Connection, admitted: Admitted, peerCode: number, peerReason: string): void {
@@ -263,9 +266,8 @@ export class ChorusServer {
   }
 
   private onControl(command: ControlCommand): void {
-    if (command.type === 'reply') return this.cluster.receive(command, 0);
+    if (this.cluster.receive(command, affectedBy(command, this.hub.users))) return;
     const connections = this.hub.users.get(command.user);
-    this.cluster.receive(command, affectedBy(command, connections));
     if (!connections) return;
     for (const connection of [...connections]) {
       if (command.type === 'disconnect') {
@@ -295,6 +297,7 @@ export class ChorusServer {
     this.reporter.limitHit(limit, connection, details);
   }
 
+
   /** Register an application event handler. Its return value is the ack; a coded throw is the error reply. */
   on<S extends StandardSchemaV1>(
     event: string,
@@ -316,7 +319,8 @@ export class ChorusServer {
 
   /**
    * Publish from the server side (no permission checks beyond the namespace existing). Runs
-   * `beforePublish`/`afterPublish` hooks. Returns the position the publication got.
+   * `beforePublish`/`afterPublish` hooks. Returns the publication's position. Rejects with
+   * `UNAVAILABLE` (surely not applied) or `OUTCOME_UNKNOWN` (retry with the same `idempotencyKey`).
    */
   publish(channel: string, data: unknown, options: ServerPublishOptions = {}): Promise<PublishResult> {
     return this.publisher.publish(channel, data, options);
@@ -346,23 +350,17 @@ export class ChorusServer {
 
   /** Subscribe every connection of a user (on every node) to a channel. Returns the cluster's connections affected. */
   async subscribeUser(user: string, channel: string): Promise<number> {
-    return (await this.userCommand({ type: 'subscribe', user, channel })).count;
+    return (await this.cluster.request({ type: 'subscribe', user, channel })).count;
   }
 
   /** Unsubscribe every connection of a user (on every node). Returns the cluster's connections that were subscribed. */
   async unsubscribeUser(user: string, channel: string): Promise<number> {
-    return (await this.userCommand({ type: 'unsubscribe', user, channel })).count;
+    return (await this.cluster.request({ type: 'unsubscribe', user, channel })).count;
   }
 
   /** Disconnect every connection of a user (on every node). Returns the cluster's connections closed. */
   async disconnectUser(user: string, options: { reconnect?: boolean; reason?: string } = {}): Promise<number> {
-    return (await this.userCommand({ type: 'disconnect', user, ...disconnectByServer(options.reconnect === true, options.reason) })).count;
-  }
-
-  /** Send a user command to every node; each answers with the connections it affected (cluster.ts). BAD_CHANNEL for a bad channel. */
-  async userCommand(command: UserCommand): Promise<ClusterAnswer> {
-    if (command.type !== 'disconnect') this.rules.resolve(command.channel);
-    return this.start().then(() => this.cluster.request(command));
+    return (await this.cluster.request({ type: 'disconnect', user, ...disconnectByServer(options.reconnect === true, options.reason) })).count;
   }
 
   /** Presence of a channel: one member per user. */

@@ -6,6 +6,7 @@
  *   clients.ts     the two ioredis connections (commands + pub/sub), key names
  *   clock-sync.ts  our estimate of Redis's clock (publish deadlines)
  *   broker.ts      publish and fan-out over pub/sub, ordered and backfilled by ../sequencer.ts
+ *   outcome.ts     the truth about a publish whose reply was lost or late (looked up by its key)
  *   history.ts     streams: epoch, offsets, bounded history
  *   presence.ts    presence entries with TTL
  *   registry.ts    the per-user connection cap and token buckets
