@@ -155,6 +155,10 @@ const namespaceSchema = z.strictObject(
     joinLeaveMaxMembers: z.int({ error: got('must be a non-negative integer') }).min(0, { error: got('must be a non-negative integer') }).optional().describe('No join/leave events above this many members. Default 1000'),
     ephemeral: trueOrFalse.optional().describe('Allow ephemeral publications. Default true'),
     ephemeralPerSecond: z.number({ error: got('must be a positive number') }).positive({ error: got('must be a positive number') }).optional().describe('Ephemeral publications per user per channel per second. Default 10'),
+    backpressure: z
+      .enum(['disconnect', 'latest-per-key', 'drop-oldest'], { error: got('must be one of "disconnect", "latest-per-key", "drop-oldest"') })
+      .optional()
+      .describe('A subscriber that does not keep up: disconnected (4003), or kept with the newest queued publication per key, or with the oldest dropped; told what it skipped. Default "disconnect"'),
   },
   { error: 'must be an object' },
 );

@@ -1,6 +1,7 @@
 /**
- * The standalone server: a node:http server that serves the demo page and the browser
- * client, the demo sign-in in demo mode, and Chorus itself (WebSocket, /healthz, /metrics, /api/*).
+ * The standalone server: a node:http server that serves the pages and the browser client, the
+ * demo sign-in in demo mode, the admin console's API (/admin/api/*, admin.ts), and Chorus itself
+ * (WebSocket, /healthz, /metrics, /api/*).
  */
 import { randomBytes } from 'node:crypto';
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
@@ -10,6 +11,7 @@ import { Registry } from 'prom-client';
 import { ChorusServer } from '../server/index.js';
 import { RedisEngine } from '../engines/redis/index.js';
 import { REDACT_PATHS } from '../server/logger.js';
+import { AdminConsole } from './admin.js';
 import { createBackendHooks } from './backend-hooks.js';
 import type { RedisConfig, StandaloneConfig } from './config.js';
 import { DashboardFeed } from './dashboard-feed.js';
@@ -86,6 +88,7 @@ export async function startStandalone(config: StandaloneConfig, options: Standal
   if (backend.proxy) chorus.use(backend.proxy);
   if (backend.webhooks) chorus.use(backend.webhooks);
   const dashboard = new DashboardFeed(chorus, { intervalMs: options.dashboardIntervalMs ?? 1000 });
+  const admin = new AdminConsole(chorus);
   logger.info({ engine: chorus.engine.name }, engine ? 'engine: redis (cluster mode)' : 'engine: memory (one process)');
   if (config.proxy) logger.info({ kinds: Object.keys(config.proxy).filter((k) => k !== 'maxInFlight' && k !== 'maxQueued') }, 'proxy hooks to the application backend');
   if (config.webhooks.length > 0) logger.info({ webhooks: config.webhooks.length }, 'webhooks on');
@@ -104,6 +107,10 @@ export async function startStandalone(config: StandaloneConfig, options: Standal
     if (pathname === '/demo/token') {
       if (demoSecret === undefined) sendError(res, 404, 'NOT_FOUND', 'demo sign-in is off (a JWT key is configured)');
       else await handleDemoToken(req, res, demoSecret, claims);
+      return;
+    }
+    if (pathname.startsWith('/admin/api/')) {
+      await admin.handle(req, res, pathname);
       return;
     }
     if (await serveStatic(req, res, pathname)) return;

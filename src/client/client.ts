@@ -15,6 +15,7 @@ import type {
   HistoryResult,
   MessageData,
   PresenceEventData,
+  SkippedData,
   PublishResult,
   SubscribeResult,
 } from '../protocol/index.js';
@@ -501,6 +502,11 @@ export class ChorusClient<
         const subscription = this.#subscriptions.get(message?.channel);
         if (subscription !== undefined) subscription._message(message);
         else this.#emit('message', message);
+        return;
+      }
+      case 'skipped': {
+        const skipped = data as SkippedData;
+        this.#subscriptions.get(skipped?.channel)?._skipped(skipped);
         return;
       }
       case 'join':

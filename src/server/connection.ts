@@ -1,10 +1,11 @@
 import type { WebSocket } from 'ws';
 import { Disconnect, ServerEvent, disconnectData, type Frame } from '../protocol/index.js';
 import type { Publication } from '../engines/types.js';
+import { publicationTag, relieve, sharedCongestionWatch, type CongestionWatch, type QueueTag } from './backpressure.js';
 import { BatchCache, type FlushTotals } from './batch.js';
 import { InboundQueue } from './inbound.js';
 import type { LimitReporter } from './limit-reporter.js';
-import type { ResolvedNamespace } from './options.js';
+import type { BackpressurePolicy, ResolvedNamespace } from './options.js';
 import { TokenBucket } from './rate-limiter.js';
 import type { Transport } from './transport.js';
 
@@ -43,6 +44,8 @@ export interface ConnectionHost {
   readonly flushes: FlushScheduler;
   /** Told about slow consumers and dropped ephemeral frames. */
   readonly reporter: LimitReporter;
+  /** Retries writes held back by congestion (backpressure policies). Default: one per process. */
+  readonly congestion?: CongestionWatch;
 }
 
 /** Options of `Connection.close`. */
@@ -92,6 +95,11 @@ export class Connection {
 
   private queue: Buffer[] = [];
   private queuedBytes = 0;
+  /**
+   * What each queued frame carries, parallel to `queue`; set once a publication of a namespace
+   * with a backpressure policy was queued (see `sendPublication` and backpressure.ts).
+   */
+  private tags: QueueTag[] | undefined;
   private readonly bucket: TokenBucket;
   private faultWindowStart = 0;
   private faults = 0;
@@ -170,8 +178,51 @@ export class Connection {
       return;
     }
     this.queue.push(frame);
+    this.tags?.push(undefined);
     this.queuedBytes += frame.length;
     if (this.queue.length === 1) this.host.flushes.schedule(this);
+  }
+
+  /**
+   * Queue a live publication under its namespace's `backpressure` policy. `'disconnect'` (and
+   * publications without an offset) behave like `sendEncoded`. The other policies keep this
+   * connection's own queue within half of `maxQueuedBytes` by skipping queued publications and
+   * queueing `skipped` notices in their place (backpressure.ts); writes are held while the
+   * transport holds the other half. What cannot be relieved is a slow consumer (4003).
+   */
+  sendPublication(frame: Buffer, publication: Publication, policy: BackpressurePolicy): void {
+    if (policy === 'disconnect' || publication.offset === undefined) {
+      this.sendEncoded(frame, publication.ephemeral === true ? 'ephemeral' : 'live');
+      return;
+    }
+    if (this.closing) return;
+    const tags = (this.tags ??= this.queue.map(() => undefined));
+    const tag = publicationTag(publication, policy);
+    const budget = this.host.limits.maxQueuedBytes / 2;
+    if (this.queuedBytes + frame.length <= budget) {
+      this.queue.push(frame);
+      tags.push(tag);
+      this.queuedBytes += frame.length;
+      if (this.queue.length === 1) this.host.flushes.schedule(this);
+      return;
+    }
+    const relieved = relieve(this.queue, tags, { frame, tag }, budget);
+    if (!relieved) {
+      this.host.reporter.slowConsumer(this);
+      this.close(Disconnect.slowConsumer, { notice: false, graceMs: 1000 });
+      return;
+    }
+    this.host.reporter.limitHit('backpressure_skipped', this, { channel: publication.channel, policy, skipped: relieved.skipped });
+    const wasEmpty = this.queue.length === 0;
+    this.queue = relieved.frames;
+    this.tags = relieved.tags;
+    this.queuedBytes = relieved.bytes;
+    if (wasEmpty && this.queue.length > 0) this.host.flushes.schedule(this);
+  }
+
+  /** Called by the congestion watch: try writing the held frames again. */
+  retryFlush(): void {
+    if (!this.closing && this.queue.length > 0) this.host.flushes.schedule(this);
   }
 
   /** Encode and queue one frame (a reply unless told otherwise). */
@@ -188,6 +239,15 @@ export class Connection {
   flush(batches: BatchCache = new BatchCache(), totals?: FlushTotals): void {
     const queue = this.queue;
     if (queue.length === 0) return;
+    if (this.tags) {
+      // Backpressure policies: while the transport holds half the budget, frames wait here,
+      // where they can still be skipped.
+      if (!this.closing && this.transport.isOpen && this.transport.bufferedAmount >= this.host.limits.maxQueuedBytes / 2) {
+        (this.host.congestion ?? sharedCongestionWatch).hold(this);
+        return;
+      }
+      this.tags = [];
+    }
     this.queue = [];
     this.queuedBytes = 0;
     if (!this.transport.isOpen) return;
@@ -230,10 +290,12 @@ export class Connection {
     if (this.closing) return;
     if (options.notice === false) {
       this.queue = [];
+      if (this.tags) this.tags = [];
       this.queuedBytes = 0;
     } else {
       this.send({ event: ServerEvent.DISCONNECT, data: disconnectData(disconnect, options.retryAfterMs) });
       if (this.closing) return; // the notice itself overflowed the queue: closed as a slow consumer
+      this.tags = undefined; // write what is held, congested or not
       this.flush();
     }
     this.markClosing(disconnect);
@@ -250,6 +312,7 @@ export class Connection {
   terminate(what: Disconnect | number, reason?: string): void {
     if (!this.closing) this.markClosing(typeof what === 'number' ? { code: what, reason: reason ?? '' } : what);
     this.queue = [];
+    if (this.tags) this.tags = [];
     this.queuedBytes = 0;
     this.transport.terminate();
   }
@@ -277,6 +340,8 @@ export class Connection {
     if (this.terminateTimer) clearTimeout(this.terminateTimer);
     this.terminateTimer = undefined;
     this.queue = [];
+    if (this.tags) this.tags = [];
+    (this.host.congestion ?? sharedCongestionWatch).release(this);
     this.queuedBytes = 0;
     this.closing = true;
     this.closed = true;

@@ -23,7 +23,7 @@ import type { Hub } from './hub.js';
 import type { LimitReporter } from './limit-reporter.js';
 import type { Metrics } from './metrics.js';
 import type { Permissions } from './permissions.js';
-import type { Publisher } from './publisher.js';
+import { checkKey, type Publisher } from './publisher.js';
 import { validate, type StandardSchemaV1 } from './schema.js';
 
 /** Context given to application event handlers; `S` is the server (ChorusServer). */
@@ -313,7 +313,8 @@ export class FrameHandler<S> {
         const namespace = permissions.rules.resolve(channel);
         if (!('data' in data)) throw new ChorusError(ErrorCode.BAD_REQUEST, 'publish needs data');
         const ephemeral = optionalBoolean(data, 'ephemeral') === true;
-        return ctx.publisher.fromClient(connection, channel, namespace, data.data, { ephemeral, frameId: frame.id });
+        const key = data.key === undefined || data.key === null ? undefined : checkKey(data.key);
+        return ctx.publisher.fromClient(connection, channel, namespace, data.data, { ephemeral, frameId: frame.id, key });
       }
       case ClientEvent.HISTORY: {
         const data = objectData(frame);

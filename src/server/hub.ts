@@ -51,6 +51,7 @@ export function messageData(publication: Publication): MessageData {
   }
   if (publication.publisher) data.publisher = publication.publisher;
   if (publication.ephemeral) data.ephemeral = true;
+  if (publication.key !== undefined) data.key = publication.key;
   return data;
 }
 
@@ -172,7 +173,8 @@ export class Hub {
           const offset = publication?.offset;
           // Already covered by the recovered publications or the starting position.
           if (offset !== undefined && publication!.epoch === position.epoch && offset <= position.offset) continue;
-          connection.sendEncoded(frame, publication?.ephemeral === true ? 'ephemeral' : 'live');
+          if (publication) connection.sendPublication(frame, publication, namespace.backpressure);
+          else connection.sendEncoded(frame, 'live');
         }
       };
       if (namespace.presence) {
@@ -354,7 +356,6 @@ export class Hub {
       const subscribers = this.channels.get(publication.channel);
       if (!subscribers) return;
       const frame = encodeMessage(publication);
-      const ephemeral = publication.ephemeral === true;
       for (const connection of subscribers) {
         if (connection.id === event.exceptClient) continue;
         const state = connection.subscriptions.get(publication.channel);
@@ -363,7 +364,7 @@ export class Hub {
           state.pending.push({ publication, frame });
           continue;
         }
-        connection.sendEncoded(frame, ephemeral ? 'ephemeral' : 'live');
+        connection.sendPublication(frame, publication, state.namespace.backpressure);
       }
       return;
     }

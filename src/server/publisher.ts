@@ -16,6 +16,8 @@ export interface ServerPublishOptions {
   idempotencyKey?: string;
   /** Not stored, no offset. */
   ephemeral?: boolean;
+  /** Key of what the publication updates (1-128 characters); see the namespace option `backpressure`. */
+  key?: string;
   /** Recorded as the source in metrics. Default `'server'`. */
   source?: PublishSource;
 }
@@ -51,7 +53,7 @@ export class Publisher {
     channel: string,
     namespace: ResolvedNamespace,
     data: unknown,
-    options: { ephemeral: boolean; frameId: string | undefined },
+    options: { ephemeral: boolean; frameId: string | undefined; key?: string | undefined },
   ): Promise<PublishResult> {
     const { permissions, rateLimiter, reporter } = this.settings;
     await permissions.checkPublish(connection, channel, namespace);
@@ -68,6 +70,7 @@ export class Publisher {
       source: 'client',
       connection,
       ...(ephemeral ? { ephemeral } : {}),
+      ...(options.key !== undefined ? { key: options.key } : {}),
       ...(options.frameId !== undefined && !ephemeral ? { idempotencyKey: `${connection.user}\u0000${options.frameId}` } : {}),
     });
   }
@@ -75,6 +78,7 @@ export class Publisher {
   /** Publish from the server side or the HTTP API (no permission checks beyond the namespace existing). */
   async publish(channel: string, data: unknown, options: ServerPublishOptions = {}): Promise<PublishResult> {
     const namespace = this.settings.permissions.rules.resolve(channel);
+    if (options.key !== undefined) checkKey(options.key);
     return this.run(channel, namespace, data, { ...options, source: options.source ?? 'server' });
   }
 
@@ -118,6 +122,7 @@ export class Publisher {
             }
           : {}),
         ...(ephemeral ? { ephemeral: true } : {}),
+        ...(options.key !== undefined ? { key: options.key } : {}),
         ...(options.exceptClient !== undefined ? { exceptClient: options.exceptClient } : {}),
       });
     } catch (err) {
@@ -138,4 +143,12 @@ export class Publisher {
     const { duplicate: _duplicate, ...position } = result;
     return position;
   }
+}
+
+/** A publication key is 1 to 128 characters (BAD_REQUEST otherwise). */
+export function checkKey(key: unknown): string {
+  if (typeof key !== 'string' || key.length === 0 || key.length > 128) {
+    throw new ChorusError(ErrorCode.BAD_REQUEST, 'key must be a string of 1 to 128 characters');
+  }
+  return key;
 }

@@ -6,6 +6,7 @@ import { MemoryEngine } from '../engines/memory/index.js';
 import type { BrokerEvent, ControlCommand, Engine, PublishResult } from '../engines/types.js';
 import { Authenticator } from './auth.js';
 import { ChannelRules } from './channels.js';
+import { affectedBy, clusterView, type ClusterView } from './cluster.js';
 import { Connection, type ConnectionHost } from './connection.js';
 import { FlushLoop } from './flush.js';
 import { FrameHandler, assertHandlerName, type EventHandlerOf, type HandlerContextOf, type HandlerEntry, type HandlerOptions } from './frame-handler.js';
@@ -51,6 +52,7 @@ export class ChorusServer {
   /** Connections on this node. */
   readonly connections = new Set<Connection>();
   readonly hub: Hub;
+  readonly cluster: ClusterView;
   /** Application event handlers by event name. */
   readonly handlers = new Map<string, HandlerEntry<ChorusServer>>();
   /** True once `close()` was called. */
@@ -149,6 +151,8 @@ export class ChorusServer {
       logger: this.logger,
       now,
     });
+    const { nodeId, cluster } = this.options;
+    this.cluster = clusterView({ ...cluster, nodeId, engine: this.engine, logger: this.logger, now, checkChannel: (c) => void this.rules.resolve(c) }, this);
     this.engine.broker.setHandler((event) => this.onBrokerEvent(event));
   }
 
@@ -160,7 +164,7 @@ export class ChorusServer {
   /** Start the engine and the heartbeat timer (done automatically on the first upgrade or request). */
   start(): Promise<void> {
     if (!this.started) {
-      this.started = this.engine.start().then(() => this.heartbeat.start());
+      this.started = this.engine.start().then(() => void (this.heartbeat.start(), this.closing || this.cluster.start()));
       this.started.catch((err) => this.logger.error({ err }, 'engine failed to start'));
     }
     return this.started;
@@ -262,6 +266,7 @@ export class ChorusServer {
   }
 
   private onControl(command: ControlCommand): void {
+    if (this.cluster.receive(command, affectedBy(command, this.hub.users))) return;
     const connections = this.hub.users.get(command.user);
     if (!connections) return;
     for (const connection of [...connections]) {
@@ -343,27 +348,19 @@ export class ChorusServer {
     return removed;
   }
 
-  /** Subscribe every connection of a user (on every node) to a channel. Returns local connections affected. */
+  /** Subscribe every connection of a user (on every node) to a channel. Returns the cluster's connections affected. */
   async subscribeUser(user: string, channel: string): Promise<number> {
-    this.rules.resolve(channel);
-    const local = this.hub.users.get(user)?.size ?? 0;
-    await this.engine.broker.publishControl({ type: 'subscribe', user, channel });
-    return local;
+    return (await this.cluster.request({ type: 'subscribe', user, channel })).count;
   }
 
+  /** Unsubscribe every connection of a user (on every node). Returns the cluster's connections that were subscribed. */
   async unsubscribeUser(user: string, channel: string): Promise<number> {
-    this.rules.resolve(channel);
-    const local = [...(this.hub.users.get(user) ?? [])].filter((c) => c.subscriptions.has(channel)).length;
-    await this.engine.broker.publishControl({ type: 'unsubscribe', user, channel });
-    return local;
+    return (await this.cluster.request({ type: 'unsubscribe', user, channel })).count;
   }
 
-  /** Disconnect every connection of a user (on every node). Returns local connections closed. */
+  /** Disconnect every connection of a user (on every node). Returns the cluster's connections closed. */
   async disconnectUser(user: string, options: { reconnect?: boolean; reason?: string } = {}): Promise<number> {
-    const local = this.hub.users.get(user)?.size ?? 0;
-    const { code, reason } = disconnectByServer(options.reconnect === true, options.reason);
-    await this.engine.broker.publishControl({ type: 'disconnect', user, code, reason });
-    return local;
+    return (await this.cluster.request({ type: 'disconnect', user, ...disconnectByServer(options.reconnect === true, options.reason) })).count;
   }
 
   /** Presence of a channel: one member per user. */
@@ -416,6 +413,7 @@ export class ChorusServer {
   private async shutdown(): Promise<void> {
     this.closing = true;
     this.heartbeat.stop();
+    await this.cluster.stop();
     const { drainTimeoutMs, reconnectSpreadMs } = this.options.shutdown;
     this.logger.info({ connections: this.connections.size }, 'shutting down');
     const closed = [...this.connections].map((connection) => {
