@@ -60,7 +60,9 @@ async function clusterScenario(a: TestServer, b: TestServer): Promise<void> {
     async () => {
       const r = await api(a.url, 'GET', '/api/channels');
       const room = r.body.channels.find((c: any) => c.channel === 'chat:room');
-      return room?.subscribers === 3 && room?.nodes === 2;
+      const other = r.body.channels.find((c: any) => c.channel === 'chat:other');
+      // b reports periodically: wait for a report taken after both of bob's subscriptions.
+      return room?.subscribers === 3 && room?.nodes === 2 && other !== undefined;
     },
     5000,
     20,
