@@ -7,7 +7,7 @@
  * generation counter that makes late async work harmless); its helpers (requests,
  * subscriptions, backoff, offline queue, positions) already live in their own files.
  */
-import { CloseCode, ErrorCode, RESERVED_EVENTS, encodeFrame, parseFrame, shouldReconnect, splitFrames } from '../protocol/index.js';
+import { ChorusError, CloseCode, ErrorCode, RESERVED_EVENTS, shouldReconnect } from '../protocol/index.js';
 import type {
   ConnectedData,
   DisconnectData,
@@ -26,6 +26,7 @@ import type { RequestKind, Timer } from './requests.js';
 import { Subscription } from './subscription.js';
 import type { SubscribeOptions, SubscriptionHost, UnsubscribedData } from './subscription.js';
 import type { HistoryOptions, PresenceResult, RefreshResult, StateChange, WebSocketConstructor, WebSocketLike } from './types.js';
+import { Wire } from './wire.js';
 
 export const ClientState = {
   /** Not connected and not trying to be: before `connect()`, after `close()`, or after a no-reconnect close code. */
@@ -62,6 +63,12 @@ export interface ChorusClientOptions {
   getToken?: () => Promise<string>;
   /** WebSocket constructor. Default `globalThis.WebSocket` (pass `WebSocket` from `ws` on Node < 22). */
   WebSocket?: WebSocketConstructor;
+  /**
+   * Wire format: `'json'` (text frames; binary travels as `{"$bin": base64}`) or `'msgpack'`
+   * (the `chorus.v1.msgpack` subprotocol: binary frames, binary payloads as MessagePack bin).
+   * Binary payloads are `Uint8Array` either way. Default `'json'`.
+   */
+  codec?: 'json' | 'msgpack';
   /** Smallest reconnect backoff ceiling, in ms. Default 1000. */
   minReconnectDelayMs?: number;
   /** Largest reconnect delay, in ms. Default 30000. */
@@ -137,6 +144,7 @@ export class ChorusClient<
   readonly #token: string | undefined;
   readonly #getToken: (() => Promise<string>) | undefined;
   readonly #WebSocket: WebSocketConstructor;
+  readonly #wire: Wire;
   readonly #timeoutMs: number;
   readonly #minDelay: number;
   readonly #maxDelay: number;
@@ -175,6 +183,7 @@ export class ChorusClient<
     this.#token = options.token;
     this.#getToken = options.getToken;
     this.#WebSocket = WebSocketImpl;
+    this.#wire = new Wire(options.codec ?? 'json');
     this.#timeoutMs = positive('timeoutMs', options.timeoutMs ?? 10_000);
     this.#minDelay = nonNegative('minReconnectDelayMs', options.minReconnectDelayMs ?? 1000);
     this.#maxDelay = nonNegative('maxReconnectDelayMs', options.maxReconnectDelayMs ?? 30_000);
@@ -340,7 +349,7 @@ export class ChorusClient<
 
   #send(frame: Frame): void {
     try {
-      this.#socket?.send(encodeFrame(frame));
+      this.#socket?.send(this.#wire.encode(frame));
     } catch (err) {
       // The socket is closing; its close event drives the reconnect and retries.
       this.#emit('error', asError(err));
@@ -376,7 +385,9 @@ export class ChorusClient<
     if (generation !== this.#generation) return;
     let socket: WebSocketLike;
     try {
-      socket = new this.#WebSocket(withToken(this.#url, token));
+      const protocols = this.#wire.protocols;
+      socket = protocols ? new this.#WebSocket(withToken(this.#url, token), protocols) : new this.#WebSocket(withToken(this.#url, token));
+      if (protocols) socket.binaryType = 'arraybuffer';
     } catch (err) {
       this.#emit('error', asError(err));
       this.#disconnect(ClientCloseCode.CONNECT_FAILED, 'cannot create the WebSocket', true);
@@ -457,18 +468,11 @@ export class ChorusClient<
 
   #onData(data: unknown): void {
     this.#lastFrameAt = this.#now();
-    if (typeof data !== 'string') {
-      this.#emit('error', new ChorusClientError(ErrorCode.BAD_FRAME, 'binary message ignored'));
-      return;
-    }
     const socket = this.#socket;
-    for (const text of splitFrames(data)) {
+    for (const frame of this.#wire.decode(data)) {
       if (this.#socket !== socket) return; // a handler closed the connection
-      let frame: Frame;
-      try {
-        frame = parseFrame(text);
-      } catch (err) {
-        this.#emit('error', asError(err));
+      if (frame instanceof ChorusError) {
+        this.#emit('error', new ChorusClientError(frame.code, frame.message));
         continue;
       }
       this.#onFrame(frame);

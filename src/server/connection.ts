@@ -1,12 +1,13 @@
 import type { WebSocket } from 'ws';
-import { Disconnect, ServerEvent, disconnectData, type Frame } from '../protocol/index.js';
+import { Disconnect, ServerEvent, disconnectData, type Codec, type Frame } from '../protocol/index.js';
 import type { Publication } from '../engines/types.js';
 import { BatchCache, type FlushTotals } from './batch.js';
 import { InboundQueue } from './inbound.js';
 import type { LimitReporter } from './limit-reporter.js';
 import type { ResolvedNamespace } from './options.js';
 import { TokenBucket } from './rate-limiter.js';
-import type { Transport } from './transport.js';
+import type { OutgoingFrame } from './outgoing.js';
+import type { FramePosition, Transport } from './transport.js';
 
 /** How a queued frame is treated when the send queue is full (see `Connection.sendEncoded`). */
 export type SendMode = 'live' | 'ephemeral' | 'reply';
@@ -18,7 +19,7 @@ export interface SubscriptionState {
    * Frames held back while the subscription is being set up (recovery in progress), with the
    * publication they carry (absent for join/leave), so duplicates can be dropped on release.
    */
-  pending: Array<{ publication?: Publication; frame: Buffer }> | undefined;
+  pending: Array<{ publication?: Publication; frame: OutgoingFrame }> | undefined;
   /** Whether this connection has a presence entry in the channel. */
   presence: boolean;
 }
@@ -90,7 +91,9 @@ export class Connection {
   closeCode: number | undefined;
   closeReason = '';
 
-  private queue: Buffer[] = [];
+  private queue: Uint8Array[] = [];
+  /** Positions of the queued frames, kept only for transports that take frames one by one (SSE). */
+  private positions: Array<FramePosition | undefined> | undefined;
   private queuedBytes = 0;
   private readonly bucket: TokenBucket;
   private faultWindowStart = 0;
@@ -115,6 +118,12 @@ export class Connection {
     this.lastPing = now;
     this.bucket = new TokenBucket(host.limits.ratePerSecond, host.limits.rateBurst, now);
     this.inbound = new InboundQueue(transport);
+    if (transport.sendFrames) this.positions = [];
+  }
+
+  /** The codec of this connection's transport. */
+  get codec(): Codec {
+    return this.transport.codec;
   }
 
   /**
@@ -156,7 +165,7 @@ export class Connection {
    *   limit before it (a client that stopped reading) makes it a slow consumer. Callers bound
    *   the size of what they reply (history pages and recovery are capped by bytes).
    */
-  sendEncoded(frame: Buffer, mode: SendMode = 'live'): void {
+  sendEncoded(frame: Uint8Array, mode: SendMode = 'live', position?: FramePosition): void {
     if (this.closing) return;
     const max = this.host.limits.maxQueuedBytes;
     const before = this.pendingBytes;
@@ -170,17 +179,23 @@ export class Connection {
       return;
     }
     this.queue.push(frame);
+    this.positions?.push(position);
     this.queuedBytes += frame.length;
     if (this.queue.length === 1) this.host.flushes.schedule(this);
   }
 
-  /** Encode and queue one frame (a reply unless told otherwise). */
-  send(frame: Frame, mode: SendMode = 'reply'): void {
-    this.sendEncoded(Buffer.from(JSON.stringify(frame)), mode);
+  /** Encode (in this connection's codec) and queue one frame (a reply unless told otherwise). */
+  send(frame: Frame, mode: SendMode = 'reply', position?: FramePosition): void {
+    this.sendEncoded(this.transport.codec.encode(frame), mode, position);
+  }
+
+  /** Queue a frame shared with other connections (encoded once per codec). */
+  sendShared(frame: OutgoingFrame, mode: SendMode = 'live', position?: FramePosition): void {
+    this.sendEncoded(frame.encode(this.transport.codec), mode, position);
   }
 
   /**
-   * Write everything queued, joining frames with newlines into transport messages of at most
+   * Write everything queued, joining frames (codec's separator) into transport messages of at most
    * `maxMessageBytes` (a larger single frame goes alone). `batches` shares joined payloads
    * between connections whose queues hold the very same frames (the usual case in fan-out), so
    * each distinct batch is built once per flush, not per subscriber. Adds to `totals`.
@@ -188,18 +203,31 @@ export class Connection {
   flush(batches: BatchCache = new BatchCache(), totals?: FlushTotals): void {
     const queue = this.queue;
     if (queue.length === 0) return;
+    const positions = this.positions;
     this.queue = [];
+    if (positions) this.positions = [];
     this.queuedBytes = 0;
     if (!this.transport.isOpen) return;
+    const codec = this.transport.codec;
+    if (this.transport.sendFrames && positions) {
+      this.transport.sendFrames(queue, positions);
+      if (totals) {
+        for (const frame of queue) totals.bytes += frame.length;
+        totals.frames += queue.length;
+        totals.messages++;
+      }
+      return;
+    }
+    const separatorBytes = codec.separator.length;
     const limit = this.host.limits.maxMessageBytes;
     let start = 0;
     let size = 0;
     for (let i = 0; i <= queue.length; i++) {
       const frame = queue[i];
-      if (i === queue.length || (i > start && size + 1 + frame!.length > limit)) {
+      if (i === queue.length || (i > start && size + separatorBytes + frame!.length > limit)) {
         const chunk = start === 0 && i === queue.length ? queue : queue.slice(start, i);
-        const payload = chunk.length === 1 ? chunk[0]! : batches.join(chunk);
-        this.transport.send(payload, false);
+        const payload = chunk.length === 1 ? chunk[0]! : batches.join(chunk, codec);
+        this.transport.send(payload, codec.binary);
         if (totals) {
           totals.bytes += payload.length;
           totals.frames += chunk.length;
@@ -208,7 +236,7 @@ export class Connection {
         start = i;
         size = 0;
       }
-      if (frame) size += (size === 0 ? 0 : 1) + frame.length;
+      if (frame) size += (size === 0 ? 0 : separatorBytes) + frame.length;
     }
   }
 
@@ -229,8 +257,7 @@ export class Connection {
     const options = (typeof what === 'number' ? legacyOptions : (reasonOrOptions as CloseOptions | undefined)) ?? {};
     if (this.closing) return;
     if (options.notice === false) {
-      this.queue = [];
-      this.queuedBytes = 0;
+      this.clearQueue();
     } else {
       this.send({ event: ServerEvent.DISCONNECT, data: disconnectData(disconnect, options.retryAfterMs) });
       if (this.closing) return; // the notice itself overflowed the queue: closed as a slow consumer
@@ -249,9 +276,14 @@ export class Connection {
   terminate(code: number, reason: string): void;
   terminate(what: Disconnect | number, reason?: string): void {
     if (!this.closing) this.markClosing(typeof what === 'number' ? { code: what, reason: reason ?? '' } : what);
-    this.queue = [];
-    this.queuedBytes = 0;
+    this.clearQueue();
     this.transport.terminate();
+  }
+
+  private clearQueue(): void {
+    this.queue = [];
+    if (this.positions) this.positions = [];
+    this.queuedBytes = 0;
   }
 
   /** Record the code and reason for logs and metrics, unless a transport fault came first. */
@@ -276,8 +308,7 @@ export class Connection {
   disposed(): void {
     if (this.terminateTimer) clearTimeout(this.terminateTimer);
     this.terminateTimer = undefined;
-    this.queue = [];
-    this.queuedBytes = 0;
+    this.clearQueue();
     this.closing = true;
     this.closed = true;
     const waiters = this.closedWaiters ?? [];

@@ -6,8 +6,6 @@ import {
   ErrorCode,
   RESERVED_EVENTS,
   ServerEvent,
-  parseFrame,
-  splitFrames,
   withReason,
   type ConnectedData,
   type Frame,
@@ -171,21 +169,21 @@ export class FrameHandler<S> {
     const ctx = this.ctx;
     connection.lastSeen = ctx.now();
     ctx.metrics.bytesIn.inc(data.length);
-    if (isBinary) {
-      const error = new ChorusError(ErrorCode.BAD_FRAME, 'binary messages are not accepted; send JSON text');
-      this.enqueue(connection, async () => this.sendError(connection, undefined, 'binary', error));
+    const codec = connection.codec;
+    if (isBinary !== codec.binary) {
+      const error = new ChorusError(
+        ErrorCode.BAD_FRAME,
+        codec.binary ? 'text messages are not accepted with chorus.v1.msgpack; send binary' : 'binary messages are not accepted; send JSON text',
+      );
+      this.enqueue(connection, async () => this.sendError(connection, undefined, isBinary ? 'binary' : 'text', error));
       this.countFault(connection, error.code);
       return;
     }
-    for (const text of splitFrames(data.toString('utf8'))) {
+    for (const frame of codec.decodeMessage(data)) {
       if (connection.closing) return;
-      let frame: Frame;
-      try {
-        frame = parseFrame(text);
-      } catch (err) {
-        const error = err as ChorusError;
-        this.enqueue(connection, async () => this.sendError(connection, undefined, undefined, error));
-        this.countFault(connection, error.code);
+      if (frame instanceof ChorusError) {
+        this.enqueue(connection, async () => this.sendError(connection, undefined, undefined, frame));
+        this.countFault(connection, frame.code);
         continue;
       }
       this.countIn(RESERVED_EVENTS.has(frame.event) ? frame.event : 'app');

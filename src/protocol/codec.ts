@@ -1,0 +1,167 @@
+/**
+ * Codecs: how frames become the bytes of one transport message and back. JSON is the default
+ * (text messages, frames joined with newlines); MessagePack is chosen with the WebSocket
+ * subprotocol `chorus.v1.msgpack` (binary messages, frames concatenated). Isomorphic: no Node
+ * imports (msgpackr runs in browsers).
+ */
+import { Packr, Unpackr } from 'msgpackr';
+import { binaryToJson, jsonToBinary } from './binary.js';
+import { ChorusError, ErrorCode } from './codes.js';
+import { FRAME_SEPARATOR, parseFrame, splitFrames, toFrame, type Frame } from './frame.js';
+
+/** WebSocket subprotocol of the JSON codec. */
+export const JSON_SUBPROTOCOL = 'chorus.v1.json';
+/** WebSocket subprotocol of the MessagePack codec. */
+export const MSGPACK_SUBPROTOCOL = 'chorus.v1.msgpack';
+
+export type CodecName = 'json' | 'msgpack';
+
+/** Frame <-> bytes for one wire format. */
+export interface Codec {
+  readonly name: CodecName;
+  /** The WebSocket subprotocol that selects it. */
+  readonly subprotocol: string;
+  /** Whether its messages are binary WebSocket messages (else text). */
+  readonly binary: boolean;
+  /** Bytes between two frames in one message: `\n` for JSON, none for MessagePack. */
+  readonly separator: Uint8Array;
+  /** Encode one frame. `Uint8Array` anywhere in `data` is binary (see binary.ts for JSON). */
+  encode(frame: Frame): Uint8Array;
+  /** Decode one frame; throws ChorusError(BAD_FRAME). */
+  decode(bytes: Uint8Array): Frame;
+  /**
+   * Decode one whole message (several frames when batched). Each entry is a frame or the
+   * error of that part; a MessagePack message that does not decode is one error.
+   */
+  decodeMessage(message: Uint8Array | string): Array<Frame | ChorusError>;
+}
+
+const encoder = new TextEncoder();
+const decoder = new TextDecoder('utf-8', { fatal: true });
+
+export interface JsonCodecOptions {
+  /**
+   * Turn `{"$bin": base64}` in decoded frames into `Uint8Array` (the client does). Default
+   * false: the server keeps binary in the JSON form, which is how publications are stored.
+   */
+  decodeBinary?: boolean;
+}
+
+/** The JSON codec: one frame is one JSON text; binary travels as `{"$bin": base64}`. */
+export function createJsonCodec(options: JsonCodecOptions = {}): Codec {
+  const decodeBinary = options.decodeBinary === true;
+  const finish = (frame: Frame, text: string): Frame => {
+    if (decodeBinary && 'data' in frame && text.includes('"$bin"')) frame.data = jsonToBinary(frame.data);
+    return frame;
+  };
+  return {
+    name: 'json',
+    subprotocol: JSON_SUBPROTOCOL,
+    binary: false,
+    separator: encoder.encode(FRAME_SEPARATOR),
+    encode: (frame) => encoder.encode(JSON.stringify(binaryToJson(frame))),
+    decode(bytes) {
+      const text = textOf(bytes);
+      return finish(parseFrame(text), text);
+    },
+    decodeMessage(message) {
+      let text: string;
+      try {
+        text = typeof message === 'string' ? message : textOf(message);
+      } catch (err) {
+        return [err as ChorusError];
+      }
+      return splitFrames(text).map((part) => {
+        try {
+          return finish(parseFrame(part), part);
+        } catch (err) {
+          return err as ChorusError;
+        }
+      });
+    },
+  };
+}
+
+function textOf(bytes: Uint8Array): string {
+  try {
+    return decoder.decode(bytes);
+  } catch {
+    throw new ChorusError(ErrorCode.BAD_FRAME, 'frame is not valid UTF-8');
+  }
+}
+
+const PACK_OPTIONS = {
+  // Plain MessagePack maps and types only: no msgpackr records, no extension types.
+  useRecords: false,
+  moreTypes: false,
+  structuredClone: false,
+  bundleStrings: false,
+  encodeUndefinedAsNil: true,
+  mapsAsObjects: true,
+  int64AsType: 'number' as const,
+};
+
+/**
+ * The MessagePack codec: one frame is one MessagePack map with the JSON frame's keys; binary is
+ * MessagePack `bin` anywhere in `data` (decoded as `Uint8Array`). Several frames in one message
+ * are concatenated MessagePack values, nothing between them.
+ */
+export function createMsgpackCodec(): Codec {
+  const packr = new Packr(PACK_OPTIONS);
+  const unpackr = new Unpackr(PACK_OPTIONS);
+  const values = (bytes: Uint8Array): unknown[] => {
+    try {
+      return unpackr.unpackMultiple(bytes) as unknown[];
+    } catch {
+      throw new ChorusError(ErrorCode.BAD_FRAME, 'message is not valid MessagePack');
+    }
+  };
+  return {
+    name: 'msgpack',
+    subprotocol: MSGPACK_SUBPROTOCOL,
+    binary: true,
+    separator: new Uint8Array(0),
+    encode: (frame) => packr.pack(jsonToBinary(frame)),
+    decode(bytes) {
+      const all = values(bytes);
+      if (all.length !== 1) throw new ChorusError(ErrorCode.BAD_FRAME, 'expected exactly one MessagePack value');
+      return toFrame(all[0]);
+    },
+    decodeMessage(message) {
+      if (typeof message === 'string') return [new ChorusError(ErrorCode.BAD_FRAME, 'text messages are not accepted with chorus.v1.msgpack; send binary')];
+      let all: unknown[];
+      try {
+        all = values(message);
+      } catch (err) {
+        return [err as ChorusError];
+      }
+      return all.map((value) => {
+        try {
+          return toFrame(value);
+        } catch (err) {
+          return err as ChorusError;
+        }
+      });
+    },
+  };
+}
+
+/** The server's codecs (JSON keeps binary in its JSON form). */
+export const JSON_CODEC: Codec = createJsonCodec();
+export const MSGPACK_CODEC: Codec = createMsgpackCodec();
+
+/** The codec a WebSocket subprotocol selects, or undefined for one Chorus does not speak. */
+export function codecForSubprotocol(subprotocol: string): Codec | undefined {
+  if (subprotocol === JSON_SUBPROTOCOL) return JSON_CODEC;
+  if (subprotocol === MSGPACK_SUBPROTOCOL) return MSGPACK_CODEC;
+  return undefined;
+}
+
+/**
+ * The subprotocol to answer to a client's offer (in the client's order of preference): the
+ * first one Chorus speaks, or undefined (then no subprotocol is answered and JSON is spoken).
+ */
+export function chooseSubprotocol(offered: Iterable<string>): string | undefined {
+  for (const protocol of offered) if (codecForSubprotocol(protocol)) return protocol;
+  return undefined;
+}
