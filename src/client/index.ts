@@ -24,6 +24,7 @@ export type { MessageDecision, Step } from './position.js';
 export { OfflineQueue } from './offline-queue.js';
 export type { OfflineQueueOptions } from './offline-queue.js';
 export type {
+  BinaryData,
   HistoryOptions,
   PresenceResult,
   RefreshResult,

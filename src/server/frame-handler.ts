@@ -145,6 +145,35 @@ export class FrameHandler<S> {
     });
   }
 
+  /**
+   * Subscribe a one-way stream (SSE) to the channels it asked for, in order, after `connected`:
+   * each gets a `subscribed` event (with `recovered` when the stream resumed) or an `error`
+   * naming the channel. The same checks as a `subscribe` frame apply.
+   */
+  subscribeStream(connection: Connection, request: { channels: string[]; since: ReadonlyMap<string, StreamPosition>; resumed: boolean }): void {
+    this.enqueue(connection, async () => {
+      const ctx = this.ctx;
+      for (const channel of request.channels) {
+        if (connection.closing) return;
+        try {
+          const namespace = ctx.permissions.rules.resolve(channel);
+          await ctx.permissions.checkRead(connection, channel, namespace, 'subscribe');
+          await ctx.hooks.deny('onSubscribe', { connection, channel, serverSide: false });
+          const since = request.since.get(channel);
+          await ctx.hub.subscribe(connection, channel, namespace, since ? { since } : {}, ctx.maxSubscriptionsPerConnection, (result) => {
+            if (request.resumed && result.recovered === undefined) result.recovered = false;
+            const position = result.history ? { channel, offset: result.offset, epoch: result.epoch } : undefined;
+            connection.send({ event: ServerEvent.SUBSCRIBED, data: result }, 'reply', position);
+          });
+        } catch (err) {
+          const error = toChorusError(err) ?? new ChorusError(ErrorCode.INTERNAL, 'internal error');
+          if (!toChorusError(err)) ctx.logger.error({ err, client: connection.id, channel }, 'stream subscribe failed');
+          connection.send({ event: ServerEvent.ERROR, data: { code: error.code, message: error.message, event: ClientEvent.SUBSCRIBE, channel } });
+        }
+      }
+    });
+  }
+
   private sendConnected(connection: Connection, subscriptions: SubscribeResult[]): void {
     const { intervalMs, timeoutMs } = this.ctx.heartbeat;
     const data: ConnectedData = {

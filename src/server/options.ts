@@ -123,6 +123,11 @@ export interface ShutdownOptions {
 export interface ServerOptions {
   /** WebSocket endpoint path. Default `/ws`. */
   path?: string;
+  /**
+   * Server-Sent Events endpoint path (`GET <ssePath>?channel=...`, docs/PROTOCOL.md section 11),
+   * answered by `handleRequest`/`attach`; `false` turns it off. Default `/sse`.
+   */
+  ssePath?: string | false;
   /** JWT verification. Ignored when `authenticate` is given. */
   auth?: AuthOptions;
   /**
@@ -180,6 +185,8 @@ export interface ServerOptions {
 
 export interface ResolvedOptions {
   path: string;
+  /** undefined: no SSE endpoint. */
+  ssePath: string | undefined;
   auth: AuthOptions;
   authenticate: ServerOptions['authenticate'];
   authorize: ServerOptions['authorize'];
@@ -335,6 +342,9 @@ function resolveNumbers<T extends object>(
 export function resolveOptions(options: ServerOptions = {}): ResolvedOptions {
   const path = options.path ?? '/ws';
   if (typeof path !== 'string' || !path.startsWith('/')) fail('path', 'must start with "/"');
+  const ssePath = options.ssePath === false ? undefined : options.ssePath ?? '/sse';
+  if (ssePath !== undefined && (typeof ssePath !== 'string' || !ssePath.startsWith('/'))) fail('ssePath', 'must start with "/" (or be false)');
+  if (ssePath === path) fail('ssePath', 'must differ from path');
   const auth = options.auth ?? {};
   if (auth.secret !== undefined && (typeof auth.secret !== 'string' || auth.secret.length === 0)) {
     fail('auth.secret', 'must be a non-empty string');
@@ -371,6 +381,7 @@ export function resolveOptions(options: ServerOptions = {}): ResolvedOptions {
   const presenceTtlMs = options.presenceTtlMs === undefined ? 60000 : positiveInt('presenceTtlMs', options.presenceTtlMs);
   return {
     path,
+    ssePath,
     auth,
     authenticate: options.authenticate,
     authorize: options.authorize,

@@ -22,6 +22,7 @@ import { Permissions } from './permissions.js';
 import { Publisher, type BroadcastResult, type ServerPublishOptions } from './publisher.js';
 import type { StandardSchemaV1 } from './schema.js';
 import type { Transport } from './transport.js';
+import { SseEndpoint, type StreamRequest } from './transports/sse.js';
 import { WebSocketAcceptor } from './transports/websocket.js';
 import { Gate, WebSocketUpgrade, type Admitted } from './upgrade.js';
 
@@ -62,6 +63,7 @@ export class ChorusServer {
   private readonly frames: FrameHandler<ChorusServer>;
   private readonly acceptor: WebSocketAcceptor;
   private readonly websocket: WebSocketUpgrade;
+  private readonly sse: SseEndpoint;
   private readonly heartbeat: Heartbeat;
   private readonly host: ConnectionHost;
   private started: Promise<void> | undefined;
@@ -136,7 +138,8 @@ export class ChorusServer {
       logger: this.logger,
     });
     this.acceptor = new WebSocketAcceptor(this.options.limits.maxMessageBytes);
-    this.websocket = new WebSocketUpgrade(gate, this.acceptor, this, (transport, admitted) => this.accept(transport, admitted));
+    this.websocket = new WebSocketUpgrade(gate, this.acceptor, this, (transport, admitted) => void this.accept(transport, admitted));
+    this.sse = new SseEndpoint(gate, this, (transport, admitted, request) => this.acceptStream(transport, admitted, request));
     this.heartbeat = new Heartbeat({
       connections: this.connections,
       options: this.options,
@@ -195,8 +198,12 @@ export class ChorusServer {
     return this;
   }
 
-  /** Answer `/healthz`, `/metrics` and `/api/*`; returns false for any other request. */
+  /** Answer `/healthz`, `/metrics`, `/api/*` and the SSE endpoint; returns false for any other request. */
   handleRequest(req: IncomingMessage, res: ServerResponse): boolean {
+    if (this.options.ssePath !== undefined && safePath(req.url) === this.options.ssePath) {
+      this.sse.handle(req, res);
+      return true;
+    }
     return handleHttpRequest(this, req, res);
   }
 
@@ -205,13 +212,19 @@ export class ChorusServer {
     this.websocket.handle(req, socket, head);
   }
 
+  /** A new SSE stream: a connection, then its channels subscribed (resumed from Last-Event-ID). */
+  private acceptStream(transport: Transport, admitted: Admitted, request: StreamRequest): void {
+    const connection = this.accept(transport, admitted);
+    if (connection) this.frames.subscribeStream(connection, request);
+  }
+
   /** A new transport whose request was admitted: it becomes a connection. */
-  private accept(transport: Transport, admitted: Admitted): void {
+  private accept(transport: Transport, admitted: Admitted): Connection | undefined {
     const connection = new Connection(transport, admitted.identity, this.host, admitted.clientId);
     if (this.closing) {
       admitted.release();
       connection.terminate(Disconnect.shutdown);
-      return;
+      return undefined;
     }
     this.connections.add(connection);
     this.hub.addConnection(connection);
@@ -233,8 +246,9 @@ export class ChorusServer {
       },
       close: (code, reason) => this.onClose(connection, admitted, code, reason),
     });
-    this.logger.info({ client: connection.id, user: connection.user }, 'connected');
+    this.logger.info({ client: connection.id, user: connection.user, transport: transport.kind, codec: transport.codec.name }, 'connected');
     this.frames.start(connection);
+    return connection;
   }
 
   private onClose(connection: Connection, admitted: Admitted, peerCode: number, peerReason: string): void {
