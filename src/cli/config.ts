@@ -62,6 +62,8 @@ Environment:
                           (default: in-memory engine, one process)
   CHORUS_ALLOWED_ORIGINS  comma-separated browser Origin allow-list ("*" allows all);
                           default: only the server's own origin
+  CHORUS_COMPRESSION      "on" turns on permessage-deflate for WebSocket clients that offer it
+                          ("off" turns it off; default off; file key "compression")
 `;
 
 /** Keys the config file may have at the top level. */
@@ -72,6 +74,7 @@ const FILE_KEYS = new Set([
   'path',
   'auth',
   'apiKey',
+  'compression',
   'allowedOrigins',
   'namespaces',
   'personalChannel',
@@ -452,6 +455,12 @@ export function loadConfig(
   if (envApiKey !== undefined) server.apiKey = envApiKey;
   const envOrigins = envVar(env, 'CHORUS_ALLOWED_ORIGINS');
   if (envOrigins !== undefined) server.allowedOrigins = parseOrigins('CHORUS_ALLOWED_ORIGINS', envOrigins);
+  const envCompression = envVar(env, 'CHORUS_COMPRESSION');
+  if (envCompression !== undefined) {
+    if (envCompression !== 'on' && envCompression !== 'off') invalid('CHORUS_COMPRESSION', `must be "on" or "off", got ${JSON.stringify(envCompression)}`);
+    // "on" keeps a file's compression settings; "off" wins over them.
+    server.compression = envCompression === 'off' ? false : typeof server.compression === 'object' ? server.compression : true;
+  }
 
   optionalString('nodeId', server.nodeId);
   if (server.processMetrics !== undefined && typeof server.processMetrics !== 'boolean') {

@@ -119,6 +119,38 @@ export interface ShutdownOptions {
   reconnectSpreadMs: number;
 }
 
+/**
+ * permessage-deflate on WebSocket connections (RFC 7692, through `ws`). A compressed connection
+ * keeps zlib state: see README "Compression" for the measured memory and CPU per connection.
+ * The message size limit (`limits.maxMessageBytes`) applies to the decompressed message.
+ */
+export interface CompressionOptions {
+  /** Messages smaller than this are sent uncompressed, in bytes. Default 1024. */
+  threshold?: number;
+  /** Compression and decompression jobs running at once in the process (zlib threads are shared). Default 10. */
+  concurrency?: number;
+  /**
+   * Keep the deflate context between messages (better ratio on similar messages, but the
+   * context's memory stays allocated per connection). Default false: no context takeover.
+   */
+  contextTakeover?: boolean;
+  /** zlib compression level, 1 (fastest) to 9 (smallest). Default 1. */
+  level?: number;
+  /** zlib memLevel, 1 to 9: deflate memory is about 2^(memLevel+9) bytes. Default 4. */
+  memLevel?: number;
+  /** Largest LZ77 window the server uses, as bits, 9 to 15: deflate memory is about 2^(bits+2) bytes. Default 11. */
+  windowBits?: number;
+}
+
+export const DEFAULT_COMPRESSION: Required<CompressionOptions> = {
+  threshold: 1024,
+  concurrency: 10,
+  contextTakeover: false,
+  level: 1,
+  memLevel: 4,
+  windowBits: 11,
+};
+
 /** Options of `new ChorusServer(options)`. Every field is optional. */
 export interface ServerOptions {
   /** WebSocket endpoint path. Default `/ws`. */
@@ -148,6 +180,12 @@ export interface ServerOptions {
   allowedOrigins?: string[];
   /** Bearer key for the HTTP API. Without it the API answers 401. */
   apiKey?: string;
+  /**
+   * permessage-deflate for WebSocket clients that offer it: `true` for the defaults of
+   * `CompressionOptions`, or the options. Default `false` (off). Config key `compression`,
+   * env `CHORUS_COMPRESSION=on`.
+   */
+  compression?: boolean | CompressionOptions;
   /** Channel namespaces, first match wins. Default `DEFAULT_NAMESPACES` (`user:*` personal, `chat:*`). */
   namespaces?: NamespaceOptions[];
   /** Subscribe every connection to its personal channel `user:<sub>` on connect. Default `true`. */
@@ -192,6 +230,8 @@ export interface ResolvedOptions {
   authorize: ServerOptions['authorize'];
   allowedOrigins: string[] | undefined;
   apiKey: string | undefined;
+  /** undefined: compression off. */
+  compression: Required<CompressionOptions> | undefined;
   namespaces: ResolvedNamespace[];
   personalChannel: boolean;
   limits: Limits;
@@ -338,6 +378,32 @@ function resolveNumbers<T extends object>(
   return out;
 }
 
+const COMPRESSION_RANGES: Record<keyof CompressionOptions, [number, number] | 'boolean'> = {
+  threshold: [0, 2 ** 31],
+  concurrency: [1, 1024],
+  contextTakeover: 'boolean',
+  level: [1, 9],
+  memLevel: [1, 9],
+  windowBits: [9, 15],
+};
+
+function resolveCompression(value: ServerOptions['compression']): Required<CompressionOptions> | undefined {
+  if (value === undefined || value === false) return undefined;
+  if (value === true) return { ...DEFAULT_COMPRESSION };
+  if (typeof value !== 'object' || value === null) fail('compression', `must be true, false or an object, got ${JSON.stringify(value)}`);
+  const out: Record<string, unknown> = { ...DEFAULT_COMPRESSION };
+  for (const [k, v] of Object.entries(value)) {
+    const range = COMPRESSION_RANGES[k as keyof CompressionOptions];
+    if (range === undefined) fail(`compression.${k}`, 'unknown key');
+    if (v === undefined) continue;
+    if (range === 'boolean') out[k] = bool(`compression.${k}`, v);
+    else if (typeof v !== 'number' || !Number.isSafeInteger(v) || v < range[0] || v > range[1]) {
+      fail(`compression.${k}`, `must be an integer from ${range[0]} to ${range[1]}, got ${JSON.stringify(v)}`);
+    } else out[k] = v;
+  }
+  return out as Required<CompressionOptions>;
+}
+
 /** Merge options over the defaults and validate them; throws a TypeError naming the bad key. */
 export function resolveOptions(options: ServerOptions = {}): ResolvedOptions {
   const path = options.path ?? '/ws';
@@ -368,6 +434,7 @@ export function resolveOptions(options: ServerOptions = {}): ResolvedOptions {
   if (options.apiKey !== undefined && (typeof options.apiKey !== 'string' || options.apiKey.length === 0)) {
     fail('apiKey', 'must be a non-empty string');
   }
+  const compression = resolveCompression(options.compression);
   const namespaces = (options.namespaces ?? DEFAULT_NAMESPACES).map((ns, i) => resolveNamespace(ns, `namespaces[${i}]`));
   const limits = resolveNumbers('limits', options.limits, DEFAULT_LIMITS);
   const heartbeat = resolveNumbers('heartbeat', options.heartbeat, DEFAULT_HEARTBEAT);
@@ -387,6 +454,7 @@ export function resolveOptions(options: ServerOptions = {}): ResolvedOptions {
     authorize: options.authorize,
     allowedOrigins: options.allowedOrigins,
     apiKey: options.apiKey,
+    compression,
     namespaces,
     personalChannel: options.personalChannel ?? true,
     limits,

@@ -137,7 +137,7 @@ export class ChorusServer {
       metrics: this.metrics,
       logger: this.logger,
     });
-    this.acceptor = new WebSocketAcceptor(this.options.limits.maxMessageBytes);
+    this.acceptor = new WebSocketAcceptor(this.options.limits.maxMessageBytes, this.options.compression);
     this.websocket = new WebSocketUpgrade(gate, this.acceptor, this, (transport, admitted) => void this.accept(transport, admitted));
     this.sse = new SseEndpoint(gate, this, (transport, admitted, request) => this.acceptStream(transport, admitted, request));
     this.heartbeat = new Heartbeat({

@@ -75,7 +75,7 @@ export class WebSocketTransport implements Transport {
   }
 }
 
-/** permessage-deflate settings (see `CompressionOptions` in options.ts), resolved. */
+/** permessage-deflate settings, resolved (documented on `CompressionOptions` in options.ts). */
 export interface DeflateSettings {
   threshold: number;
   concurrency: number;
