@@ -160,6 +160,12 @@ export interface ServerOptions {
    * answered by `handleRequest`/`attach`; `false` turns it off. Default `/sse`.
    */
   ssePath?: string | false;
+  /**
+   * HTTP streaming endpoint path: `GET <streamPath>` opens a bidirectional session,
+   * `POST <streamPath>/<session>?seq=<n>` sends (docs/PROTOCOL.md section 13); `false` turns it
+   * off. In a cluster every node must have a unique `nodeId`. Default `/stream`.
+   */
+  streamPath?: string | false;
   /** JWT verification. Ignored when `authenticate` is given. */
   auth?: AuthOptions;
   /**
@@ -225,6 +231,8 @@ export interface ResolvedOptions {
   path: string;
   /** undefined: no SSE endpoint. */
   ssePath: string | undefined;
+  /** undefined: no HTTP streaming endpoint. */
+  streamPath: string | undefined;
   auth: AuthOptions;
   authenticate: ServerOptions['authenticate'];
   authorize: ServerOptions['authorize'];
@@ -411,6 +419,11 @@ export function resolveOptions(options: ServerOptions = {}): ResolvedOptions {
   const ssePath = options.ssePath === false ? undefined : options.ssePath ?? '/sse';
   if (ssePath !== undefined && (typeof ssePath !== 'string' || !ssePath.startsWith('/'))) fail('ssePath', 'must start with "/" (or be false)');
   if (ssePath === path) fail('ssePath', 'must differ from path');
+  const streamPath = options.streamPath === false ? undefined : options.streamPath ?? '/stream';
+  if (streamPath !== undefined && (typeof streamPath !== 'string' || !streamPath.startsWith('/') || streamPath.length < 2)) {
+    fail('streamPath', 'must start with "/" (or be false)');
+  }
+  if (streamPath === path || streamPath === ssePath) fail('streamPath', 'must differ from path and ssePath');
   const auth = options.auth ?? {};
   if (auth.secret !== undefined && (typeof auth.secret !== 'string' || auth.secret.length === 0)) {
     fail('auth.secret', 'must be a non-empty string');
@@ -449,6 +462,7 @@ export function resolveOptions(options: ServerOptions = {}): ResolvedOptions {
   return {
     path,
     ssePath,
+    streamPath,
     auth,
     authenticate: options.authenticate,
     authorize: options.authorize,

@@ -22,6 +22,7 @@ import { Permissions } from './permissions.js';
 import { Publisher, type BroadcastResult, type ServerPublishOptions } from './publisher.js';
 import type { StandardSchemaV1 } from './schema.js';
 import type { Transport } from './transport.js';
+import { HttpStreamEndpoint } from './transports/http-stream.js';
 import { SseEndpoint, type StreamRequest } from './transports/sse.js';
 import { WebSocketAcceptor } from './transports/websocket.js';
 import { Gate, WebSocketUpgrade, type Admitted } from './upgrade.js';
@@ -64,6 +65,9 @@ export class ChorusServer {
   private readonly acceptor: WebSocketAcceptor;
   private readonly websocket: WebSocketUpgrade;
   private readonly sse: SseEndpoint;
+  private readonly stream: HttpStreamEndpoint;
+  /** The broker channel other nodes forward HTTP streaming messages for this node's sessions on (not a valid client channel name). */
+  private readonly nodeChannel: string;
   private readonly heartbeat: Heartbeat;
   private readonly host: ConnectionHost;
   private started: Promise<void> | undefined;
@@ -140,6 +144,23 @@ export class ChorusServer {
     this.acceptor = new WebSocketAcceptor(this.options.limits.maxMessageBytes, this.options.compression);
     this.websocket = new WebSocketUpgrade(gate, this.acceptor, this, (transport, admitted) => void this.accept(transport, admitted));
     this.sse = new SseEndpoint(gate, this, (transport, admitted, request) => this.acceptStream(transport, admitted, request));
+    this.nodeChannel = `node ${this.options.nodeId}`;
+    this.stream = new HttpStreamEndpoint(
+      gate,
+      {
+        get closing() {
+          return server.closing;
+        },
+        logger: this.logger,
+        nodeId: this.options.nodeId,
+        allowedOrigins: this.options.allowedOrigins,
+        maxMessageBytes: this.options.limits.maxMessageBytes,
+      },
+      (transport, admitted) => void this.accept(transport, admitted),
+      async (node, session, seq, body) => {
+        await this.engine.broker.publish(`node ${node}`, { session, seq, body }, { ephemeral: true });
+      },
+    );
     this.heartbeat = new Heartbeat({
       connections: this.connections,
       options: this.options,
@@ -161,7 +182,10 @@ export class ChorusServer {
   /** Start the engine and the heartbeat timer (done automatically on the first upgrade or request). */
   start(): Promise<void> {
     if (!this.started) {
-      this.started = this.engine.start().then(() => this.heartbeat.start());
+      this.started = this.engine
+        .start()
+        .then(() => (this.options.streamPath !== undefined ? this.engine.broker.subscribe(this.nodeChannel) : undefined))
+        .then(() => this.heartbeat.start());
       this.started.catch((err) => this.logger.error({ err }, 'engine failed to start'));
     }
     return this.started;
@@ -198,10 +222,17 @@ export class ChorusServer {
     return this;
   }
 
-  /** Answer `/healthz`, `/metrics`, `/api/*` and the SSE endpoint; returns false for any other request. */
+  /** Answer `/healthz`, `/metrics`, `/api/*`, the SSE and the HTTP streaming endpoints; returns false for any other request. */
   handleRequest(req: IncomingMessage, res: ServerResponse): boolean {
-    if (this.options.ssePath !== undefined && safePath(req.url) === this.options.ssePath) {
+    const path = safePath(req.url);
+    if (this.options.ssePath !== undefined && path === this.options.ssePath) {
       this.sse.handle(req, res);
+      return true;
+    }
+    const streamPath = this.options.streamPath;
+    if (streamPath !== undefined && (path === streamPath || path.startsWith(`${streamPath}/`))) {
+      void this.start();
+      this.stream.handle(req, res, path.slice(streamPath.length));
       return true;
     }
     return handleHttpRequest(this, req, res);
@@ -269,6 +300,11 @@ export class ChorusServer {
   }
 
   private onBrokerEvent(event: BrokerEvent): void {
+    if (event.type === 'publication' && event.publication.channel === this.nodeChannel) {
+      const { session, seq, body } = (event.publication.data ?? {}) as { session?: unknown; seq?: unknown; body?: unknown };
+      if (typeof session === 'string' && typeof seq === 'number' && typeof body === 'string') this.stream.deliver(session, seq, body);
+      return;
+    }
     if (event.type === 'control') this.onControl(event.command);
     else this.hub.deliver(event);
   }
