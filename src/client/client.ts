@@ -26,6 +26,8 @@ import type { RequestKind, Timer } from './requests.js';
 import { Subscription } from './subscription.js';
 import type { SubscribeOptions, SubscriptionHost, UnsubscribedData } from './subscription.js';
 import type { HistoryOptions, PresenceResult, RefreshResult, StateChange, WebSocketConstructor, WebSocketLike } from './types.js';
+import { HttpStreamSocket, type FetchLike } from './http-stream.js';
+import { TransportChooser, type TransportName } from './transports.js';
 import { Wire } from './wire.js';
 
 export const ClientState = {
@@ -48,6 +50,8 @@ export const ClientCloseCode = {
   NO_PING: 3002,
   /** `getToken` failed or the WebSocket constructor threw. */
   CONNECT_FAILED: 3003,
+  /** On the HTTP streaming fallback for `websocketRetryMs`: reconnecting to try the WebSocket again. */
+  RETRY_WEBSOCKET: 3004,
 } as const;
 
 export interface ChorusClientOptions {
@@ -69,6 +73,19 @@ export interface ChorusClientOptions {
    * Binary payloads are `Uint8Array` either way. Default `'json'`.
    */
   codec?: 'json' | 'msgpack';
+  /**
+   * Transports in order of preference. After two attempts in a row that end before `connected`
+   * (WebSocket blocked, upgrade stripped by a proxy, 1006 before open) the next one is used:
+   * `'http-stream'` is a streaming response down and POSTs up, with the same frames, recovery
+   * and acks (JSON only). Default `['websocket', 'http-stream']`.
+   */
+  transports?: TransportName[];
+  /** HTTP streaming endpoint URL. Default: `url` with `ws(s)` -> `http(s)` and the path `/stream`. */
+  httpStreamUrl?: string;
+  /** `fetch` for the HTTP streaming fallback. Default `globalThis.fetch`. */
+  fetch?: FetchLike;
+  /** After this long connected over a fallback, reconnect to try the WebSocket again, in ms. Default 300000. */
+  websocketRetryMs?: number;
   /** Smallest reconnect backoff ceiling, in ms. Default 1000. */
   minReconnectDelayMs?: number;
   /** Largest reconnect delay, in ms. Default 30000. */
@@ -145,6 +162,14 @@ export class ChorusClient<
   readonly #getToken: (() => Promise<string>) | undefined;
   readonly #WebSocket: WebSocketConstructor;
   readonly #wire: Wire;
+  readonly #jsonWire: Wire;
+  readonly #chooser: TransportChooser;
+  readonly #httpStreamUrl: string;
+  readonly #fetch: FetchLike | undefined;
+  /** The codec and transport of the current connection. */
+  #activeWire: Wire;
+  #transport: TransportName = 'websocket';
+  #transportTimer: Timer | undefined;
   readonly #timeoutMs: number;
   readonly #minDelay: number;
   readonly #maxDelay: number;
@@ -184,6 +209,13 @@ export class ChorusClient<
     this.#getToken = options.getToken;
     this.#WebSocket = WebSocketImpl;
     this.#wire = new Wire(options.codec ?? 'json');
+    this.#jsonWire = this.#wire.name === 'json' ? this.#wire : new Wire('json');
+    this.#activeWire = this.#wire;
+    this.#fetch = options.fetch ?? (globalThis as { fetch?: FetchLike }).fetch?.bind(globalThis);
+    const transports = options.transports ?? (this.#fetch ? ['websocket', 'http-stream'] : ['websocket']);
+    if (transports.includes('http-stream') && !this.#fetch) throw new TypeError('the http-stream transport needs fetch: pass options.fetch');
+    this.#chooser = new TransportChooser(transports, 2, positive('websocketRetryMs', options.websocketRetryMs ?? 300_000));
+    this.#httpStreamUrl = options.httpStreamUrl ?? streamUrlOf(this.#url);
     this.#timeoutMs = positive('timeoutMs', options.timeoutMs ?? 10_000);
     this.#minDelay = nonNegative('minReconnectDelayMs', options.minReconnectDelayMs ?? 1000);
     this.#maxDelay = nonNegative('maxReconnectDelayMs', options.maxReconnectDelayMs ?? 30_000);
@@ -213,6 +245,11 @@ export class ChorusClient<
 
   get state(): ClientState {
     return this.#state;
+  }
+
+  /** The transport of the current (or last) connection: `'websocket'` or `'http-stream'`. */
+  get transport(): TransportName {
+    return this.#transport;
   }
 
   /** The last `connected` frame's data (undefined before the first). */
@@ -349,7 +386,7 @@ export class ChorusClient<
 
   #send(frame: Frame): void {
     try {
-      this.#socket?.send(this.#wire.encode(frame));
+      this.#socket?.send(this.#activeWire.encode(frame));
     } catch (err) {
       // The socket is closing; its close event drives the reconnect and retries.
       this.#emit('error', asError(err));
@@ -384,13 +421,21 @@ export class ChorusClient<
     }
     if (generation !== this.#generation) return;
     let socket: WebSocketLike;
+    const transport = (this.#transport = this.#chooser.current);
     try {
-      const protocols = this.#wire.protocols;
-      socket = protocols ? new this.#WebSocket(withToken(this.#url, token), protocols) : new this.#WebSocket(withToken(this.#url, token));
-      if (protocols) socket.binaryType = 'arraybuffer';
+      if (transport === 'http-stream') {
+        this.#activeWire = this.#jsonWire;
+        socket = new HttpStreamSocket(withToken(this.#httpStreamUrl, token), this.#fetch!);
+      } else {
+        this.#activeWire = this.#wire;
+        const protocols = this.#wire.protocols;
+        socket = protocols ? new this.#WebSocket(withToken(this.#url, token), protocols) : new this.#WebSocket(withToken(this.#url, token));
+        if (protocols) socket.binaryType = 'arraybuffer';
+      }
     } catch (err) {
       this.#emit('error', asError(err));
-      this.#disconnect(ClientCloseCode.CONNECT_FAILED, 'cannot create the WebSocket', true);
+      this.#chooser.failedBeforeConnected();
+      this.#disconnect(ClientCloseCode.CONNECT_FAILED, `cannot create the ${transport} connection`, true);
       return;
     }
     this.#socket = socket;
@@ -400,6 +445,7 @@ export class ChorusClient<
     };
     socket.onclose = (event: { code?: number; reason?: string }) => {
       if (this.#socket !== socket) return;
+      if (!this.#ready) this.#chooser.failedBeforeConnected();
       const code = event.code ?? 1006;
       const frame = this.#disconnectFrame;
       const reconnect = shouldReconnect(code) && frame?.reconnect !== false;
@@ -411,6 +457,7 @@ export class ChorusClient<
     };
     this.#connectTimer = setTimeout(() => {
       this.#connectTimer = undefined;
+      this.#chooser.failedBeforeConnected();
       this.#disconnect(ClientCloseCode.CONNECT_TIMEOUT, `no connected frame within ${this.#timeoutMs} ms`, true);
     }, this.#timeoutMs);
   }
@@ -460,16 +507,16 @@ export class ChorusClient<
   }
 
   #clearTimers(): void {
-    for (const timer of [this.#connectTimer, this.#reconnectTimer, this.#pingTimer, this.#refreshTimer]) {
+    for (const timer of [this.#connectTimer, this.#reconnectTimer, this.#pingTimer, this.#refreshTimer, this.#transportTimer]) {
       if (timer !== undefined) clearTimeout(timer);
     }
-    this.#connectTimer = this.#reconnectTimer = this.#pingTimer = this.#refreshTimer = undefined;
+    this.#connectTimer = this.#reconnectTimer = this.#pingTimer = this.#refreshTimer = this.#transportTimer = undefined;
   }
 
   #onData(data: unknown): void {
     this.#lastFrameAt = this.#now();
     const socket = this.#socket;
-    for (const frame of this.#wire.decode(data)) {
+    for (const frame of this.#activeWire.decode(data)) {
       if (this.#socket !== socket) return; // a handler closed the connection
       if (frame instanceof ChorusError) {
         this.#emit('error', new ChorusClientError(frame.code, frame.message));
@@ -544,6 +591,14 @@ export class ChorusClient<
     this.#backoff.reset();
     this.#connectedData = data;
     this.#ready = true;
+    this.#chooser.connected();
+    if (this.#chooser.onFallback) {
+      this.#transportTimer = setTimeout(() => {
+        this.#transportTimer = undefined;
+        this.#chooser.retryFirst();
+        this.#disconnect(ClientCloseCode.RETRY_WEBSOCKET, 'trying the WebSocket again', true);
+      }, this.#chooser.websocketRetryMs);
+    }
     this.#startPingWatch(data);
     this.#scheduleRefresh(data.expiresAt);
     const generation = this.#generation;
@@ -644,6 +699,19 @@ function noop(): void {}
 
 function asError(value: unknown): Error {
   return value instanceof Error ? value : new Error(String(value));
+}
+
+/** The HTTP streaming URL next to a WebSocket URL: same host, http(s), path `/stream`. */
+function streamUrlOf(url: string): string {
+  try {
+    const parsed = new URL(url);
+    parsed.protocol = parsed.protocol === 'wss:' ? 'https:' : parsed.protocol === 'ws:' ? 'http:' : parsed.protocol;
+    parsed.pathname = '/stream';
+    parsed.search = '';
+    return parsed.toString();
+  } catch {
+    return url;
+  }
 }
 
 function withToken(url: string, token: string | undefined): string {
