@@ -3,6 +3,11 @@ import type { Logger } from 'pino';
 import type { Registry } from 'prom-client';
 import type { Engine } from '../engines/types.js';
 
+import { resolveCompression, type CompressionOptions, type CompressionSettings } from './compression.js';
+import { bool, fail, oneOf, positiveInt, positiveNumber } from './option-checks.js';
+
+export { DEFAULT_COMPRESSION, type CompressionOptions } from './compression.js';
+
 /** Who may subscribe to channels of a namespace. */
 export type SubscribePolicy = 'any' | 'none';
 /** Who may publish from a client: any user, only current subscribers, or nobody (server/API only). */
@@ -119,38 +124,6 @@ export interface ShutdownOptions {
   reconnectSpreadMs: number;
 }
 
-/**
- * permessage-deflate on WebSocket connections (RFC 7692, through `ws`). A compressed connection
- * keeps zlib state: see README "Compression" for the measured memory and CPU per connection.
- * The message size limit (`limits.maxMessageBytes`) applies to the decompressed message.
- */
-export interface CompressionOptions {
-  /** Messages smaller than this are sent uncompressed, in bytes. Default 1024. */
-  threshold?: number;
-  /** Compression and decompression jobs running at once in the process (zlib threads are shared). Default 10. */
-  concurrency?: number;
-  /**
-   * Keep the deflate context between messages (better ratio on similar messages, but the
-   * context's memory stays allocated per connection). Default false: no context takeover.
-   */
-  contextTakeover?: boolean;
-  /** zlib compression level, 1 (fastest) to 9 (smallest). Default 1. */
-  level?: number;
-  /** zlib memLevel, 1 to 9: deflate memory is about 2^(memLevel+9) bytes. Default 4. */
-  memLevel?: number;
-  /** Largest LZ77 window the server uses, as bits, 9 to 15: deflate memory is about 2^(bits+2) bytes. Default 11. */
-  windowBits?: number;
-}
-
-export const DEFAULT_COMPRESSION: Required<CompressionOptions> = {
-  threshold: 1024,
-  concurrency: 10,
-  contextTakeover: false,
-  level: 1,
-  memLevel: 4,
-  windowBits: 11,
-};
-
 /** Options of `new ChorusServer(options)`. Every field is optional. */
 export interface ServerOptions {
   /** WebSocket endpoint path. Default `/ws`. */
@@ -239,7 +212,7 @@ export interface ResolvedOptions {
   allowedOrigins: string[] | undefined;
   apiKey: string | undefined;
   /** undefined: compression off. */
-  compression: Required<CompressionOptions> | undefined;
+  compression: CompressionSettings | undefined;
   namespaces: ResolvedNamespace[];
   personalChannel: boolean;
   limits: Limits;
@@ -292,36 +265,6 @@ const NAMESPACE_KEYS = new Set<string>([
   'joinLeave',
   ...Object.keys(NAMESPACE_DEFAULTS),
 ]);
-
-function fail(key: string, message: string): never {
-  throw new TypeError(`invalid option ${key}: ${message}`);
-}
-
-function positiveInt(key: string, value: unknown, allowZero = false): number {
-  if (typeof value !== 'number' || !Number.isSafeInteger(value) || value < (allowZero ? 0 : 1)) {
-    fail(key, `must be ${allowZero ? 'a non-negative' : 'a positive'} integer, got ${JSON.stringify(value)}`);
-  }
-  return value;
-}
-
-function positiveNumber(key: string, value: unknown): number {
-  if (typeof value !== 'number' || !Number.isFinite(value) || value <= 0) {
-    fail(key, `must be a positive number, got ${JSON.stringify(value)}`);
-  }
-  return value;
-}
-
-function oneOf<T extends string>(key: string, value: unknown, allowed: readonly T[]): T {
-  if (typeof value !== 'string' || !allowed.includes(value as T)) {
-    fail(key, `must be one of ${allowed.map((a) => JSON.stringify(a)).join(', ')}, got ${JSON.stringify(value)}`);
-  }
-  return value as T;
-}
-
-function bool(key: string, value: unknown): boolean {
-  if (typeof value !== 'boolean') fail(key, `must be true or false, got ${JSON.stringify(value)}`);
-  return value;
-}
 
 export function resolveNamespace(ns: NamespaceOptions, key: string): ResolvedNamespace {
   if (typeof ns !== 'object' || ns === null) fail(key, 'must be an object');
@@ -384,32 +327,6 @@ function resolveNumbers<T extends object>(
     (out as Record<string, number>)[k] = positiveInt(`${prefix}.${k}`, v, allowZero.has(k));
   }
   return out;
-}
-
-const COMPRESSION_RANGES: Record<keyof CompressionOptions, [number, number] | 'boolean'> = {
-  threshold: [0, 2 ** 31],
-  concurrency: [1, 1024],
-  contextTakeover: 'boolean',
-  level: [1, 9],
-  memLevel: [1, 9],
-  windowBits: [9, 15],
-};
-
-function resolveCompression(value: ServerOptions['compression']): Required<CompressionOptions> | undefined {
-  if (value === undefined || value === false) return undefined;
-  if (value === true) return { ...DEFAULT_COMPRESSION };
-  if (typeof value !== 'object' || value === null) fail('compression', `must be true, false or an object, got ${JSON.stringify(value)}`);
-  const out: Record<string, unknown> = { ...DEFAULT_COMPRESSION };
-  for (const [k, v] of Object.entries(value)) {
-    const range = COMPRESSION_RANGES[k as keyof CompressionOptions];
-    if (range === undefined) fail(`compression.${k}`, 'unknown key');
-    if (v === undefined) continue;
-    if (range === 'boolean') out[k] = bool(`compression.${k}`, v);
-    else if (typeof v !== 'number' || !Number.isSafeInteger(v) || v < range[0] || v > range[1]) {
-      fail(`compression.${k}`, `must be an integer from ${range[0]} to ${range[1]}, got ${JSON.stringify(v)}`);
-    } else out[k] = v;
-  }
-  return out as Required<CompressionOptions>;
 }
 
 /** Merge options over the defaults and validate them; throws a TypeError naming the bad key. */

@@ -13,7 +13,8 @@ import { rejectUpgrade } from './handshake.js';
 import { Heartbeat } from './heartbeat.js';
 import { Hooks, type Extension } from './hooks.js';
 import { handleHttpRequest } from './http-api.js';
-import { Hub, messageData } from './hub.js';
+import { historyPage } from './history-page.js';
+import { Hub } from './hub.js';
 import { LimitLog } from './limit-reporter.js';
 import { createLogger, safePath } from './logger.js';
 import { Metrics, closeCodeLabel } from './metrics.js';
@@ -22,10 +23,10 @@ import { Permissions } from './permissions.js';
 import { Publisher, type BroadcastResult, type ServerPublishOptions } from './publisher.js';
 import type { StandardSchemaV1 } from './schema.js';
 import type { Transport } from './transport.js';
-import { HttpStreamEndpoint } from './transports/http-stream.js';
-import { SseEndpoint, type StreamRequest } from './transports/sse.js';
-import { WebSocketAcceptor } from './transports/websocket.js';
-import { Gate, WebSocketUpgrade, type Admitted } from './upgrade.js';
+import { applyControl } from './control.js';
+import { Endpoints } from './endpoints.js';
+import type { StreamRequest } from './transports/sse.js';
+import { Gate, type Admitted } from './upgrade.js';
 
 export type { ServerPublishOptions } from './publisher.js';
 export type { HandlerOptions } from './frame-handler.js';
@@ -62,12 +63,7 @@ export class ChorusServer {
   private readonly flushes: FlushLoop;
   private readonly publisher: Publisher;
   private readonly frames: FrameHandler<ChorusServer>;
-  private readonly acceptor: WebSocketAcceptor;
-  private readonly websocket: WebSocketUpgrade;
-  private readonly sse: SseEndpoint;
-  private readonly stream: HttpStreamEndpoint;
-  /** The broker channel other nodes forward HTTP streaming messages for this node's sessions on (not a valid client channel name). */
-  private readonly nodeChannel: string;
+  private readonly endpoints: Endpoints;
   private readonly heartbeat: Heartbeat;
   private readonly host: ConnectionHost;
   private started: Promise<void> | undefined;
@@ -141,26 +137,16 @@ export class ChorusServer {
       metrics: this.metrics,
       logger: this.logger,
     });
-    this.acceptor = new WebSocketAcceptor(this.options.limits.maxMessageBytes, this.options.compression);
-    this.websocket = new WebSocketUpgrade(gate, this.acceptor, this, (transport, admitted) => void this.accept(transport, admitted));
-    this.sse = new SseEndpoint(gate, this, (transport, admitted, request) => this.acceptStream(transport, admitted, request));
-    this.nodeChannel = `node ${this.options.nodeId}`;
-    this.stream = new HttpStreamEndpoint(
-      gate,
-      {
-        get closing() {
-          return server.closing;
-        },
-        logger: this.logger,
-        nodeId: this.options.nodeId,
-        allowedOrigins: this.options.allowedOrigins,
-        maxMessageBytes: this.options.limits.maxMessageBytes,
+    this.endpoints = new Endpoints(gate, {
+      get closing() {
+        return server.closing;
       },
-      (transport, admitted) => void this.accept(transport, admitted),
-      async (node, session, seq, body) => {
-        await this.engine.broker.publish(`node ${node}`, { session, seq, body }, { ephemeral: true });
-      },
-    );
+      logger: this.logger,
+      broker: this.engine.broker,
+      options: this.options,
+      accept: (transport, admitted) => void this.accept(transport, admitted),
+      acceptStream: (transport, admitted, request) => this.acceptStream(transport, admitted, request),
+    });
     this.heartbeat = new Heartbeat({
       connections: this.connections,
       options: this.options,
@@ -184,7 +170,7 @@ export class ChorusServer {
     if (!this.started) {
       this.started = this.engine
         .start()
-        .then(() => (this.options.streamPath !== undefined ? this.engine.broker.subscribe(this.nodeChannel) : undefined))
+        .then(() => this.endpoints.start())
         .then(() => this.heartbeat.start());
       this.started.catch((err) => this.logger.error({ err }, 'engine failed to start'));
     }
@@ -224,15 +210,8 @@ export class ChorusServer {
 
   /** Answer `/healthz`, `/metrics`, `/api/*`, the SSE and the HTTP streaming endpoints; returns false for any other request. */
   handleRequest(req: IncomingMessage, res: ServerResponse): boolean {
-    const path = safePath(req.url);
-    if (this.options.ssePath !== undefined && path === this.options.ssePath) {
-      this.sse.handle(req, res);
-      return true;
-    }
-    const streamPath = this.options.streamPath;
-    if (streamPath !== undefined && (path === streamPath || path.startsWith(`${streamPath}/`))) {
+    if (this.endpoints.handleRequest(req, res)) {
       void this.start();
-      this.stream.handle(req, res, path.slice(streamPath.length));
       return true;
     }
     return handleHttpRequest(this, req, res);
@@ -240,7 +219,7 @@ export class ChorusServer {
 
   /** Handle an upgrade request (noServer embedding). The path is not checked here. */
   handleUpgrade(req: IncomingMessage, socket: Duplex, head: Buffer): void {
-    this.websocket.handle(req, socket, head);
+    this.endpoints.handleUpgrade(req, socket, head);
   }
 
   /** A new SSE stream: a connection, then its channels subscribed (resumed from Last-Event-ID). */
@@ -300,31 +279,18 @@ export class ChorusServer {
   }
 
   private onBrokerEvent(event: BrokerEvent): void {
-    if (event.type === 'publication' && event.publication.channel === this.nodeChannel) {
-      const { session, seq, body } = (event.publication.data ?? {}) as { session?: unknown; seq?: unknown; body?: unknown };
-      if (typeof session === 'string' && typeof seq === 'number' && typeof body === 'string') this.stream.deliver(session, seq, body);
-      return;
-    }
+    if (event.type === 'publication' && this.endpoints.nodeMessage(event.publication)) return;
     if (event.type === 'control') this.onControl(event.command);
     else this.hub.deliver(event);
   }
 
   private onControl(command: ControlCommand): void {
-    const connections = this.hub.users.get(command.user);
-    if (!connections) return;
-    for (const connection of [...connections]) {
-      if (command.type === 'disconnect') {
-        connection.close({ code: command.code, reason: command.reason });
-      } else if (command.type === 'subscribe') {
-        void this.subscribeConnection(connection, command.channel).catch((err) =>
-          this.logger.warn({ err: { message: (err as Error).message }, client: connection.id, channel: command.channel }, 'server-side subscribe failed'),
-        );
-      } else {
-        void this.unsubscribeConnection(connection, command.channel, 'unsubscribed by the server').catch((err) =>
-          this.logger.warn({ err: { message: (err as Error).message }, client: connection.id, channel: command.channel }, 'server-side unsubscribe failed'),
-        );
-      }
-    }
+    applyControl(command, {
+      users: this.hub.users,
+      logger: this.logger,
+      subscribe: (connection, channel) => this.subscribeConnection(connection, channel),
+      unsubscribe: (connection, channel, reason) => this.unsubscribeConnection(connection, channel, reason),
+    });
   }
 
   /** Heartbeats, dead-peer detection, token expiry and presence refresh, for all connections in one timer. */
@@ -332,10 +298,7 @@ export class ChorusServer {
     this.heartbeat.tick(now);
   }
 
-  /**
-   * Count a limit hit (`chorus_limit_hits_total{limit}`) and log it (`limit hit`), at most once
-   * every 10 s per connection and limit so that a misbehaving client cannot flood the logs.
-   */
+  /** Count a limit hit (`chorus_limit_hits_total{limit}`) and log it, at most every 10 s per connection and limit. */
   limitHit(limit: string, connection?: Connection, details: Record<string, unknown> = {}): void {
     this.reporter.limitHit(limit, connection, details);
   }
@@ -430,18 +393,8 @@ export class ChorusServer {
       ...(options.since ? { since: options.since } : {}),
       ...(options.reverse ? { reverse: true } : {}),
     });
-    // One page is one frame: keep it within half the send queue (and well under the 1 MiB that
-    // common WebSocket clients accept by default); the client pages on from the last offset.
-    const maxBytes = this.options.limits.maxQueuedBytes / 2;
-    const publications = [];
-    let bytes = 0;
-    for (const publication of read.publications) {
-      const data = messageData(publication);
-      bytes += Buffer.byteLength(JSON.stringify(data));
-      if (publications.length > 0 && bytes > maxBytes) break;
-      publications.push(data);
-    }
-    return { channel, publications, offset: read.position.offset, epoch: read.position.epoch };
+    // One page is one frame: within half the send queue (the client pages on from the last offset).
+    return historyPage(channel, read, this.options.limits.maxQueuedBytes / 2);
   }
 
   /** Channels with subscribers on this node, with their local subscriber counts. */
@@ -482,7 +435,7 @@ export class ChorusServer {
       // Terminated sockets emit 'close' on a later tick; wait (briefly) so cleanup has run on return.
       await Promise.race([Promise.all(closed), new Promise<void>((resolve) => setTimeout(resolve, 1000).unref())]);
     }
-    await this.acceptor.close();
+    await this.endpoints.close();
     for (const extension of this.hooks.all()) {
       try {
         await extension.onDestroy?.();
