@@ -10,6 +10,9 @@ import http from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { afterEach, describe, test } from 'node:test';
 import { TestBus } from '../src/engines/bus/index.js';
+import { RedisEngine } from '../src/engines/redis/index.js';
+import type { Engine } from '../src/engines/types.js';
+import { RedisProcess } from './redis-helpers.js';
 import { newSessionId, sessionNode } from '../src/server/transports/http-stream.js';
 import { SECRET, signToken, startServer, until, withServer, withTimeout, type TestServer } from './helpers.js';
 
@@ -212,10 +215,9 @@ describe('HTTP streaming across a cluster without sticky sessions', () => {
     proxy = undefined;
   });
 
-  test('POSTs reaching the other node are forwarded to the node holding the stream', async () => {
-    bus = new TestBus();
-    await bus.start();
-    nodes = await Promise.all(['a', 'b'].map((id) => startServer({ nodeId: id, engine: bus!.node(id) })));
+  /** Two nodes on these engines behind a per-request round-robin HTTP proxy; returns the proxy's URL. */
+  async function roundRobin(engines: [Engine, Engine]): Promise<{ base: string; routed: { a: number; b: number } }> {
+    nodes = await Promise.all(['a', 'b'].map((id, i) => startServer({ nodeId: id, engine: engines[i]! })));
     // A per-request round-robin HTTP proxy (like nginx upstream without ip_hash/sticky).
     let next = 0;
     const routed = { a: 0, b: 0 };
@@ -231,7 +233,11 @@ describe('HTTP streaming across a cluster without sticky sessions', () => {
     });
     proxy.listen(0, '127.0.0.1');
     await once(proxy, 'listening');
-    const base = `http://127.0.0.1:${(proxy.address() as AddressInfo).port}`;
+    return { base: `http://127.0.0.1:${(proxy.address() as AddressInfo).port}`, routed };
+  }
+
+  /** A session through the proxy: subscribe and ten publishes, each POST on the next node. */
+  async function chatThrough(base: string, routed: { a: number; b: number }): Promise<void> {
     const client = await StreamClient.open(base, await signToken('ada'));
     const home = sessionNode(client.session)!;
     await client.find((f) => f.event === 'connected' && f.data.node === home);
@@ -251,5 +257,26 @@ describe('HTTP streaming across a cluster without sticky sessions', () => {
     const other = nodes.find((n) => n.chorus.options.nodeId !== home)!;
     assert.equal(other.chorus.connections.size, 0, 'the stream lives on one node only');
     client.close();
+  }
+
+  test('POSTs reaching the other node are forwarded to the node holding the stream (test bus)', async () => {
+    bus = new TestBus();
+    await bus.start();
+    const { base, routed } = await roundRobin([bus.node('a'), bus.node('b')]);
+    await chatThrough(base, routed);
+  });
+
+  test('the same over a real Redis (two engines, one redis-server)', async () => {
+    const redis = await RedisProcess.start();
+    const engines: [RedisEngine, RedisEngine] = [new RedisEngine({ url: redis.url }), new RedisEngine({ url: redis.url })];
+    try {
+      const { base, routed } = await roundRobin(engines);
+      await chatThrough(base, routed);
+    } finally {
+      await Promise.allSettled(nodes.map((n) => n.close()));
+      nodes = [];
+      await Promise.allSettled(engines.map((e) => e.close()));
+      await redis.stop();
+    }
   });
 });
