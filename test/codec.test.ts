@@ -259,6 +259,20 @@ describe('codecs on the WebSocket', () => {
   });
 });
 
+describe('limits on a MessagePack connection', () => {
+  test('a message over maxMessageBytes closes 1009; a flood is RATE_LIMITED', async () => {
+    await withServer({ limits: { maxMessageBytes: 2048, ratePerSecond: 1, rateBurst: 10 } }, async (s) => {
+      const a = await MsgpackSocket.connect(s.wsUrl, await signToken('ada'));
+      a.send(...Array.from({ length: 15 }, (_, i) => ({ event: 'ping', id: `f${i}` })));
+      const limited = await a.next((f) => f.event === 'error' && (f.data as any).code === 'RATE_LIMITED');
+      assert.ok((limited.data as any).retryAfterMs > 0);
+      const closed = new Promise<number>((resolve) => a.ws.once('close', (code: number) => resolve(code)));
+      a.send({ event: 'ping', data: new Uint8Array(4096) });
+      assert.equal(await withTimeout(closed, 5000, 'close'), 1009);
+    });
+  });
+});
+
 describe('MessagePack on the HTTP API', () => {
   test('POST /api/publish with Content-Type: application/msgpack; binary reaches JSON as {"$bin"}', async () => {
     await withServer({}, async (s) => {
