@@ -13,7 +13,6 @@ import WebSocket from 'ws';
 import { ChorusClient, type MessageData } from '../src/client/index.js';
 import {
   JSON_CODEC,
-  MSGPACK_CODEC,
   binaryToJson,
   chooseSubprotocol,
   fromBase64,
@@ -21,6 +20,7 @@ import {
   toBase64,
   type Frame,
 } from '../src/protocol/index.js';
+import { MSGPACK_CODEC } from '../src/protocol/msgpack.js';
 import { API_KEY, nextEvent, signToken, withServer, withTimeout } from './helpers.js';
 
 const packr = new Packr({ useRecords: false, moreTypes: false });

@@ -161,7 +161,9 @@ export class ChorusClient<
   readonly #token: string | undefined;
   readonly #getToken: (() => Promise<string>) | undefined;
   readonly #WebSocket: WebSocketConstructor;
-  readonly #wire: Wire;
+  readonly #codec: 'json' | 'msgpack';
+  /** The MessagePack wire, loaded on the first MessagePack connection. */
+  #msgpackWire: Wire | undefined;
   readonly #jsonWire: Wire;
   readonly #chooser: TransportChooser;
   readonly #httpStreamUrl: string;
@@ -208,9 +210,10 @@ export class ChorusClient<
     this.#token = options.token;
     this.#getToken = options.getToken;
     this.#WebSocket = WebSocketImpl;
-    this.#wire = new Wire(options.codec ?? 'json');
-    this.#jsonWire = this.#wire.name === 'json' ? this.#wire : new Wire('json');
-    this.#activeWire = this.#wire;
+    this.#codec = options.codec ?? 'json';
+    if (this.#codec !== 'json' && this.#codec !== 'msgpack') throw new TypeError(`codec must be "json" or "msgpack", got ${JSON.stringify(this.#codec)}`);
+    this.#jsonWire = Wire.json();
+    this.#activeWire = this.#jsonWire;
     this.#fetch = options.fetch ?? (globalThis as { fetch?: FetchLike }).fetch?.bind(globalThis);
     const transports = options.transports ?? (this.#fetch ? ['websocket', 'http-stream'] : ['websocket']);
     if (transports.includes('http-stream') && !this.#fetch) throw new TypeError('the http-stream transport needs fetch: pass options.fetch');
@@ -422,13 +425,24 @@ export class ChorusClient<
     if (generation !== this.#generation) return;
     let socket: WebSocketLike;
     const transport = (this.#transport = this.#chooser.current);
+    if (transport === 'websocket' && this.#codec === 'msgpack' && this.#msgpackWire === undefined) {
+      try {
+        this.#msgpackWire = await Wire.msgpack();
+      } catch (err) {
+        if (generation !== this.#generation) return;
+        this.#emit('error', asError(err));
+        this.#disconnect(ClientCloseCode.CONNECT_FAILED, 'cannot load the MessagePack codec', false);
+        return;
+      }
+      if (generation !== this.#generation) return;
+    }
     try {
       if (transport === 'http-stream') {
         this.#activeWire = this.#jsonWire;
         socket = new HttpStreamSocket(withToken(this.#httpStreamUrl, token), this.#fetch!);
       } else {
-        this.#activeWire = this.#wire;
-        const protocols = this.#wire.protocols;
+        this.#activeWire = this.#codec === 'msgpack' ? this.#msgpackWire! : this.#jsonWire;
+        const protocols = this.#activeWire.protocols;
         socket = protocols ? new this.#WebSocket(withToken(this.#url, token), protocols) : new this.#WebSocket(withToken(this.#url, token));
         if (protocols) socket.binaryType = 'arraybuffer';
       }

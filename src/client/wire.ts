@@ -10,18 +10,26 @@ import {
   MSGPACK_SUBPROTOCOL,
   binaryToJson,
   createJsonCodec,
-  createMsgpackCodec,
   type Codec,
   type CodecName,
   type Frame,
 } from '../protocol/index.js';
 
 export class Wire {
-  private readonly codec: Codec;
+  private constructor(
+    readonly name: CodecName,
+    private readonly codec: Codec,
+  ) {}
 
-  constructor(readonly name: CodecName) {
-    if (name !== 'json' && name !== 'msgpack') throw new TypeError(`codec must be "json" or "msgpack", got ${JSON.stringify(name)}`);
-    this.codec = name === 'msgpack' ? createMsgpackCodec() : createJsonCodec({ decodeBinary: true });
+  /** The JSON wire (binary markers become `Uint8Array`). */
+  static json(): Wire {
+    return new Wire('json', createJsonCodec({ decodeBinary: true }));
+  }
+
+  /** The MessagePack wire; msgpackr is loaded on first use, so JSON-only pages never fetch it. */
+  static async msgpack(): Promise<Wire> {
+    const { createMsgpackCodec } = await import('../protocol/msgpack.js');
+    return new Wire('msgpack', createMsgpackCodec());
   }
 
   /** Subprotocols to offer: none for JSON (the server's default), `chorus.v1.msgpack` for MessagePack. */

@@ -1,13 +1,12 @@
 /**
  * Codecs: how frames become the bytes of one transport message and back. JSON is the default
  * (text messages, frames joined with newlines); MessagePack is chosen with the WebSocket
- * subprotocol `chorus.v1.msgpack` (binary messages, frames concatenated). Isomorphic: no Node
- * imports (msgpackr runs in browsers).
+ * subprotocol `chorus.v1.msgpack` (binary messages, frames concatenated; msgpack.ts, kept apart
+ * so that JSON-only users, e.g. an unbundled browser page, never load msgpackr). Isomorphic.
  */
-import { Packr, Unpackr } from 'msgpackr';
 import { binaryToJson, jsonToBinary } from './binary.js';
 import { ChorusError, ErrorCode } from './codes.js';
-import { FRAME_SEPARATOR, parseFrame, splitFrames, toFrame, type Frame } from './frame.js';
+import { FRAME_SEPARATOR, parseFrame, splitFrames, type Frame } from './frame.js';
 
 /** WebSocket subprotocol of the JSON codec. */
 export const JSON_SUBPROTOCOL = 'chorus.v1.json';
@@ -90,78 +89,17 @@ function textOf(bytes: Uint8Array): string {
   }
 }
 
-const PACK_OPTIONS = {
-  // Plain MessagePack maps and types only: no msgpackr records, no extension types.
-  useRecords: false,
-  moreTypes: false,
-  structuredClone: false,
-  bundleStrings: false,
-  encodeUndefinedAsNil: true,
-  mapsAsObjects: true,
-  int64AsType: 'number' as const,
-};
-
-/**
- * The MessagePack codec: one frame is one MessagePack map with the JSON frame's keys; binary is
- * MessagePack `bin` anywhere in `data` (decoded as `Uint8Array`). Several frames in one message
- * are concatenated MessagePack values, nothing between them.
- */
-export function createMsgpackCodec(): Codec {
-  const packr = new Packr(PACK_OPTIONS);
-  const unpackr = new Unpackr(PACK_OPTIONS);
-  const values = (bytes: Uint8Array): unknown[] => {
-    try {
-      return unpackr.unpackMultiple(bytes) as unknown[];
-    } catch {
-      throw new ChorusError(ErrorCode.BAD_FRAME, 'message is not valid MessagePack');
-    }
-  };
-  return {
-    name: 'msgpack',
-    subprotocol: MSGPACK_SUBPROTOCOL,
-    binary: true,
-    separator: new Uint8Array(0),
-    encode: (frame) => packr.pack(jsonToBinary(frame)),
-    decode(bytes) {
-      const all = values(bytes);
-      if (all.length !== 1) throw new ChorusError(ErrorCode.BAD_FRAME, 'expected exactly one MessagePack value');
-      return toFrame(all[0]);
-    },
-    decodeMessage(message) {
-      if (typeof message === 'string') return [new ChorusError(ErrorCode.BAD_FRAME, 'text messages are not accepted with chorus.v1.msgpack; send binary')];
-      let all: unknown[];
-      try {
-        all = values(message);
-      } catch (err) {
-        return [err as ChorusError];
-      }
-      return all.map((value) => {
-        try {
-          return toFrame(value);
-        } catch (err) {
-          return err as ChorusError;
-        }
-      });
-    },
-  };
-}
-
-/** The server's codecs (JSON keeps binary in its JSON form). */
+/** The server's JSON codec (keeps binary in its JSON form). */
 export const JSON_CODEC: Codec = createJsonCodec();
-export const MSGPACK_CODEC: Codec = createMsgpackCodec();
 
-/** The codec a WebSocket subprotocol selects, or undefined for one Chorus does not speak. */
-export function codecForSubprotocol(subprotocol: string): Codec | undefined {
-  if (subprotocol === JSON_SUBPROTOCOL) return JSON_CODEC;
-  if (subprotocol === MSGPACK_SUBPROTOCOL) return MSGPACK_CODEC;
-  return undefined;
-}
+/** The subprotocols Chorus speaks. */
+export const SUBPROTOCOLS: readonly string[] = [JSON_SUBPROTOCOL, MSGPACK_SUBPROTOCOL];
 
 /**
  * The subprotocol to answer to a client's offer (in the client's order of preference): the
  * first one Chorus speaks, or undefined (then no subprotocol is answered and JSON is spoken).
  */
 export function chooseSubprotocol(offered: Iterable<string>): string | undefined {
-  for (const protocol of offered) if (codecForSubprotocol(protocol)) return protocol;
+  for (const protocol of offered) if (SUBPROTOCOLS.includes(protocol)) return protocol;
   return undefined;
 }

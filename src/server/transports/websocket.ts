@@ -1,7 +1,8 @@
 import type { IncomingMessage } from 'node:http';
 import type { Duplex } from 'node:stream';
 import { WebSocketServer, type PerMessageDeflateOptions, type WebSocket } from 'ws';
-import { JSON_CODEC, chooseSubprotocol, codecForSubprotocol, type Codec } from '../../protocol/index.js';
+import { JSON_CODEC, chooseSubprotocol, type Codec } from '../../protocol/index.js';
+import { codecForSubprotocol } from '../../protocol/msgpack.js';
 import type { Transport, TransportListener } from '../transport.js';
 
 /** The `ws` WebSocket as a Chorus transport. */
