@@ -30,6 +30,7 @@ interface Variant {
   deflate: boolean;
 }
 
+const ONLY_MEMORY = process.argv.includes('--memory-only');
 const ONLY = process.argv.find((a) => a.startsWith('--only='))?.slice(7);
 const VARIANTS: Variant[] = [
   { name: 'WebSocket JSON', env: {}, transport: 'websocket', codec: 'json', deflate: false },
@@ -149,10 +150,55 @@ async function run(variant: Variant, tokens: string[]): Promise<Row[]> {
   }
 }
 
+interface MemoryRow {
+  compression: boolean;
+  connections: number;
+  heapKbPerConn: number;
+  rssKbPerConn: number;
+}
+
+/**
+ * Server memory per connection with and without permessage-deflate: 1000 WebSocket subscribers
+ * (offering the extension), each sent five 4 KB publications (so every compressed connection has
+ * used its deflate state), measured after two forced GCs against the server before connecting.
+ */
+async function measureMemory(compression: boolean, tokens: string[]): Promise<MemoryRow> {
+  const server = await ServerProcess.start('chorus', compression ? { BENCH_COMPRESSION: '1' } : {});
+  const counters = new Counters();
+  const clients: WireClient[] = [];
+  try {
+    const before = await server.request({ type: 'memory' }, 'memory', 20000);
+    const opened = await openMany(
+      SUBSCRIBERS,
+      50,
+      (i) => new WireClient({ port: server.port, path: `/ws?token=${tokens[i]}`, counters, headers: 'Sec-WebSocket-Extensions: permessage-deflate\r\n', inflate: true }),
+      60_000,
+    );
+    clients.push(...opened.clients);
+    for (const client of clients) client.sendText(JSON.stringify({ event: 'subscribe', data: { channel: BENCH_CHANNEL } }));
+    const subscribers = await server.waitFor('subscribers', (n) => n >= clients.length, 30_000);
+    await sleep(1000);
+    counters.reset();
+    await server.request({ type: 'publish', plan: { mode: 'rate', rate: 50, max: 5, durationMs: 2000, padBytes: 4096 } }, 'published', 15000);
+    const drainStart = performance.now();
+    while (counters.deliveries < 5 * subscribers && performance.now() - drainStart < DRAIN_MS) await sleep(10);
+    const after = await server.request({ type: 'memory' }, 'memory', 20000);
+    return {
+      compression,
+      connections: clients.length,
+      heapKbPerConn: (after.heapUsed - before.heapUsed) / 1024 / clients.length,
+      rssKbPerConn: (after.rss - before.rss) / 1024 / clients.length,
+    };
+  } finally {
+    for (const client of clients) client.destroy();
+    await server.stop();
+  }
+}
+
 async function main(): Promise<void> {
   const tokens = await Promise.all(Array.from({ length: SUBSCRIBERS }, (_, i) => token(i)));
   const rows: Row[] = [];
-  for (const variant of VARIANTS.filter((v) => !ONLY || v.name.toLowerCase().includes(ONLY.toLowerCase()))) {
+  for (const variant of VARIANTS.filter((v) => !ONLY_MEMORY && (!ONLY || v.name.toLowerCase().includes(ONLY.toLowerCase())))) {
     process.stdout.write(`${variant.name} ... `);
     rows.push(...(await run(variant, tokens)));
     console.log('done');
@@ -166,7 +212,14 @@ async function main(): Promise<void> {
       `| ${r.variant} | ${r.payload} | ${fmt(r.publications)} | ${fmt(r.deliveriesPerSec)} | ${fmt(r.serverCpuUsPerDelivery, 2)} | ${fmt(r.bytesPerDelivery)} | ${fmt(r.serverCpuPct)} | ${fmt(r.loadCpuPct)} | ${fmt(r.stalledPct)} | ${fmt(r.expected - r.deliveries)} |`,
     );
   }
-  writeFileSync(new URL('./payloads-results.json', import.meta.url), JSON.stringify({ when: new Date().toISOString(), subscribers: SUBSCRIBERS, rows }, null, 2));
+  const memory: MemoryRow[] = [];
+  if (!process.argv.includes('--no-memory')) {
+    for (const compression of [false, true]) memory.push(await measureMemory(compression, tokens));
+    console.log('\n| permessage-deflate | connections | server heap KB/conn | server RSS KB/conn |');
+    console.log('|---|--:|--:|--:|');
+    for (const m of memory) console.log(`| ${m.compression ? 'on' : 'off'} | ${fmt(m.connections)} | ${fmt(m.heapKbPerConn, 1)} | ${fmt(m.rssKbPerConn, 1)} |`);
+  }
+  writeFileSync(new URL('./payloads-results.json', import.meta.url), JSON.stringify({ when: new Date().toISOString(), subscribers: SUBSCRIBERS, rows, memory }, null, 2));
 }
 
 main().then(
