@@ -15,8 +15,15 @@ import { originAllowed } from '../handshake.js';
 import type { Transport, TransportListener } from '../transport.js';
 import type { AcceptTransport, Gate } from '../upgrade.js';
 
-/** Messages a session holds that arrived ahead of their turn (out-of-order POSTs); more: 409. */
+/** How far ahead of the next expected seq a POST may be (held until its turn); further: 400. */
 export const MAX_EARLY_MESSAGES = 64;
+/**
+ * Messages held while the session's reading is paused (flood control). A POST to a paused
+ * session on its own node is answered only once reading resumes, so a client sending one POST
+ * at a time never gets here; messages forwarded from other nodes beyond this close the session
+ * with 1008.
+ */
+export const MAX_HELD_MESSAGES = 256;
 
 const NEWLINE = Buffer.from('\n');
 
@@ -51,6 +58,7 @@ export class HttpStreamTransport implements Transport {
   private nextSeq = 0;
   private readonly early = new Map<number, Buffer>();
   private readonly held: Buffer[] = [];
+  private readingWaiters: Array<() => void> = [];
 
   constructor(
     readonly session: string,
@@ -74,6 +82,7 @@ export class HttpStreamTransport implements Transport {
     this.res.on('error', (err) => listener.error(err));
     this.res.once('close', () => {
       this.closed = true;
+      this.wakeReaders();
       listener.close(this.closeCode, this.closeReason);
     });
   }
@@ -107,10 +116,31 @@ export class HttpStreamTransport implements Transport {
     this.close(Disconnect.messageTooBig.code, Disconnect.messageTooBig.reason);
   }
 
+  /** Resolves once reading is not paused (or the session closed). */
+  whenReading(): Promise<void> {
+    if (!this.paused || !this.isOpen) return Promise.resolve();
+    return new Promise((resolve) => this.readingWaiters.push(resolve));
+  }
+
   private apply(body: Buffer): void {
     if (!this.isOpen || !this.listener) return;
-    if (this.paused) this.held.push(body);
-    else this.listener.message(body, false);
+    if (!this.paused) {
+      this.listener.message(body, false);
+      return;
+    }
+    if (this.held.length >= MAX_HELD_MESSAGES) {
+      this.listener.error(new ChorusError(ErrorCode.RATE_LIMITED, 'messages kept coming while reading was paused'));
+      this.send(JSON_CODEC.encode({ event: ServerEvent.DISCONNECT, data: disconnectData(Disconnect.abuse) }));
+      this.close(Disconnect.abuse.code, Disconnect.abuse.reason);
+      return;
+    }
+    this.held.push(body);
+  }
+
+  private wakeReaders(): void {
+    const waiters = this.readingWaiters;
+    this.readingWaiters = [];
+    for (const resolve of waiters) resolve();
   }
 
   send(message: Uint8Array): void {
@@ -139,6 +169,7 @@ export class HttpStreamTransport implements Transport {
   resume(): void {
     this.paused = false;
     while (!this.paused && this.held.length > 0) this.listener?.message(this.held.shift()!, false);
+    if (!this.paused) this.wakeReaders();
   }
 }
 
@@ -251,6 +282,8 @@ export class HttpStreamEndpoint {
     const origin = req.headers.origin;
     if (typeof origin === 'string' && origin !== '') res.setHeader('access-control-allow-origin', origin);
     if (local) {
+      // Flood control: a session that stopped reading answers once it reads again (TCP-like push back).
+      await local.whenReading();
       if (!local.receive(seq, body)) throw new ChorusError(ErrorCode.BAD_REQUEST, `seq ${seq} is too far ahead of ${MAX_EARLY_MESSAGES} missing messages`);
     } else {
       try {
