@@ -9,7 +9,7 @@ import { after, before, describe, test } from 'node:test';
 import { build } from 'esbuild';
 import type { Browser, Page } from 'playwright-core';
 import { signToken } from './helpers.js';
-import { ARTIFACTS, chromiumMissing, launchChromium, startPageServer, type PageServer } from './browser-helpers.js';
+import { ARTIFACTS, chromiumMissing, launchChromium, startPageServer, type PageServer } from './page-helpers.js';
 
 const PAGE = `<!doctype html><meta charset="utf-8"><title>chat</title><ul id="log"></ul><script type="module">
   import { ChorusClient } from '/client.js';

@@ -251,7 +251,7 @@ async function startSentinel(p: Processes, withReplica: boolean): Promise<Sentin
     const port = await freePort();
     replica = port;
     await p.redis([...commonServer(p.dir), '--port', String(port), '--dbfilename', `r-${port}.rdb`, '--replicaof', '127.0.0.1', String(master)], port);
-    await until('the replica in sync', 5000, async () => String(await command(port, 'INFO', 'replication')).includes('master_link_status:up'));
+    await until('the replica in sync', 15000, async () => String(await command(port, 'INFO', 'replication')).includes('master_link_status:up'));
   }
   const sentinel = await freePort();
   const conf = join(p.dir, `sentinel-${sentinel}.conf`); // Sentinel rewrites its config file: it must be writable.

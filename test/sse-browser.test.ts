@@ -7,7 +7,7 @@ import assert from 'node:assert/strict';
 import { after, before, describe, test } from 'node:test';
 import type { Browser } from 'playwright-core';
 import { signToken } from './helpers.js';
-import { ARTIFACTS, chromiumMissing, launchChromium, startPageServer, type PageServer } from './browser-helpers.js';
+import { ARTIFACTS, chromiumMissing, launchChromium, startPageServer, type PageServer } from './page-helpers.js';
 
 const PAGE = `<!doctype html><meta charset="utf-8"><title>sse</title><pre id="log"></pre><script>
   window.frames_ = []; window.opens = 0;

@@ -15,6 +15,7 @@ import type {
   HistoryResult,
   MessageData,
   PresenceEventData,
+  SkippedData,
   PublishResult,
   SubscribeResult,
 } from '../protocol/index.js';
@@ -233,6 +234,7 @@ export class ChorusClient<
       maxQueuedPublishes: options.maxQueuedPublishes ?? 100,
       maxQueuedAgeMs: options.maxQueuedAgeMs ?? 60_000,
       now: this.#now,
+      resend: (request) => this.#send(request.frame),
     });
     this.#idPrefix = randomPrefix();
     const self = this;
@@ -314,7 +316,9 @@ export class ChorusClient<
    * Publish to a channel; resolves with the offset and epoch the server gave it (none for an
    * ephemeral publish). While not connected (state 'connecting') a publish waits in the offline
    * queue; a publish in flight when the connection drops is re-sent with the same id, which the
-   * server dedupes. Ephemeral publishes are never queued: offline they reject with DISCONNECTED.
+   * server dedupes, and so is a publish answered OUTCOME_UNKNOWN (Redis trouble: it may have
+   * been applied), until a definite answer or `timeoutMs`; it then rejects with OUTCOME_UNKNOWN.
+   * Ephemeral publishes are never queued or retried: offline they reject with DISCONNECTED.
    * In state 'disconnected' every publish rejects with DISCONNECTED.
    */
   publish(channel: string, data: unknown, options: { ephemeral?: boolean } = {}): Promise<PublishResult> {
@@ -563,6 +567,11 @@ export class ChorusClient<
         const subscription = this.#subscriptions.get(message?.channel);
         if (subscription !== undefined) subscription._message(message);
         else this.#emit('message', message);
+        return;
+      }
+      case 'skipped': {
+        const skipped = data as SkippedData;
+        this.#subscriptions.get(skipped?.channel)?._skipped(skipped);
         return;
       }
       case 'join':

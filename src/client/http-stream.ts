@@ -1,5 +1,5 @@
 /**
- * The client's side of the HTTP streaming fallback (docs/PROTOCOL.md section 13), shaped like a
+ * The client's side of the HTTP streaming fallback (docs/PROTOCOL.md section 15), shaped like a
  * WebSocket so the client's state machine drives it unchanged: `GET <stream URL>` opens a session
  * whose response streams newline-separated JSON frames; `send` queues frames that go out as
  * `POST <stream URL>/<session>?seq=<n>`, one request at a time, batched. Isomorphic: uses the

@@ -1,10 +1,11 @@
 import type { WebSocket } from 'ws';
 import { Disconnect, ServerEvent, disconnectData, type Codec, type Frame } from '../protocol/index.js';
 import type { Publication } from '../engines/types.js';
+import { publicationTag, relieve, sharedCongestionWatch, type CongestionWatch, type QueueTag } from './backpressure.js';
 import { BatchCache, type FlushTotals } from './batch.js';
 import { InboundQueue } from './inbound.js';
 import type { LimitReporter } from './limit-reporter.js';
-import type { ResolvedNamespace } from './options.js';
+import type { BackpressurePolicy, ResolvedNamespace } from './options.js';
 import { TokenBucket } from './rate-limiter.js';
 import type { OutgoingFrame } from './outgoing.js';
 import type { FramePosition, Transport } from './transport.js';
@@ -44,6 +45,8 @@ export interface ConnectionHost {
   readonly flushes: FlushScheduler;
   /** Told about slow consumers and dropped ephemeral frames. */
   readonly reporter: LimitReporter;
+  /** Retries writes held back by congestion (backpressure policies). Default: one per process. */
+  readonly congestion?: CongestionWatch;
 }
 
 /** Options of `Connection.close`. */
@@ -95,6 +98,11 @@ export class Connection {
   /** Positions of the queued frames, kept only for transports that take frames one by one (SSE). */
   private positions: Array<FramePosition | undefined> | undefined;
   private queuedBytes = 0;
+  /**
+   * What each queued frame carries, parallel to `queue`; set once a publication of a namespace
+   * with a backpressure policy was queued (see `sendPublication` and backpressure.ts).
+   */
+  private tags: QueueTag[] | undefined;
   private readonly bucket: TokenBucket;
   private faultWindowStart = 0;
   private faults = 0;
@@ -180,6 +188,7 @@ export class Connection {
     }
     this.queue.push(frame);
     this.positions?.push(position);
+    this.tags?.push(undefined);
     this.queuedBytes += frame.length;
     if (this.queue.length === 1) this.host.flushes.schedule(this);
   }
@@ -195,6 +204,51 @@ export class Connection {
   }
 
   /**
+   * Queue a live publication under its namespace's `backpressure` policy. `'disconnect'` (and
+   * publications without an offset) behave like `sendEncoded`. The other policies keep this
+   * connection's own queue within half of `maxQueuedBytes` by skipping queued publications and
+   * queueing `skipped` notices in their place (backpressure.ts); writes are held while the
+   * transport holds the other half. What cannot be relieved is a slow consumer (4003).
+   */
+  sendPublication(frame: Uint8Array, publication: Publication, policy: BackpressurePolicy, position?: FramePosition): void {
+    if (policy === 'disconnect' || publication.offset === undefined) {
+      this.sendEncoded(frame, publication.ephemeral === true ? 'ephemeral' : 'live', position);
+      return;
+    }
+    if (this.closing) return;
+    const tags = (this.tags ??= this.queue.map(() => undefined));
+    const tag = publicationTag(publication, policy);
+    const budget = this.host.limits.maxQueuedBytes / 2;
+    if (this.queuedBytes + frame.length <= budget) {
+      this.queue.push(frame);
+      tags.push(tag);
+      this.positions?.push(position);
+      this.queuedBytes += frame.length;
+      if (this.queue.length === 1) this.host.flushes.schedule(this);
+      return;
+    }
+    const codec = this.transport.codec;
+    const relieved = relieve(this.queue, tags, { frame, tag }, budget, (data) => codec.encode({ event: ServerEvent.SKIPPED, data }));
+    if (!relieved) {
+      this.host.reporter.slowConsumer(this);
+      this.close(Disconnect.slowConsumer, { notice: false, graceMs: 1000 });
+      return;
+    }
+    this.host.reporter.limitHit('backpressure_skipped', this, { channel: publication.channel, policy, skipped: relieved.skipped });
+    const wasEmpty = this.queue.length === 0;
+    if (this.positions) this.positions = positionsAfterRelief(this.queue, this.positions, frame, position, relieved);
+    this.queue = relieved.frames;
+    this.tags = relieved.tags;
+    this.queuedBytes = relieved.bytes;
+    if (wasEmpty && this.queue.length > 0) this.host.flushes.schedule(this);
+  }
+
+  /** Called by the congestion watch: try writing the held frames again. */
+  retryFlush(): void {
+    if (!this.closing && this.queue.length > 0) this.host.flushes.schedule(this);
+  }
+
+  /**
    * Write everything queued, joining frames (codec's separator) into transport messages of at most
    * `maxMessageBytes` (a larger single frame goes alone). `batches` shares joined payloads
    * between connections whose queues hold the very same frames (the usual case in fan-out), so
@@ -203,6 +257,15 @@ export class Connection {
   flush(batches: BatchCache = new BatchCache(), totals?: FlushTotals): void {
     const queue = this.queue;
     if (queue.length === 0) return;
+    if (this.tags) {
+      // Backpressure policies: while the transport holds half the budget, frames wait here,
+      // where they can still be skipped.
+      if (!this.closing && this.transport.isOpen && this.transport.bufferedAmount >= this.host.limits.maxQueuedBytes / 2) {
+        (this.host.congestion ?? sharedCongestionWatch).hold(this);
+        return;
+      }
+      this.tags = [];
+    }
     const positions = this.positions;
     this.queue = [];
     if (positions) this.positions = [];
@@ -261,6 +324,7 @@ export class Connection {
     } else {
       this.send({ event: ServerEvent.DISCONNECT, data: disconnectData(disconnect, options.retryAfterMs) });
       if (this.closing) return; // the notice itself overflowed the queue: closed as a slow consumer
+      this.tags = undefined; // write what is held, congested or not
       this.flush();
     }
     this.markClosing(disconnect);
@@ -283,6 +347,7 @@ export class Connection {
   private clearQueue(): void {
     this.queue = [];
     if (this.positions) this.positions = [];
+    if (this.tags) this.tags = [];
     this.queuedBytes = 0;
   }
 
@@ -309,10 +374,33 @@ export class Connection {
     if (this.terminateTimer) clearTimeout(this.terminateTimer);
     this.terminateTimer = undefined;
     this.clearQueue();
+    (this.host.congestion ?? sharedCongestionWatch).release(this);
     this.closing = true;
     this.closed = true;
     const waiters = this.closedWaiters ?? [];
     this.closedWaiters = undefined;
     for (const resolve of waiters) resolve();
   }
+}
+
+/**
+ * The positions of a queue after `relieve` (SSE needs them for its event ids): kept frames keep
+ * theirs, a `skipped` notice moves its channel to the last skipped offset.
+ */
+function positionsAfterRelief(
+  frames: Uint8Array[],
+  positions: Array<FramePosition | undefined>,
+  added: Uint8Array,
+  addedPosition: FramePosition | undefined,
+  relieved: { frames: Uint8Array[]; tags: QueueTag[] },
+): Array<FramePosition | undefined> {
+  const byFrame = new Map<Uint8Array, FramePosition | undefined>();
+  frames.forEach((frame, i) => byFrame.set(frame, positions[i]));
+  byFrame.set(added, addedPosition);
+  return relieved.frames.map((frame, i) => {
+    const tag = relieved.tags[i];
+    if (tag?.kind === 'skipped') return { channel: tag.data.channel, offset: tag.data.to, epoch: tag.data.epoch };
+    if (tag?.kind === 'publication') return { channel: tag.channel, offset: tag.offset, epoch: tag.epoch };
+    return byFrame.get(frame);
+  });
 }

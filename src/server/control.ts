@@ -11,8 +11,8 @@ export interface ControlTarget {
   unsubscribe(connection: Connection, channel: string, reason: string): Promise<unknown>;
 }
 
-/** Apply a control command (from any node, through the broker) to the user's connections on this node. */
-export function applyControl(command: ControlCommand, target: ControlTarget): void {
+/** Apply a user command (from any node, through the broker) to the user's connections on this node. */
+export function applyControl(command: Exclude<ControlCommand, { type: 'reply' }>, target: ControlTarget): void {
   const connections = target.users.get(command.user);
   if (!connections) return;
   const failed = (what: string, connection: Connection, channel: string) => (err: unknown) =>

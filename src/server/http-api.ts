@@ -1,12 +1,13 @@
 import { timingSafeEqual, createHash } from 'node:crypto';
 import type { IncomingMessage, ServerResponse } from 'node:http';
-import { ChorusError, ErrorCode, isValidChannelName } from '../protocol/index.js';
+import { ChorusError, ErrorCode, disconnectByServer, isValidChannelName } from '../protocol/index.js';
 import { Unpackr } from 'msgpackr';
 import type { Logger } from 'pino';
 import type { PublishResult } from '../engines/types.js';
+import type { ClusterView } from './cluster.js';
 import { safePath } from './logger.js';
 import type { Metrics } from './metrics.js';
-import type { BroadcastResult, ServerPublishOptions } from './publisher.js';
+import { checkKey, type BroadcastResult, type ServerPublishOptions } from './publisher.js';
 
 /** What the HTTP API needs from the server (ChorusServer implements it). */
 export interface HttpApiHost {
@@ -19,10 +20,8 @@ export interface HttpApiHost {
   start(): Promise<void>;
   publish(channel: string, data: unknown, options: ServerPublishOptions): Promise<PublishResult>;
   broadcast(channels: string[], data: unknown, options: ServerPublishOptions): Promise<BroadcastResult[]>;
-  disconnectUser(user: string, options: { reconnect?: boolean; reason?: string }): Promise<number>;
-  subscribeUser(user: string, channel: string): Promise<number>;
-  unsubscribeUser(user: string, channel: string): Promise<number>;
-  channels(): Array<{ channel: string; subscribers: number }>;
+  /** Cluster-wide channels, and user commands answered by every node (disconnect, subscribe, unsubscribe). */
+  readonly cluster: Pick<ClusterView, 'channels' | 'request'>;
   presence(channel: string): Promise<unknown>;
   history(channel: string, options: { since?: { offset: number; epoch: string }; limit?: number; reverse?: boolean }): Promise<unknown>;
 }
@@ -38,6 +37,8 @@ const STATUS: Record<string, number> = {
   [ErrorCode.TOO_LARGE]: 413,
   [ErrorCode.RATE_LIMITED]: 429,
   [ErrorCode.UNAVAILABLE]: 503,
+  // Not 503: a publish that may have been applied must not look like "not applied, retry".
+  [ErrorCode.OUTCOME_UNKNOWN]: 504,
   [ErrorCode.SHUTTING_DOWN]: 503,
 };
 
@@ -142,6 +143,11 @@ function optionalKey(body: Record<string, unknown>): string | undefined {
   return key;
 }
 
+/** The optional `key` of a publication (latest-per-key queues). */
+function publicationKey(body: Record<string, unknown>): { key?: string } {
+  return body.key === undefined || body.key === null ? {} : { key: checkKey(body.key) };
+}
+
 function channelFromPath(path: string, prefix: string): string {
   let channel: string;
   try {
@@ -204,7 +210,11 @@ async function serveApi(server: HttpApiHost, req: IncomingMessage, res: ServerRe
         const channel = requireString(body, 'channel');
         if (!('data' in body)) throw new ChorusError(ErrorCode.BAD_REQUEST, 'data is required');
         const key = optionalKey(body);
-        const result = await server.publish(channel, body.data, { source: 'api', ...(key ? { idempotencyKey: `api\u0000${key}` } : {}) });
+        const result = await server.publish(channel, body.data, {
+          source: 'api',
+          ...(key ? { idempotencyKey: `api\u0000${key}` } : {}),
+          ...publicationKey(body),
+        });
         return send(res, 200, result);
       }
       case '/api/broadcast': {
@@ -216,6 +226,7 @@ async function serveApi(server: HttpApiHost, req: IncomingMessage, res: ServerRe
         const key = optionalKey(body);
         const results = await server.broadcast(channels as string[], body.data, {
           source: 'api',
+          ...publicationKey(body),
           ...(key ? { idempotencyKey: `api\u0000${key}` } : {}),
         });
         return send(res, 200, { results });
@@ -225,22 +236,23 @@ async function serveApi(server: HttpApiHost, req: IncomingMessage, res: ServerRe
         if (body.reconnect !== undefined && typeof body.reconnect !== 'boolean') {
           throw new ChorusError(ErrorCode.BAD_REQUEST, 'reconnect must be a boolean');
         }
-        const disconnected = await server.disconnectUser(user, { reconnect: body.reconnect === true, reason: 'disconnected by the API' });
-        server.logger.info({ user, reconnect: body.reconnect === true }, 'user disconnected through the API');
-        return send(res, 200, { disconnected });
+        const { code, reason } = disconnectByServer(body.reconnect === true, 'disconnected by the API');
+        const answer = await server.cluster.request({ type: 'disconnect', user, code, reason });
+        server.logger.info({ user, reconnect: body.reconnect === true, disconnected: answer.count }, 'user disconnected through the API');
+        return send(res, 200, { disconnected: answer.count, nodes: answer.nodes, missing: answer.missing });
       }
-      case '/api/subscribe': {
-        const subscribed = await server.subscribeUser(requireString(body, 'user'), requireString(body, 'channel'));
-        return send(res, 200, { subscribed });
-      }
+      case '/api/subscribe':
       case '/api/unsubscribe': {
-        const unsubscribed = await server.unsubscribeUser(requireString(body, 'user'), requireString(body, 'channel'));
-        return send(res, 200, { unsubscribed });
+        const user = requireString(body, 'user');
+        const channel = requireString(body, 'channel');
+        const type = path === '/api/subscribe' ? 'subscribe' : 'unsubscribe';
+        const answer = await server.cluster.request({ type, user, channel });
+        return send(res, 200, { [`${type}d`]: answer.count, nodes: answer.nodes, missing: answer.missing });
       }
     }
   } else if (method === 'GET') {
     req.resume();
-    if (path === '/api/channels') return send(res, 200, { channels: server.channels() });
+    if (path === '/api/channels') return send(res, 200, await server.cluster.channels());
     if (path.startsWith('/api/presence/')) return send(res, 200, await server.presence(channelFromPath(path, '/api/presence/')));
     if (path.startsWith('/api/history/')) {
       const channel = channelFromPath(path, '/api/history/');

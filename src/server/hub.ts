@@ -3,6 +3,7 @@ import {
   ChorusError,
   Disconnect,
   ErrorCode,
+  JSON_CODEC,
   ServerEvent,
   type MessageData,
   type StreamPosition,
@@ -33,10 +34,17 @@ export interface HubSettings {
   maxRecoveryBytes: number;
   /** Told when a limit is hit (subscriptions per connection, recovery bytes). */
   reporter: LimitReporter;
+  /** Called when a channel gets its first local subscriber (`occupied: true`) or loses its last. */
+  onLocalChannel?(channel: string, occupied: boolean): void;
+  /** Called after a join/leave event was published (once in the cluster: by the node that made the change). */
+  onPresenceEvent?(event: { type: 'join' | 'leave'; channel: string; user: string; info?: Record<string, unknown> }): void;
 }
 
-/** Sends the subscribe result to the client (ack, `subscribed` event or `connected` frame). */
-export type Announce = (result: SubscribeResult) => void;
+/**
+ * Sends the subscribe result to the client (ack, `subscribed` event or `connected` frame). May return a promise: live publications stay held
+ * until it settles (so several subscriptions can be announced in one frame before any goes live).
+ */
+export type Announce = (result: SubscribeResult) => void | Promise<void>;
 
 /** Encode a publication as the `message` frame every subscriber receives. */
 export function messageData(publication: Publication): MessageData {
@@ -47,12 +55,18 @@ export function messageData(publication: Publication): MessageData {
   }
   if (publication.publisher) data.publisher = publication.publisher;
   if (publication.ephemeral) data.ephemeral = true;
+  if (publication.key !== undefined) data.key = publication.key;
   return data;
 }
 
 /** The `message` frame of a publication, to be encoded once per codec in use. */
 export function messageFrame(publication: Publication): OutgoingFrame {
   return new OutgoingFrame({ event: ServerEvent.MESSAGE, data: messageData(publication) });
+}
+
+/** The `message` frame of a publication in JSON (tests and tools; the hub encodes per codec). */
+export function encodeMessage(publication: Publication): Uint8Array {
+  return messageFrame(publication).encode(JSON_CODEC);
 }
 
 /** Where a publication leaves its channel's stream (undefined for ephemeral publications). */
@@ -145,7 +159,10 @@ export class Hub {
     const state: SubscriptionState = { namespace, pending: [], presence: false };
     connection.subscriptions.set(channel, state);
     let subscribers = this.channels.get(channel);
-    if (!subscribers) this.channels.set(channel, (subscribers = new Set()));
+    if (!subscribers) {
+      this.channels.set(channel, (subscribers = new Set()));
+      this.settings.onLocalChannel?.(channel, true);
+    }
     subscribers.add(connection);
     this.metrics.subscriptions.inc();
     const cancelled = () => connection.closing || connection.subscriptions.get(channel) !== state;
@@ -171,7 +188,8 @@ export class Hub {
           const offset = publication?.offset;
           // Already covered by the recovered publications or the starting position.
           if (offset !== undefined && publication!.epoch === position.epoch && offset <= position.offset) continue;
-          connection.sendShared(frame, publication?.ephemeral === true ? 'ephemeral' : 'live', publication && positionOf(publication));
+          if (publication) connection.sendPublication(frame.encode(connection.codec), publication, namespace.backpressure, positionOf(publication));
+          else connection.sendShared(frame, 'live');
         }
       };
       if (namespace.presence) {
@@ -181,12 +199,15 @@ export class Hub {
         if (firstForUser && namespace.joinLeave) await this.presenceEvent('join', channel, namespace, connection);
         if (cancelled()) throw new ChorusError(ErrorCode.NOT_SUBSCRIBED, 'the subscription was cancelled');
       }
-      announce(result);
+      const announced = announce(result);
+      if (announced) await announced;
       goLive();
       return result;
     } catch (err) {
-      // Undo only this attempt: a newer subscription to the same channel may exist by now.
-      if (connection.subscriptions.get(channel) === state) await this.unsubscribe(connection, channel).catch(() => {});
+      // Undo only this attempt: a newer subscription to the same channel may exist by now. The
+      // local undo is synchronous; its engine calls (presence removal) run in the background, so
+      // the error answers within the subscribe's own wait, not one more engine timeout later.
+      if (connection.subscriptions.get(channel) === state) void this.unsubscribe(connection, channel).catch(() => {});
       throw err;
     }
   }
@@ -256,6 +277,7 @@ export class Hub {
         this.channels.delete(channel);
         this.brokerReady.delete(channel);
         last = true;
+        this.settings.onLocalChannel?.(channel, false);
       }
     }
     if (state.presence) {
@@ -297,6 +319,7 @@ export class Hub {
     };
     if (member.info) event.info = member.info;
     await this.engine.broker.publishPresenceEvent(event);
+    this.settings.onPresenceEvent?.(event);
   }
 
   /**
@@ -350,7 +373,6 @@ export class Hub {
       if (!subscribers) return;
       const frame = messageFrame(publication);
       const position = positionOf(publication);
-      const ephemeral = publication.ephemeral === true;
       for (const connection of subscribers) {
         if (connection.id === event.exceptClient) continue;
         const state = connection.subscriptions.get(publication.channel);
@@ -359,7 +381,7 @@ export class Hub {
           state.pending.push({ publication, frame });
           continue;
         }
-        connection.sendShared(frame, ephemeral ? 'ephemeral' : 'live', position);
+        connection.sendPublication(frame.encode(connection.codec), publication, state.namespace.backpressure, position);
       }
       return;
     }

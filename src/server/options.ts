@@ -12,6 +12,16 @@ export { DEFAULT_COMPRESSION, type CompressionOptions } from './compression.js';
 export type SubscribePolicy = 'any' | 'none';
 /** Who may publish from a client: any user, only current subscribers, or nobody (server/API only). */
 export type PublishPolicy = 'any' | 'subscribers' | 'none';
+/**
+ * What happens to a subscriber whose send queue is past `limits.maxQueuedBytes` when a
+ * publication of the namespace arrives (docs/PROTOCOL.md, "Backpressure"):
+ * - `'disconnect'`: it is disconnected as a slow consumer (4003);
+ * - `'latest-per-key'`: its queued publications of the namespace are compacted to the newest per
+ *   `key` (a publication without a key is never dropped) and it is told what it skipped;
+ * - `'drop-oldest'`: its oldest queued publications of the namespace are dropped until the new
+ *   one fits (or the new one itself, when none is queued) and it is told what it skipped.
+ */
+export type BackpressurePolicy = 'disconnect' | 'latest-per-key' | 'drop-oldest';
 
 /** Per-namespace channel configuration. The first namespace whose pattern matches a channel name applies. */
 export interface NamespaceOptions {
@@ -45,6 +55,8 @@ export interface NamespaceOptions {
   ephemeral?: boolean;
   /** Ephemeral publications allowed per user per channel, per second (burst equal). Default 10. */
   ephemeralPerSecond?: number;
+  /** What a slow subscriber's queue does (see `BackpressurePolicy`). Default `'disconnect'`. */
+  backpressure?: BackpressurePolicy;
 }
 
 export type ResolvedNamespace = Required<NamespaceOptions>;
@@ -75,6 +87,12 @@ export interface Identity {
   info?: Record<string, unknown>;
   /** Expiry in ms since the Unix epoch; absent if it never expires. */
   expiresAt?: number;
+  /**
+   * Channels the connection is subscribed to server-side when it connects (after its personal
+   * channel); they are in the `connected` frame's `subscriptions`. Namespace rules are not
+   * checked (like any server-side subscribe); `onSubscribe` hooks run with `serverSide: true`.
+   */
+  channels?: string[];
 }
 
 /** What `authorize` is asked about. */
@@ -129,13 +147,13 @@ export interface ServerOptions {
   /** WebSocket endpoint path. Default `/ws`. */
   path?: string;
   /**
-   * Server-Sent Events endpoint path (`GET <ssePath>?channel=...`, docs/PROTOCOL.md section 11),
+   * Server-Sent Events endpoint path (`GET <ssePath>?channel=...`, docs/PROTOCOL.md section 13),
    * answered by `handleRequest`/`attach`; `false` turns it off. Default `/sse`.
    */
   ssePath?: string | false;
   /**
    * HTTP streaming endpoint path: `GET <streamPath>` opens a bidirectional session,
-   * `POST <streamPath>/<session>?seq=<n>` sends (docs/PROTOCOL.md section 13); `false` turns it
+   * `POST <streamPath>/<session>?seq=<n>` sends (docs/PROTOCOL.md section 15); `false` turns it
    * off. In a cluster every node must have a unique `nodeId`. Default `/stream`.
    */
   streamPath?: string | false;
@@ -191,6 +209,13 @@ export interface ServerOptions {
   processMetrics?: boolean;
   /** Node id shown in `connected` and logs. Default: random. */
   nodeId?: string;
+  /**
+   * Cluster-wide answers (HTTP API `/api/channels`, `/api/disconnect`, ..., the admin console):
+   * how often this node reports its figures to the engine's node directory, in ms (reports
+   * expire after three intervals), and how long a cluster-wide command waits for the other
+   * nodes' answers, in ms. Defaults `{ reportIntervalMs: 2000, replyTimeoutMs: 1000 }`.
+   */
+  cluster?: Partial<ClusterOptions>;
   /** Answer `/healthz`, `/metrics` and `/api/*` on the attached HTTP server. Default `true`. */
   http?: boolean;
   /**
@@ -199,6 +224,13 @@ export interface ServerOptions {
    */
   clock?: () => number;
 }
+
+export interface ClusterOptions {
+  reportIntervalMs: number;
+  replyTimeoutMs: number;
+}
+
+export const DEFAULT_CLUSTER: ClusterOptions = { reportIntervalMs: 2000, replyTimeoutMs: 1000 };
 
 export interface ResolvedOptions {
   path: string;
@@ -221,6 +253,7 @@ export interface ResolvedOptions {
   idempotencyWindowMs: number;
   presenceTtlMs: number;
   nodeId: string;
+  cluster: ClusterOptions;
   http: boolean;
   clock: () => number;
 }
@@ -258,6 +291,7 @@ const NAMESPACE_DEFAULTS: Omit<ResolvedNamespace, 'pattern' | 'joinLeave'> = {
   joinLeaveMaxMembers: 1000,
   ephemeral: true,
   ephemeralPerSecond: 10,
+  backpressure: 'disconnect',
 };
 
 const NAMESPACE_KEYS = new Set<string>([
@@ -305,6 +339,10 @@ export function resolveNamespace(ns: NamespaceOptions, key: string): ResolvedNam
       ns.ephemeralPerSecond === undefined
         ? NAMESPACE_DEFAULTS.ephemeralPerSecond
         : positiveNumber(`${key}.ephemeralPerSecond`, ns.ephemeralPerSecond),
+    backpressure:
+      ns.backpressure === undefined
+        ? NAMESPACE_DEFAULTS.backpressure
+        : oneOf(`${key}.backpressure`, ns.backpressure, ['disconnect', 'latest-per-key', 'drop-oldest'] as const),
   };
   if (resolved.personal && !resolved.pattern.endsWith('*')) {
     fail(`${key}.personal`, 'needs a pattern ending in * (e.g. "user:*")');
@@ -394,6 +432,7 @@ export function resolveOptions(options: ServerOptions = {}): ResolvedOptions {
     idempotencyWindowMs,
     presenceTtlMs,
     nodeId: options.nodeId ?? `n_${Math.random().toString(36).slice(2, 10)}`,
+    cluster: resolveNumbers('cluster', options.cluster, DEFAULT_CLUSTER),
     http: options.http ?? true,
     clock: options.clock ?? Date.now,
   };

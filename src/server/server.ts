@@ -6,6 +6,7 @@ import { MemoryEngine } from '../engines/memory/index.js';
 import type { BrokerEvent, ControlCommand, Engine, PublishResult } from '../engines/types.js';
 import { Authenticator } from './auth.js';
 import { ChannelRules } from './channels.js';
+import { affectedBy, clusterView, type ClusterView } from './cluster.js';
 import { Connection, type ConnectionHost } from './connection.js';
 import { FlushLoop } from './flush.js';
 import { FrameHandler, assertHandlerName, type EventHandlerOf, type HandlerContextOf, type HandlerEntry, type HandlerOptions } from './frame-handler.js';
@@ -25,7 +26,6 @@ import type { StandardSchemaV1 } from './schema.js';
 import type { Transport } from './transport.js';
 import { applyControl } from './control.js';
 import { Endpoints } from './endpoints.js';
-import type { StreamRequest } from './transports/sse.js';
 import { Gate, type Admitted } from './upgrade.js';
 
 export type { ServerPublishOptions } from './publisher.js';
@@ -54,6 +54,7 @@ export class ChorusServer {
   /** Connections on this node. */
   readonly connections = new Set<Connection>();
   readonly hub: Hub;
+  readonly cluster: ClusterView;
   /** Application event handlers by event name. */
   readonly handlers = new Map<string, HandlerEntry<ChorusServer>>();
   /** True once `close()` was called. */
@@ -87,6 +88,8 @@ export class ChorusServer {
       presenceTtlMs: this.options.presenceTtlMs,
       maxRecoveryBytes: this.options.limits.maxQueuedBytes / 2,
       reporter: this.reporter,
+      onLocalChannel: (channel, occupied) => this.hooks.notify('onLocalChannel', { channel, occupied }, (err) => this.logger.warn({ err, hook: 'onLocalChannel' }, 'extension hook failed')),
+      onPresenceEvent: (event) => this.hooks.notify('onPresence', event, (err) => this.logger.warn({ err, hook: 'onPresence' }, 'extension hook failed')),
     });
     const permissions = new Permissions(this.rules, this.options.authorize);
     this.publisher = new Publisher({
@@ -145,7 +148,11 @@ export class ChorusServer {
       broker: this.engine.broker,
       options: this.options,
       accept: (transport, admitted) => void this.accept(transport, admitted),
-      acceptStream: (transport, admitted, request) => this.acceptStream(transport, admitted, request),
+      // An SSE stream: a connection, then its channels subscribed (resumed from Last-Event-ID).
+      acceptStream: (transport, admitted, request) => {
+        const connection = this.accept(transport, admitted);
+        if (connection) this.frames.subscribeStream(connection, request);
+      },
     });
     this.heartbeat = new Heartbeat({
       connections: this.connections,
@@ -157,6 +164,8 @@ export class ChorusServer {
       logger: this.logger,
       now,
     });
+    const { nodeId, cluster } = this.options;
+    this.cluster = clusterView({ ...cluster, nodeId, engine: this.engine, logger: this.logger, now, checkChannel: (c) => void this.rules.resolve(c) }, this);
     this.engine.broker.setHandler((event) => this.onBrokerEvent(event));
   }
 
@@ -171,7 +180,7 @@ export class ChorusServer {
       this.started = this.engine
         .start()
         .then(() => this.endpoints.start())
-        .then(() => this.heartbeat.start());
+        .then(() => void (this.heartbeat.start(), this.closing || this.cluster.start()));
       this.started.catch((err) => this.logger.error({ err }, 'engine failed to start'));
     }
     return this.started;
@@ -222,12 +231,6 @@ export class ChorusServer {
     this.endpoints.handleUpgrade(req, socket, head);
   }
 
-  /** A new SSE stream: a connection, then its channels subscribed (resumed from Last-Event-ID). */
-  private acceptStream(transport: Transport, admitted: Admitted, request: StreamRequest): void {
-    const connection = this.accept(transport, admitted);
-    if (connection) this.frames.subscribeStream(connection, request);
-  }
-
   /** A new transport whose request was admitted: it becomes a connection. */
   private accept(transport: Transport, admitted: Admitted): Connection | undefined {
     const connection = new Connection(transport, admitted.identity, this.host, admitted.clientId);
@@ -257,7 +260,7 @@ export class ChorusServer {
       close: (code, reason) => this.onClose(connection, admitted, code, reason),
     });
     this.logger.info({ client: connection.id, user: connection.user, transport: transport.kind, codec: transport.codec.name }, 'connected');
-    this.frames.start(connection);
+    this.frames.start(connection, admitted.identity.channels);
     return connection;
   }
 
@@ -285,6 +288,7 @@ export class ChorusServer {
   }
 
   private onControl(command: ControlCommand): void {
+    if (this.cluster.receive(command, affectedBy(command, this.hub.users))) return;
     applyControl(command, {
       users: this.hub.users,
       logger: this.logger,
@@ -302,6 +306,7 @@ export class ChorusServer {
   limitHit(limit: string, connection?: Connection, details: Record<string, unknown> = {}): void {
     this.reporter.limitHit(limit, connection, details);
   }
+
 
   /** Register an application event handler. Its return value is the ack; a coded throw is the error reply. */
   on<S extends StandardSchemaV1>(
@@ -324,7 +329,8 @@ export class ChorusServer {
 
   /**
    * Publish from the server side (no permission checks beyond the namespace existing). Runs
-   * `beforePublish`/`afterPublish` hooks. Returns the position the publication got.
+   * `beforePublish`/`afterPublish` hooks. Returns the publication's position. Rejects with
+   * `UNAVAILABLE` (surely not applied) or `OUTCOME_UNKNOWN` (retry with the same `idempotencyKey`).
    */
   publish(channel: string, data: unknown, options: ServerPublishOptions = {}): Promise<PublishResult> {
     return this.publisher.publish(channel, data, options);
@@ -352,27 +358,19 @@ export class ChorusServer {
     return removed;
   }
 
-  /** Subscribe every connection of a user (on every node) to a channel. Returns local connections affected. */
+  /** Subscribe every connection of a user (on every node) to a channel. Returns the cluster's connections affected. */
   async subscribeUser(user: string, channel: string): Promise<number> {
-    this.rules.resolve(channel);
-    const local = this.hub.users.get(user)?.size ?? 0;
-    await this.engine.broker.publishControl({ type: 'subscribe', user, channel });
-    return local;
+    return (await this.cluster.request({ type: 'subscribe', user, channel })).count;
   }
 
+  /** Unsubscribe every connection of a user (on every node). Returns the cluster's connections that were subscribed. */
   async unsubscribeUser(user: string, channel: string): Promise<number> {
-    this.rules.resolve(channel);
-    const local = [...(this.hub.users.get(user) ?? [])].filter((c) => c.subscriptions.has(channel)).length;
-    await this.engine.broker.publishControl({ type: 'unsubscribe', user, channel });
-    return local;
+    return (await this.cluster.request({ type: 'unsubscribe', user, channel })).count;
   }
 
-  /** Disconnect every connection of a user (on every node). Returns local connections closed. */
+  /** Disconnect every connection of a user (on every node). Returns the cluster's connections closed. */
   async disconnectUser(user: string, options: { reconnect?: boolean; reason?: string } = {}): Promise<number> {
-    const local = this.hub.users.get(user)?.size ?? 0;
-    const { code, reason } = disconnectByServer(options.reconnect === true, options.reason);
-    await this.engine.broker.publishControl({ type: 'disconnect', user, code, reason });
-    return local;
+    return (await this.cluster.request({ type: 'disconnect', user, ...disconnectByServer(options.reconnect === true, options.reason) })).count;
   }
 
   /** Presence of a channel: one member per user. */
@@ -415,6 +413,7 @@ export class ChorusServer {
   private async shutdown(): Promise<void> {
     this.closing = true;
     this.heartbeat.stop();
+    await this.cluster.stop();
     const { drainTimeoutMs, reconnectSpreadMs } = this.options.shutdown;
     this.logger.info({ connections: this.connections.size }, 'shutting down');
     const closed = [...this.connections].map((connection) => {
