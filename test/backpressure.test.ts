@@ -11,6 +11,7 @@ import { PositionTracker } from '../src/client/position.js';
 import type { Publication } from '../src/engines/types.js';
 import { CongestionWatch } from '../src/server/backpressure.js';
 import { Connection, type ConnectionHost } from '../src/server/connection.js';
+import { JSON_CODEC } from '../src/protocol/index.js';
 import { encodeMessage } from '../src/server/hub.js';
 import type { LimitReporter } from '../src/server/limit-reporter.js';
 import type { Transport, TransportListener } from '../src/server/transport.js';
@@ -19,14 +20,16 @@ import { API_KEY, TestSocket, api, signToken, startServer, until } from './helpe
 class FakeTransport implements Transport {
   readonly kind = 'fake';
   readonly canPing = false;
+  readonly bidirectional = true;
+  readonly codec = JSON_CODEC;
   isOpen = true;
   isPaused = false;
   bufferedAmount = 0;
   readonly sent: Buffer[] = [];
   closedWith: { code: number; reason: string } | undefined;
   listen(_listener: TransportListener): void {}
-  send(message: Buffer): void {
-    this.sent.push(message);
+  send(message: Uint8Array): void {
+    this.sent.push(Buffer.isBuffer(message) ? message : Buffer.from(message));
   }
   ping(): void {}
   close(code: number, reason: string): void {

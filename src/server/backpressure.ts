@@ -6,7 +6,7 @@
  * Pure functions over arrays, plus `CongestionWatch`, the one shared timer that retries writes
  * held back while a transport is congested.
  */
-import { ServerEvent, type SkippedData } from '../protocol/index.js';
+import type { SkippedData } from '../protocol/index.js';
 import type { Publication } from '../engines/types.js';
 import type { BackpressurePolicy } from './options.js';
 
@@ -40,12 +40,8 @@ export function publicationTag(publication: Publication, policy: PublicationTag[
   };
 }
 
-export function encodeSkipped(data: SkippedData): Buffer {
-  return Buffer.from(JSON.stringify({ event: ServerEvent.SKIPPED, data }));
-}
-
 export interface QueueContents {
-  frames: Buffer[];
+  frames: Uint8Array[];
   tags: QueueTag[];
   bytes: number;
   /** Offsets skipped by this relief, for logs. */
@@ -60,9 +56,16 @@ export interface QueueContents {
  * becomes one `skipped` notice at the place of its first publication, so the client reads
  * notices and publications in offset order. Notices do not count against the budget. Returns
  * undefined when even that does not fit (publications without a key, or other frames, fill the
- * budget): the caller disconnects.
+ * budget): the caller disconnects. `encodeSkipped` encodes a `skipped` frame in the
+ * connection's codec.
  */
-export function relieve(frames: Buffer[], tags: QueueTag[], added: { frame: Buffer; tag: PublicationTag }, budget: number): QueueContents | undefined {
+export function relieve(
+  frames: Uint8Array[],
+  tags: QueueTag[],
+  added: { frame: Uint8Array; tag: PublicationTag },
+  budget: number,
+  encodeSkipped: (data: SkippedData) => Uint8Array,
+): QueueContents | undefined {
   const allFrames = [...frames, added.frame];
   const allTags = [...tags, added.tag];
   const skip = new Array<boolean>(allFrames.length).fill(false);
@@ -105,7 +108,7 @@ export function relieve(frames: Buffer[], tags: QueueTag[], added: { frame: Buff
       continue;
     }
     last.set(channel, out.frames.length);
-    push(out, Buffer.alloc(0), { kind: 'skipped', data: { channel, epoch: tag.epoch, from: tag.offset, to: tag.offset } });
+    push(out, new Uint8Array(0), { kind: 'skipped', data: { channel, epoch: tag.epoch, from: tag.offset, to: tag.offset } });
   }
   // Encode the notices (new or extended) and total the bytes. Notices do not count against the
   // budget: there is at most one per run of skipped offsets, so they are bounded by what is kept.
@@ -122,7 +125,7 @@ export function relieve(frames: Buffer[], tags: QueueTag[], added: { frame: Buff
   return out.bytes - notices > budget ? undefined : out;
 }
 
-function push(out: QueueContents, frame: Buffer, tag: QueueTag): void {
+function push(out: QueueContents, frame: Uint8Array, tag: QueueTag): void {
   out.frames.push(frame);
   out.tags.push(tag);
 }

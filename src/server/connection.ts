@@ -1,5 +1,5 @@
 import type { WebSocket } from 'ws';
-import { Disconnect, ServerEvent, disconnectData, type Frame } from '../protocol/index.js';
+import { Disconnect, ServerEvent, disconnectData, type Codec, type Frame } from '../protocol/index.js';
 import type { Publication } from '../engines/types.js';
 import { publicationTag, relieve, sharedCongestionWatch, type CongestionWatch, type QueueTag } from './backpressure.js';
 import { BatchCache, type FlushTotals } from './batch.js';
@@ -7,7 +7,8 @@ import { InboundQueue } from './inbound.js';
 import type { LimitReporter } from './limit-reporter.js';
 import type { BackpressurePolicy, ResolvedNamespace } from './options.js';
 import { TokenBucket } from './rate-limiter.js';
-import type { Transport } from './transport.js';
+import type { OutgoingFrame } from './outgoing.js';
+import type { FramePosition, Transport } from './transport.js';
 
 /** How a queued frame is treated when the send queue is full (see `Connection.sendEncoded`). */
 export type SendMode = 'live' | 'ephemeral' | 'reply';
@@ -19,7 +20,7 @@ export interface SubscriptionState {
    * Frames held back while the subscription is being set up (recovery in progress), with the
    * publication they carry (absent for join/leave), so duplicates can be dropped on release.
    */
-  pending: Array<{ publication?: Publication; frame: Buffer }> | undefined;
+  pending: Array<{ publication?: Publication; frame: OutgoingFrame }> | undefined;
   /** Whether this connection has a presence entry in the channel. */
   presence: boolean;
 }
@@ -93,7 +94,9 @@ export class Connection {
   closeCode: number | undefined;
   closeReason = '';
 
-  private queue: Buffer[] = [];
+  private queue: Uint8Array[] = [];
+  /** Positions of the queued frames, kept only for transports that take frames one by one (SSE). */
+  private positions: Array<FramePosition | undefined> | undefined;
   private queuedBytes = 0;
   /**
    * What each queued frame carries, parallel to `queue`; set once a publication of a namespace
@@ -123,6 +126,12 @@ export class Connection {
     this.lastPing = now;
     this.bucket = new TokenBucket(host.limits.ratePerSecond, host.limits.rateBurst, now);
     this.inbound = new InboundQueue(transport);
+    if (transport.sendFrames) this.positions = [];
+  }
+
+  /** The codec of this connection's transport. */
+  get codec(): Codec {
+    return this.transport.codec;
   }
 
   /**
@@ -164,7 +173,7 @@ export class Connection {
    *   limit before it (a client that stopped reading) makes it a slow consumer. Callers bound
    *   the size of what they reply (history pages and recovery are capped by bytes).
    */
-  sendEncoded(frame: Buffer, mode: SendMode = 'live'): void {
+  sendEncoded(frame: Uint8Array, mode: SendMode = 'live', position?: FramePosition): void {
     if (this.closing) return;
     const max = this.host.limits.maxQueuedBytes;
     const before = this.pendingBytes;
@@ -178,9 +187,20 @@ export class Connection {
       return;
     }
     this.queue.push(frame);
+    this.positions?.push(position);
     this.tags?.push(undefined);
     this.queuedBytes += frame.length;
     if (this.queue.length === 1) this.host.flushes.schedule(this);
+  }
+
+  /** Encode (in this connection's codec) and queue one frame (a reply unless told otherwise). */
+  send(frame: Frame, mode: SendMode = 'reply', position?: FramePosition): void {
+    this.sendEncoded(this.transport.codec.encode(frame), mode, position);
+  }
+
+  /** Queue a frame shared with other connections (encoded once per codec). */
+  sendShared(frame: OutgoingFrame, mode: SendMode = 'live', position?: FramePosition): void {
+    this.sendEncoded(frame.encode(this.transport.codec), mode, position);
   }
 
   /**
@@ -190,9 +210,9 @@ export class Connection {
    * queueing `skipped` notices in their place (backpressure.ts); writes are held while the
    * transport holds the other half. What cannot be relieved is a slow consumer (4003).
    */
-  sendPublication(frame: Buffer, publication: Publication, policy: BackpressurePolicy): void {
+  sendPublication(frame: Uint8Array, publication: Publication, policy: BackpressurePolicy, position?: FramePosition): void {
     if (policy === 'disconnect' || publication.offset === undefined) {
-      this.sendEncoded(frame, publication.ephemeral === true ? 'ephemeral' : 'live');
+      this.sendEncoded(frame, publication.ephemeral === true ? 'ephemeral' : 'live', position);
       return;
     }
     if (this.closing) return;
@@ -202,11 +222,13 @@ export class Connection {
     if (this.queuedBytes + frame.length <= budget) {
       this.queue.push(frame);
       tags.push(tag);
+      this.positions?.push(position);
       this.queuedBytes += frame.length;
       if (this.queue.length === 1) this.host.flushes.schedule(this);
       return;
     }
-    const relieved = relieve(this.queue, tags, { frame, tag }, budget);
+    const codec = this.transport.codec;
+    const relieved = relieve(this.queue, tags, { frame, tag }, budget, (data) => codec.encode({ event: ServerEvent.SKIPPED, data }));
     if (!relieved) {
       this.host.reporter.slowConsumer(this);
       this.close(Disconnect.slowConsumer, { notice: false, graceMs: 1000 });
@@ -214,6 +236,7 @@ export class Connection {
     }
     this.host.reporter.limitHit('backpressure_skipped', this, { channel: publication.channel, policy, skipped: relieved.skipped });
     const wasEmpty = this.queue.length === 0;
+    if (this.positions) this.positions = positionsAfterRelief(this.queue, this.positions, frame, position, relieved);
     this.queue = relieved.frames;
     this.tags = relieved.tags;
     this.queuedBytes = relieved.bytes;
@@ -225,13 +248,8 @@ export class Connection {
     if (!this.closing && this.queue.length > 0) this.host.flushes.schedule(this);
   }
 
-  /** Encode and queue one frame (a reply unless told otherwise). */
-  send(frame: Frame, mode: SendMode = 'reply'): void {
-    this.sendEncoded(Buffer.from(JSON.stringify(frame)), mode);
-  }
-
   /**
-   * Write everything queued, joining frames with newlines into transport messages of at most
+   * Write everything queued, joining frames (codec's separator) into transport messages of at most
    * `maxMessageBytes` (a larger single frame goes alone). `batches` shares joined payloads
    * between connections whose queues hold the very same frames (the usual case in fan-out), so
    * each distinct batch is built once per flush, not per subscriber. Adds to `totals`.
@@ -248,18 +266,31 @@ export class Connection {
       }
       this.tags = [];
     }
+    const positions = this.positions;
     this.queue = [];
+    if (positions) this.positions = [];
     this.queuedBytes = 0;
     if (!this.transport.isOpen) return;
+    const codec = this.transport.codec;
+    if (this.transport.sendFrames && positions) {
+      this.transport.sendFrames(queue, positions);
+      if (totals) {
+        for (const frame of queue) totals.bytes += frame.length;
+        totals.frames += queue.length;
+        totals.messages++;
+      }
+      return;
+    }
+    const separatorBytes = codec.separator.length;
     const limit = this.host.limits.maxMessageBytes;
     let start = 0;
     let size = 0;
     for (let i = 0; i <= queue.length; i++) {
       const frame = queue[i];
-      if (i === queue.length || (i > start && size + 1 + frame!.length > limit)) {
+      if (i === queue.length || (i > start && size + separatorBytes + frame!.length > limit)) {
         const chunk = start === 0 && i === queue.length ? queue : queue.slice(start, i);
-        const payload = chunk.length === 1 ? chunk[0]! : batches.join(chunk);
-        this.transport.send(payload, false);
+        const payload = chunk.length === 1 ? chunk[0]! : batches.join(chunk, codec);
+        this.transport.send(payload, codec.binary);
         if (totals) {
           totals.bytes += payload.length;
           totals.frames += chunk.length;
@@ -268,7 +299,7 @@ export class Connection {
         start = i;
         size = 0;
       }
-      if (frame) size += (size === 0 ? 0 : 1) + frame.length;
+      if (frame) size += (size === 0 ? 0 : separatorBytes) + frame.length;
     }
   }
 
@@ -289,9 +320,7 @@ export class Connection {
     const options = (typeof what === 'number' ? legacyOptions : (reasonOrOptions as CloseOptions | undefined)) ?? {};
     if (this.closing) return;
     if (options.notice === false) {
-      this.queue = [];
-      if (this.tags) this.tags = [];
-      this.queuedBytes = 0;
+      this.clearQueue();
     } else {
       this.send({ event: ServerEvent.DISCONNECT, data: disconnectData(disconnect, options.retryAfterMs) });
       if (this.closing) return; // the notice itself overflowed the queue: closed as a slow consumer
@@ -311,10 +340,15 @@ export class Connection {
   terminate(code: number, reason: string): void;
   terminate(what: Disconnect | number, reason?: string): void {
     if (!this.closing) this.markClosing(typeof what === 'number' ? { code: what, reason: reason ?? '' } : what);
+    this.clearQueue();
+    this.transport.terminate();
+  }
+
+  private clearQueue(): void {
     this.queue = [];
+    if (this.positions) this.positions = [];
     if (this.tags) this.tags = [];
     this.queuedBytes = 0;
-    this.transport.terminate();
   }
 
   /** Record the code and reason for logs and metrics, unless a transport fault came first. */
@@ -339,14 +373,34 @@ export class Connection {
   disposed(): void {
     if (this.terminateTimer) clearTimeout(this.terminateTimer);
     this.terminateTimer = undefined;
-    this.queue = [];
-    if (this.tags) this.tags = [];
+    this.clearQueue();
     (this.host.congestion ?? sharedCongestionWatch).release(this);
-    this.queuedBytes = 0;
     this.closing = true;
     this.closed = true;
     const waiters = this.closedWaiters ?? [];
     this.closedWaiters = undefined;
     for (const resolve of waiters) resolve();
   }
+}
+
+/**
+ * The positions of a queue after `relieve` (SSE needs them for its event ids): kept frames keep
+ * theirs, a `skipped` notice moves its channel to the last skipped offset.
+ */
+function positionsAfterRelief(
+  frames: Uint8Array[],
+  positions: Array<FramePosition | undefined>,
+  added: Uint8Array,
+  addedPosition: FramePosition | undefined,
+  relieved: { frames: Uint8Array[]; tags: QueueTag[] },
+): Array<FramePosition | undefined> {
+  const byFrame = new Map<Uint8Array, FramePosition | undefined>();
+  frames.forEach((frame, i) => byFrame.set(frame, positions[i]));
+  byFrame.set(added, addedPosition);
+  return relieved.frames.map((frame, i) => {
+    const tag = relieved.tags[i];
+    if (tag?.kind === 'skipped') return { channel: tag.data.channel, offset: tag.data.to, epoch: tag.data.epoch };
+    if (tag?.kind === 'publication') return { channel: tag.channel, offset: tag.offset, epoch: tag.epoch };
+    return byFrame.get(frame);
+  });
 }

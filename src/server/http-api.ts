@@ -1,6 +1,7 @@
 import { timingSafeEqual, createHash } from 'node:crypto';
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import { ChorusError, ErrorCode, disconnectByServer, isValidChannelName } from '../protocol/index.js';
+import { Unpackr } from 'msgpackr';
 import type { Logger } from 'pino';
 import type { PublishResult } from '../engines/types.js';
 import type { ClusterView } from './cluster.js';
@@ -63,7 +64,40 @@ function apiKeyMatches(req: IncomingMessage, apiKey: string | undefined): boolea
   return timingSafeEqual(digest(header.slice(7).trim()), digest(apiKey));
 }
 
-function readJson(req: IncomingMessage, maxBytes: number): Promise<Record<string, unknown>> {
+const msgpack = new Unpackr({ useRecords: false, moreTypes: false, mapsAsObjects: true, int64AsType: 'number' });
+
+/** Whether the request body is MessagePack (`Content-Type: application/msgpack`, parameters ignored). */
+function isMsgpack(req: IncomingMessage): boolean {
+  const type = (req.headers['content-type'] ?? '').split(';')[0]!.trim().toLowerCase();
+  return type === 'application/msgpack' || type === 'application/x-msgpack' || type === 'application/vnd.msgpack';
+}
+
+/** Decode a body as JSON, or as one MessagePack map when the content type says so. */
+function parseBody(body: Buffer, binary: boolean): Record<string, unknown> {
+  let value: unknown;
+  if (binary) {
+    try {
+      const values = body.length === 0 ? [{}] : (msgpack.unpackMultiple(body) as unknown[]);
+      if (values.length !== 1) throw new Error('not one value');
+      value = values[0];
+    } catch {
+      throw new ChorusError(ErrorCode.BAD_REQUEST, 'body is not one valid MessagePack value');
+    }
+  } else {
+    const text = body.toString('utf8');
+    try {
+      value = text.length === 0 ? {} : JSON.parse(text);
+    } catch {
+      throw new ChorusError(ErrorCode.BAD_REQUEST, 'body is not valid JSON');
+    }
+  }
+  if (typeof value !== 'object' || value === null || Array.isArray(value) || value instanceof Uint8Array) {
+    throw new ChorusError(ErrorCode.BAD_REQUEST, binary ? 'body must be a MessagePack map' : 'body must be a JSON object');
+  }
+  return value as Record<string, unknown>;
+}
+
+function readBody(req: IncomingMessage, maxBytes: number): Promise<Record<string, unknown>> {
   return new Promise((resolve, reject) => {
     const chunks: Buffer[] = [];
     let size = 0;
@@ -85,19 +119,11 @@ function readJson(req: IncomingMessage, maxBytes: number): Promise<Record<string
     });
     req.on('end', () => {
       if (failed) return;
-      const text = Buffer.concat(chunks).toString('utf8');
-      let value: unknown;
       try {
-        value = text.length === 0 ? {} : JSON.parse(text);
-      } catch {
-        reject(new ChorusError(ErrorCode.BAD_REQUEST, 'body is not valid JSON'));
-        return;
+        resolve(parseBody(Buffer.concat(chunks), isMsgpack(req)));
+      } catch (err) {
+        reject(err);
       }
-      if (typeof value !== 'object' || value === null || Array.isArray(value)) {
-        reject(new ChorusError(ErrorCode.BAD_REQUEST, 'body must be a JSON object'));
-        return;
-      }
-      resolve(value as Record<string, unknown>);
     });
   });
 }
@@ -178,7 +204,7 @@ async function serveApi(server: HttpApiHost, req: IncomingMessage, res: ServerRe
   const method = req.method ?? 'GET';
   const maxBytes = server.options.limits.maxMessageBytes;
   if (method === 'POST') {
-    const body = await readJson(req, maxBytes);
+    const body = await readBody(req, maxBytes);
     switch (path) {
       case '/api/publish': {
         const channel = requireString(body, 'channel');

@@ -3,6 +3,11 @@ import type { Logger } from 'pino';
 import type { Registry } from 'prom-client';
 import type { Engine } from '../engines/types.js';
 
+import { resolveCompression, type CompressionOptions, type CompressionSettings } from './compression.js';
+import { bool, fail, oneOf, positiveInt, positiveNumber } from './option-checks.js';
+
+export { DEFAULT_COMPRESSION, type CompressionOptions } from './compression.js';
+
 /** Who may subscribe to channels of a namespace. */
 export type SubscribePolicy = 'any' | 'none';
 /** Who may publish from a client: any user, only current subscribers, or nobody (server/API only). */
@@ -141,6 +146,17 @@ export interface ShutdownOptions {
 export interface ServerOptions {
   /** WebSocket endpoint path. Default `/ws`. */
   path?: string;
+  /**
+   * Server-Sent Events endpoint path (`GET <ssePath>?channel=...`, docs/PROTOCOL.md section 13),
+   * answered by `handleRequest`/`attach`; `false` turns it off. Default `/sse`.
+   */
+  ssePath?: string | false;
+  /**
+   * HTTP streaming endpoint path: `GET <streamPath>` opens a bidirectional session,
+   * `POST <streamPath>/<session>?seq=<n>` sends (docs/PROTOCOL.md section 15); `false` turns it
+   * off. In a cluster every node must have a unique `nodeId`. Default `/stream`.
+   */
+  streamPath?: string | false;
   /** JWT verification. Ignored when `authenticate` is given. */
   auth?: AuthOptions;
   /**
@@ -161,6 +177,12 @@ export interface ServerOptions {
   allowedOrigins?: string[];
   /** Bearer key for the HTTP API. Without it the API answers 401. */
   apiKey?: string;
+  /**
+   * permessage-deflate for WebSocket clients that offer it: `true` for the defaults of
+   * `CompressionOptions`, or the options. Default `false` (off). Config key `compression`,
+   * env `CHORUS_COMPRESSION=on`.
+   */
+  compression?: boolean | CompressionOptions;
   /** Channel namespaces, first match wins. Default `DEFAULT_NAMESPACES` (`user:*` personal, `chat:*`). */
   namespaces?: NamespaceOptions[];
   /** Subscribe every connection to its personal channel `user:<sub>` on connect. Default `true`. */
@@ -212,11 +234,17 @@ export const DEFAULT_CLUSTER: ClusterOptions = { reportIntervalMs: 2000, replyTi
 
 export interface ResolvedOptions {
   path: string;
+  /** undefined: no SSE endpoint. */
+  ssePath: string | undefined;
+  /** undefined: no HTTP streaming endpoint. */
+  streamPath: string | undefined;
   auth: AuthOptions;
   authenticate: ServerOptions['authenticate'];
   authorize: ServerOptions['authorize'];
   allowedOrigins: string[] | undefined;
   apiKey: string | undefined;
+  /** undefined: compression off. */
+  compression: CompressionSettings | undefined;
   namespaces: ResolvedNamespace[];
   personalChannel: boolean;
   limits: Limits;
@@ -271,36 +299,6 @@ const NAMESPACE_KEYS = new Set<string>([
   'joinLeave',
   ...Object.keys(NAMESPACE_DEFAULTS),
 ]);
-
-function fail(key: string, message: string): never {
-  throw new TypeError(`invalid option ${key}: ${message}`);
-}
-
-function positiveInt(key: string, value: unknown, allowZero = false): number {
-  if (typeof value !== 'number' || !Number.isSafeInteger(value) || value < (allowZero ? 0 : 1)) {
-    fail(key, `must be ${allowZero ? 'a non-negative' : 'a positive'} integer, got ${JSON.stringify(value)}`);
-  }
-  return value;
-}
-
-function positiveNumber(key: string, value: unknown): number {
-  if (typeof value !== 'number' || !Number.isFinite(value) || value <= 0) {
-    fail(key, `must be a positive number, got ${JSON.stringify(value)}`);
-  }
-  return value;
-}
-
-function oneOf<T extends string>(key: string, value: unknown, allowed: readonly T[]): T {
-  if (typeof value !== 'string' || !allowed.includes(value as T)) {
-    fail(key, `must be one of ${allowed.map((a) => JSON.stringify(a)).join(', ')}, got ${JSON.stringify(value)}`);
-  }
-  return value as T;
-}
-
-function bool(key: string, value: unknown): boolean {
-  if (typeof value !== 'boolean') fail(key, `must be true or false, got ${JSON.stringify(value)}`);
-  return value;
-}
 
 export function resolveNamespace(ns: NamespaceOptions, key: string): ResolvedNamespace {
   if (typeof ns !== 'object' || ns === null) fail(key, 'must be an object');
@@ -373,6 +371,14 @@ function resolveNumbers<T extends object>(
 export function resolveOptions(options: ServerOptions = {}): ResolvedOptions {
   const path = options.path ?? '/ws';
   if (typeof path !== 'string' || !path.startsWith('/')) fail('path', 'must start with "/"');
+  const ssePath = options.ssePath === false ? undefined : options.ssePath ?? '/sse';
+  if (ssePath !== undefined && (typeof ssePath !== 'string' || !ssePath.startsWith('/'))) fail('ssePath', 'must start with "/" (or be false)');
+  if (ssePath === path) fail('ssePath', 'must differ from path');
+  const streamPath = options.streamPath === false ? undefined : options.streamPath ?? '/stream';
+  if (streamPath !== undefined && (typeof streamPath !== 'string' || !streamPath.startsWith('/') || streamPath.length < 2)) {
+    fail('streamPath', 'must start with "/" (or be false)');
+  }
+  if (streamPath === path || streamPath === ssePath) fail('streamPath', 'must differ from path and ssePath');
   const auth = options.auth ?? {};
   if (auth.secret !== undefined && (typeof auth.secret !== 'string' || auth.secret.length === 0)) {
     fail('auth.secret', 'must be a non-empty string');
@@ -396,6 +402,7 @@ export function resolveOptions(options: ServerOptions = {}): ResolvedOptions {
   if (options.apiKey !== undefined && (typeof options.apiKey !== 'string' || options.apiKey.length === 0)) {
     fail('apiKey', 'must be a non-empty string');
   }
+  const compression = resolveCompression(options.compression);
   const namespaces = (options.namespaces ?? DEFAULT_NAMESPACES).map((ns, i) => resolveNamespace(ns, `namespaces[${i}]`));
   const limits = resolveNumbers('limits', options.limits, DEFAULT_LIMITS);
   const heartbeat = resolveNumbers('heartbeat', options.heartbeat, DEFAULT_HEARTBEAT);
@@ -409,11 +416,14 @@ export function resolveOptions(options: ServerOptions = {}): ResolvedOptions {
   const presenceTtlMs = options.presenceTtlMs === undefined ? 60000 : positiveInt('presenceTtlMs', options.presenceTtlMs);
   return {
     path,
+    ssePath,
+    streamPath,
     auth,
     authenticate: options.authenticate,
     authorize: options.authorize,
     allowedOrigins: options.allowedOrigins,
     apiKey: options.apiKey,
+    compression,
     namespaces,
     personalChannel: options.personalChannel ?? true,
     limits,

@@ -1,5 +1,5 @@
 import type { Logger } from 'pino';
-import { ChorusError, ErrorCode } from '../protocol/index.js';
+import { ChorusError, ErrorCode, binaryToJson } from '../protocol/index.js';
 import type { Broker, PublishResult, RateLimiter } from '../engines/types.js';
 import type { Connection } from './connection.js';
 import type { Hooks, PublishSource } from './hooks.js';
@@ -109,9 +109,11 @@ export class Publisher {
     const connection = options.connection;
     const ctx = { channel, data, source: options.source, ephemeral, ...(connection ? { connection } : {}) };
     const finalData = await hooks.beforePublish(ctx);
+    // Stored and fanned out in the JSON-safe form: binary as {"$bin": base64} (protocol/binary.ts).
+    const storedData = binaryToJson(finalData, true);
     let result: PublishResult;
     try {
-      result = await broker.publish(channel, finalData, {
+      result = await broker.publish(channel, storedData, {
         ...(namespace.historySize > 0 ? { history: { size: namespace.historySize, ttlMs: namespace.historyTtlMs } } : {}),
         ...(options.idempotencyKey !== undefined ? { idempotencyKey: options.idempotencyKey, idempotencyWindowMs } : {}),
         ...(connection

@@ -14,7 +14,8 @@ import { rejectUpgrade } from './handshake.js';
 import { Heartbeat } from './heartbeat.js';
 import { Hooks, type Extension } from './hooks.js';
 import { handleHttpRequest } from './http-api.js';
-import { Hub, messageData } from './hub.js';
+import { historyPage } from './history-page.js';
+import { Hub } from './hub.js';
 import { LimitLog } from './limit-reporter.js';
 import { createLogger, safePath } from './logger.js';
 import { Metrics, closeCodeLabel } from './metrics.js';
@@ -23,8 +24,9 @@ import { Permissions } from './permissions.js';
 import { Publisher, type BroadcastResult, type ServerPublishOptions } from './publisher.js';
 import type { StandardSchemaV1 } from './schema.js';
 import type { Transport } from './transport.js';
-import { WebSocketAcceptor } from './transports/websocket.js';
-import { Gate, WebSocketUpgrade, type Admitted } from './upgrade.js';
+import { applyControl } from './control.js';
+import { Endpoints } from './endpoints.js';
+import { Gate, type Admitted } from './upgrade.js';
 
 export type { ServerPublishOptions } from './publisher.js';
 export type { HandlerOptions } from './frame-handler.js';
@@ -62,8 +64,7 @@ export class ChorusServer {
   private readonly flushes: FlushLoop;
   private readonly publisher: Publisher;
   private readonly frames: FrameHandler<ChorusServer>;
-  private readonly acceptor: WebSocketAcceptor;
-  private readonly websocket: WebSocketUpgrade;
+  private readonly endpoints: Endpoints;
   private readonly heartbeat: Heartbeat;
   private readonly host: ConnectionHost;
   private started: Promise<void> | undefined;
@@ -139,8 +140,20 @@ export class ChorusServer {
       metrics: this.metrics,
       logger: this.logger,
     });
-    this.acceptor = new WebSocketAcceptor(this.options.limits.maxMessageBytes);
-    this.websocket = new WebSocketUpgrade(gate, this.acceptor, this, (transport, admitted) => this.accept(transport, admitted));
+    this.endpoints = new Endpoints(gate, {
+      get closing() {
+        return server.closing;
+      },
+      logger: this.logger,
+      broker: this.engine.broker,
+      options: this.options,
+      accept: (transport, admitted) => void this.accept(transport, admitted),
+      // An SSE stream: a connection, then its channels subscribed (resumed from Last-Event-ID).
+      acceptStream: (transport, admitted, request) => {
+        const connection = this.accept(transport, admitted);
+        if (connection) this.frames.subscribeStream(connection, request);
+      },
+    });
     this.heartbeat = new Heartbeat({
       connections: this.connections,
       options: this.options,
@@ -164,7 +177,10 @@ export class ChorusServer {
   /** Start the engine and the heartbeat timer (done automatically on the first upgrade or request). */
   start(): Promise<void> {
     if (!this.started) {
-      this.started = this.engine.start().then(() => void (this.heartbeat.start(), this.closing || this.cluster.start()));
+      this.started = this.engine
+        .start()
+        .then(() => this.endpoints.start())
+        .then(() => void (this.heartbeat.start(), this.closing || this.cluster.start()));
       this.started.catch((err) => this.logger.error({ err }, 'engine failed to start'));
     }
     return this.started;
@@ -201,23 +217,27 @@ export class ChorusServer {
     return this;
   }
 
-  /** Answer `/healthz`, `/metrics` and `/api/*`; returns false for any other request. */
+  /** Answer `/healthz`, `/metrics`, `/api/*`, the SSE and the HTTP streaming endpoints; returns false for any other request. */
   handleRequest(req: IncomingMessage, res: ServerResponse): boolean {
+    if (this.endpoints.handleRequest(req, res)) {
+      void this.start();
+      return true;
+    }
     return handleHttpRequest(this, req, res);
   }
 
   /** Handle an upgrade request (noServer embedding). The path is not checked here. */
   handleUpgrade(req: IncomingMessage, socket: Duplex, head: Buffer): void {
-    this.websocket.handle(req, socket, head);
+    this.endpoints.handleUpgrade(req, socket, head);
   }
 
   /** A new transport whose request was admitted: it becomes a connection. */
-  private accept(transport: Transport, admitted: Admitted): void {
+  private accept(transport: Transport, admitted: Admitted): Connection | undefined {
     const connection = new Connection(transport, admitted.identity, this.host, admitted.clientId);
     if (this.closing) {
       admitted.release();
       connection.terminate(Disconnect.shutdown);
-      return;
+      return undefined;
     }
     this.connections.add(connection);
     this.hub.addConnection(connection);
@@ -239,8 +259,9 @@ export class ChorusServer {
       },
       close: (code, reason) => this.onClose(connection, admitted, code, reason),
     });
-    this.logger.info({ client: connection.id, user: connection.user }, 'connected');
+    this.logger.info({ client: connection.id, user: connection.user, transport: transport.kind, codec: transport.codec.name }, 'connected');
     this.frames.start(connection, admitted.identity.channels);
+    return connection;
   }
 
   private onClose(connection: Connection, admitted: Admitted, peerCode: number, peerReason: string): void {
@@ -261,27 +282,19 @@ export class ChorusServer {
   }
 
   private onBrokerEvent(event: BrokerEvent): void {
+    if (event.type === 'publication' && this.endpoints.nodeMessage(event.publication)) return;
     if (event.type === 'control') this.onControl(event.command);
     else this.hub.deliver(event);
   }
 
   private onControl(command: ControlCommand): void {
     if (this.cluster.receive(command, affectedBy(command, this.hub.users))) return;
-    const connections = this.hub.users.get(command.user);
-    if (!connections) return;
-    for (const connection of [...connections]) {
-      if (command.type === 'disconnect') {
-        connection.close({ code: command.code, reason: command.reason });
-      } else if (command.type === 'subscribe') {
-        void this.subscribeConnection(connection, command.channel).catch((err) =>
-          this.logger.warn({ err: { message: (err as Error).message }, client: connection.id, channel: command.channel }, 'server-side subscribe failed'),
-        );
-      } else {
-        void this.unsubscribeConnection(connection, command.channel, 'unsubscribed by the server').catch((err) =>
-          this.logger.warn({ err: { message: (err as Error).message }, client: connection.id, channel: command.channel }, 'server-side unsubscribe failed'),
-        );
-      }
-    }
+    applyControl(command, {
+      users: this.hub.users,
+      logger: this.logger,
+      subscribe: (connection, channel) => this.subscribeConnection(connection, channel),
+      unsubscribe: (connection, channel, reason) => this.unsubscribeConnection(connection, channel, reason),
+    });
   }
 
   /** Heartbeats, dead-peer detection, token expiry and presence refresh, for all connections in one timer. */
@@ -289,10 +302,7 @@ export class ChorusServer {
     this.heartbeat.tick(now);
   }
 
-  /**
-   * Count a limit hit (`chorus_limit_hits_total{limit}`) and log it (`limit hit`), at most once
-   * every 10 s per connection and limit so that a misbehaving client cannot flood the logs.
-   */
+  /** Count a limit hit (`chorus_limit_hits_total{limit}`) and log it, at most every 10 s per connection and limit. */
   limitHit(limit: string, connection?: Connection, details: Record<string, unknown> = {}): void {
     this.reporter.limitHit(limit, connection, details);
   }
@@ -381,18 +391,8 @@ export class ChorusServer {
       ...(options.since ? { since: options.since } : {}),
       ...(options.reverse ? { reverse: true } : {}),
     });
-    // One page is one frame: keep it within half the send queue (and well under the 1 MiB that
-    // common WebSocket clients accept by default); the client pages on from the last offset.
-    const maxBytes = this.options.limits.maxQueuedBytes / 2;
-    const publications = [];
-    let bytes = 0;
-    for (const publication of read.publications) {
-      const data = messageData(publication);
-      bytes += Buffer.byteLength(JSON.stringify(data));
-      if (publications.length > 0 && bytes > maxBytes) break;
-      publications.push(data);
-    }
-    return { channel, publications, offset: read.position.offset, epoch: read.position.epoch };
+    // One page is one frame: within half the send queue (the client pages on from the last offset).
+    return historyPage(channel, read, this.options.limits.maxQueuedBytes / 2);
   }
 
   /** Channels with subscribers on this node, with their local subscriber counts. */
@@ -434,7 +434,7 @@ export class ChorusServer {
       // Terminated sockets emit 'close' on a later tick; wait (briefly) so cleanup has run on return.
       await Promise.race([Promise.all(closed), new Promise<void>((resolve) => setTimeout(resolve, 1000).unref())]);
     }
-    await this.acceptor.close();
+    await this.endpoints.close();
     for (const extension of this.hooks.all()) {
       try {
         await extension.onDestroy?.();
