@@ -1,6 +1,6 @@
 /**
  * Bundles the pages served by the standalone server (web/src/<page>/main.ts) into dist/web/:
- * one ES module per page (`chat.js`, `dashboard.js`, `editor.js`), their CSS (uPlot's and
+ * one ES module per page (`chat.js`, `dashboard.js`, `editor.js`, `admin.js`), their CSS (uPlot's and
  * CodeMirror's come in through imports, so no inline styles or scripts are needed under the
  * pages' strict CSP), shared chunks under `chunks/`, and source maps. Run by `npm run build`
  * after tsc; `node --import tsx scripts/build-web.ts [--watch]` alone rebuilds the pages only.
@@ -16,6 +16,7 @@ export const PAGE_ENTRIES: Readonly<Record<string, string>> = {
   chat: 'web/src/chat/main.ts',
   dashboard: 'web/src/dashboard/main.ts',
   editor: 'web/src/editor/main.ts',
+  admin: 'web/src/admin/main.ts',
 };
 
 export const WEB_OUT_DIR = resolve(root, 'dist/web');

@@ -158,6 +158,10 @@ const namespaceSchema = z.strictObject(
     joinLeaveMaxMembers: z.int({ error: got('must be a non-negative integer') }).min(0, { error: got('must be a non-negative integer') }).optional().describe('No join/leave events above this many members. Default 1000'),
     ephemeral: trueOrFalse.optional().describe('Allow ephemeral publications. Default true'),
     ephemeralPerSecond: z.number({ error: got('must be a positive number') }).positive({ error: got('must be a positive number') }).optional().describe('Ephemeral publications per user per channel per second. Default 10'),
+    backpressure: z
+      .enum(['disconnect', 'latest-per-key', 'drop-oldest'], { error: got('must be one of "disconnect", "latest-per-key", "drop-oldest"') })
+      .optional()
+      .describe('A subscriber that does not keep up: disconnected (4003), or kept with the newest queued publication per key, or with the oldest dropped; told what it skipped. Default "disconnect"'),
     document: trueOrFalse
       .optional()
       .describe('Channels are shared Yjs documents (/yjs/<name>, doc.* frames), never subscribed or published to; history defaults to 1000 / 3600000 ms. Default false'),
@@ -189,6 +193,31 @@ const limitsSchema = numbers({
   maxHistoryLimit: 'Largest limit of a history request. Default 100',
 });
 
+/** An integer in [min, max] (compression settings). */
+function intIn(min: number, max: number) {
+  const problem = `must be an integer from ${min} to ${max}`;
+  return z.int({ error: got(problem) }).min(min, { error: got(problem) }).max(max, { error: got(problem) });
+}
+
+/** permessage-deflate: true for the defaults, or the settings (src/server/compression.ts). */
+const compressionSchema = z.union(
+  [
+    trueOrFalse,
+    z.strictObject(
+      {
+        threshold: intIn(0, 2 ** 31).optional().describe('Messages smaller than this are sent uncompressed, in bytes. Default 1024'),
+        concurrency: intIn(1, 1024).optional().describe('Compression jobs running at once in the process. Default 10'),
+        contextTakeover: trueOrFalse.optional().describe('Keep the deflate context between messages. Default false'),
+        level: intIn(1, 9).optional().describe('zlib level. Default 1'),
+        memLevel: intIn(1, 9).optional().describe('zlib memLevel. Default 4'),
+        windowBits: intIn(9, 15).optional().describe('Server LZ77 window, in bits. Default 11'),
+      },
+      { error: 'must be true, false or an object' },
+    ),
+  ],
+  { error: 'must be true, false or an object' },
+);
+
 /** The whole config file. */
 export const configFileSchema = z
   .strictObject(
@@ -200,6 +229,7 @@ export const configFileSchema = z
       path: z.string({ error: 'must start with "/"' }).regex(/^\//, { error: 'must start with "/"' }).optional().describe('WebSocket endpoint path. Default /ws'),
       auth: authSchema.optional().describe('JWT verification (CHORUS_JWT_SECRET sets secret); none configured means demo mode'),
       apiKey: nonEmptyString.optional().describe('Bearer key for the HTTP API (CHORUS_API_KEY overrides it)'),
+      compression: compressionSchema.optional().describe('permessage-deflate for WebSocket clients that offer it (CHORUS_COMPRESSION=on|off overrides it). Default off'),
       allowedOrigins: z.array(z.string({ error: got('must be an array of strings') }), { error: 'must be an array of strings' }).optional().describe('Allowed browser origins (scheme://host[:port] or *)'),
       namespaces: z.array(namespaceSchema, { error: 'must be an array' }).optional().describe('Channel namespaces, first match wins'),
       personalChannel: trueOrFalse.optional().describe('Subscribe every connection to user:<sub>. Default true'),

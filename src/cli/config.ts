@@ -317,6 +317,12 @@ export function loadConfig(
   if (envApiKey !== undefined) server.apiKey = envApiKey;
   const envOrigins = envVar(env, 'CHORUS_ALLOWED_ORIGINS');
   if (envOrigins !== undefined) server.allowedOrigins = parseOrigins('CHORUS_ALLOWED_ORIGINS', envOrigins);
+  const envCompression = envVar(env, 'CHORUS_COMPRESSION');
+  if (envCompression !== undefined) {
+    if (envCompression !== 'on' && envCompression !== 'off') invalid('CHORUS_COMPRESSION', `must be "on" or "off", got ${JSON.stringify(envCompression)}`);
+    // "on" keeps a file's compression settings; "off" wins over them.
+    server.compression = envCompression === 'off' ? false : typeof server.compression === 'object' ? server.compression : true;
+  }
 
   const hasKey = auth.secret !== undefined || auth.publicKey !== undefined || auth.jwksUrl !== undefined;
   // With a connect proxy the backend says who connects: a JWT key is optional, and there is no demo mode.

@@ -113,7 +113,8 @@ export class DashboardFeed {
     try {
       const figures = await this.#measure();
       if (figures) {
-        await this.#server.publish(this.channel, figures);
+        // Keyed by node: on the `latest-per-key` dash:* namespace a slow viewer keeps each node's newest figures.
+        await this.#server.publish(this.channel, figures, { key: this.#server.options.nodeId });
         this.published++;
       }
     } catch (err) {

@@ -16,5 +16,7 @@ export const STANDALONE_NAMESPACES: NamespaceOptions[] = [
   { pattern: 'receipts:*', historySize: 100, historyTtlMs: DAY_MS },
   // The live dashboard: the server's own figures, one publication per node per second
   // (src/cli/dashboard-feed.ts); 600 kept = 2 minutes of 5 nodes, replayed to new viewers.
-  { pattern: 'dash:*', publish: 'none', historySize: 600, historyTtlMs: 600_000 },
+  // Each publication is keyed by its node: a slow viewer is not cut off, it skips to each
+  // node's newest figures (and is told which offsets it skipped).
+  { pattern: 'dash:*', publish: 'none', historySize: 600, historyTtlMs: 600_000, backpressure: 'latest-per-key' },
 ];

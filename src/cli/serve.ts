@@ -27,6 +27,8 @@ Environment:
                           (default: in-memory engine, one process)
   CHORUS_ALLOWED_ORIGINS  comma-separated browser Origin allow-list ("*" allows all);
                           default: only the server's own origin
+  CHORUS_COMPRESSION      "on" turns on permessage-deflate for WebSocket clients that offer it
+                          ("off" turns it off; default off; file key "compression")
   CHORUS_DATA_DIR         directory of the SQLite file that keeps documents (/yjs/) when
                           there is no Redis URL (file key dataDir, default ./chorus-data)
 `;

@@ -1,6 +1,7 @@
 /**
- * The standalone server: a node:http server that serves the demo page and the browser
- * client, the demo sign-in in demo mode, and Chorus itself (WebSocket, /healthz, /metrics, /api/*).
+ * The standalone server: a node:http server that serves the pages and the browser client, the
+ * demo sign-in in demo mode, the admin console's API (/admin/api/*, admin.ts), and Chorus itself
+ * (WebSocket, /healthz, /metrics, /api/*).
  */
 import { randomBytes } from 'node:crypto';
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
@@ -13,6 +14,7 @@ import { ChorusServer } from '../server/index.js';
 import { RedisEngine } from '../engines/redis/index.js';
 import { ChorusDocuments, RedisDocumentStore, SqliteDocumentStore, type DocumentStore } from '../documents/index.js';
 import { REDACT_PATHS } from '../server/logger.js';
+import { AdminConsole } from './admin.js';
 import { createBackendHooks } from './backend-hooks.js';
 import type { RedisConfig, StandaloneConfig } from './config.js';
 import { DashboardFeed } from './dashboard-feed.js';
@@ -91,6 +93,7 @@ export async function startStandalone(config: StandaloneConfig, options: Standal
   if (backend.proxy) chorus.use(backend.proxy);
   if (backend.webhooks) chorus.use(backend.webhooks);
   const dashboard = new DashboardFeed(chorus, { intervalMs: options.dashboardIntervalMs ?? 1000 });
+  const admin = new AdminConsole(chorus);
   logger.info({ engine: chorus.engine.name }, engine ? 'engine: redis (cluster mode)' : 'engine: memory (one process)');
   if (config.proxy) logger.info({ kinds: Object.keys(config.proxy).filter((k) => k !== 'maxInFlight' && k !== 'maxQueued') }, 'proxy hooks to the application backend');
   if (config.webhooks.length > 0) logger.info({ webhooks: config.webhooks.length }, 'webhooks on');
@@ -118,6 +121,10 @@ export async function startStandalone(config: StandaloneConfig, options: Standal
     if (pathname === '/demo/token') {
       if (demoSecret === undefined) sendError(res, 404, 'NOT_FOUND', 'demo sign-in is off (a JWT key is configured)');
       else await handleDemoToken(req, res, demoSecret, claims);
+      return;
+    }
+    if (pathname.startsWith('/admin/api/')) {
+      await admin.handle(req, res, pathname);
       return;
     }
     if (await serveStatic(req, res, pathname)) return;

@@ -1,5 +1,5 @@
 /**
- * Static files for the standalone server: the pages (`/` chat, `/dashboard`, `/editor`) from
+ * Static files for the standalone server: the pages (`/` chat, `/dashboard`, `/editor`, `/admin`) from
  * web/, their bundles from dist/web/ (built by scripts/build-web.ts) under `/assets/`, and the
  * compiled browser client from dist/ (unbundled ES modules under `/lib/`). Only GET and HEAD;
  * paths are confined to their root (no traversal).
@@ -34,6 +34,7 @@ export const PAGES: Readonly<Record<string, string>> = {
   '/index.html': 'index.html',
   '/dashboard': 'dashboard.html',
   '/editor': 'editor.html',
+  '/admin': 'admin.html',
 };
 
 /** URL prefix -> directory on disk. */

@@ -70,7 +70,7 @@ export function serverHost(server: ChorusServer): DocumentsHost {
     namespace: (name) => server.rules.resolve(name),
     ownerOf: (name) => server.rules.ownerOf(name),
     authorize: server.options.authorize,
-    admit: (req) => server.admit(req, invalidUpgrade),
+    admit: (req) => server.seams.admit(req, invalidUpgrade),
     refreshConnections: (entries) => server.engine.connections.refresh(entries, server.options.presenceTtlMs),
     limitHit: (limit, details, log) => {
       server.metrics.limitHits.inc({ limit });

@@ -7,8 +7,6 @@ import {
   ErrorCode,
   RESERVED_EVENTS,
   ServerEvent,
-  parseFrame,
-  splitFrames,
   withReason,
   type ConnectedData,
   type Frame,
@@ -24,7 +22,7 @@ import type { Hub } from './hub.js';
 import type { LimitReporter } from './limit-reporter.js';
 import type { Metrics } from './metrics.js';
 import type { Permissions } from './permissions.js';
-import type { Publisher } from './publisher.js';
+import { checkKey, type Publisher } from './publisher.js';
 import type { ProtocolFrameHandler } from './seams.js';
 import { notDocument } from './channels.js';
 import { validate, type StandardSchemaV1 } from './schema.js';
@@ -170,6 +168,35 @@ export class FrameHandler<S> {
     });
   }
 
+  /**
+   * Subscribe a one-way stream (SSE) to the channels it asked for, in order, after `connected`:
+   * each gets a `subscribed` event (with `recovered` when the stream resumed) or an `error`
+   * naming the channel. The same checks as a `subscribe` frame apply.
+   */
+  subscribeStream(connection: Connection, request: { channels: string[]; since: ReadonlyMap<string, StreamPosition>; resumed: boolean }): void {
+    this.enqueue(connection, async () => {
+      const ctx = this.ctx;
+      for (const channel of request.channels) {
+        if (connection.closing) return;
+        try {
+          const namespace = ctx.permissions.rules.resolve(channel);
+          await ctx.permissions.checkRead(connection, channel, namespace, 'subscribe');
+          await ctx.hooks.deny('onSubscribe', { connection, channel, serverSide: false });
+          const since = request.since.get(channel);
+          await ctx.hub.subscribe(connection, channel, namespace, since ? { since } : {}, ctx.maxSubscriptionsPerConnection, (result) => {
+            if (request.resumed && result.recovered === undefined) result.recovered = false;
+            const position = result.history ? { channel, offset: result.offset, epoch: result.epoch } : undefined;
+            connection.send({ event: ServerEvent.SUBSCRIBED, data: result }, 'reply', position);
+          });
+        } catch (err) {
+          const error = toChorusError(err) ?? new ChorusError(ErrorCode.INTERNAL, 'internal error');
+          if (!toChorusError(err)) ctx.logger.error({ err, client: connection.id, channel }, 'stream subscribe failed');
+          connection.send({ event: ServerEvent.ERROR, data: { code: error.code, message: error.message, event: ClientEvent.SUBSCRIBE, channel } });
+        }
+      }
+    });
+  }
+
   private identitySubscribeFailed(connection: Connection, channel: string, personal: boolean, err: unknown): void {
     const logger = this.ctx.logger;
     if (!personal) {
@@ -212,21 +239,21 @@ export class FrameHandler<S> {
     const ctx = this.ctx;
     connection.lastSeen = ctx.now();
     ctx.metrics.bytesIn.inc(data.length);
-    if (isBinary) {
-      const error = new ChorusError(ErrorCode.BAD_FRAME, 'binary messages are not accepted; send JSON text');
-      this.enqueue(connection, async () => this.sendError(connection, undefined, 'binary', error));
+    const codec = connection.codec;
+    if (isBinary !== codec.binary) {
+      const error = new ChorusError(
+        ErrorCode.BAD_FRAME,
+        codec.binary ? 'text messages are not accepted with chorus.v1.msgpack; send binary' : 'binary messages are not accepted; send JSON text',
+      );
+      this.enqueue(connection, async () => this.sendError(connection, undefined, isBinary ? 'binary' : 'text', error));
       this.countFault(connection, error.code);
       return;
     }
-    for (const text of splitFrames(data.toString('utf8'))) {
+    for (const frame of codec.decodeMessage(data)) {
       if (connection.closing) return;
-      let frame: Frame;
-      try {
-        frame = parseFrame(text);
-      } catch (err) {
-        const error = err as ChorusError;
-        this.enqueue(connection, async () => this.sendError(connection, undefined, undefined, error));
-        this.countFault(connection, error.code);
+      if (frame instanceof ChorusError) {
+        this.enqueue(connection, async () => this.sendError(connection, undefined, undefined, frame));
+        this.countFault(connection, frame.code);
         continue;
       }
       this.countIn(RESERVED_EVENTS.has(frame.event) || DOCUMENT_EVENTS.has(frame.event) ? frame.event : 'app');
@@ -321,7 +348,8 @@ export class FrameHandler<S> {
         const namespace = permissions.rules.resolve(channel);
         if (!('data' in data)) throw new ChorusError(ErrorCode.BAD_REQUEST, 'publish needs data');
         const ephemeral = optionalBoolean(data, 'ephemeral') === true;
-        return ctx.publisher.fromClient(connection, channel, namespace, data.data, { ephemeral, frameId: frame.id });
+        const key = data.key === undefined || data.key === null ? undefined : checkKey(data.key);
+        return ctx.publisher.fromClient(connection, channel, namespace, data.data, { ephemeral, frameId: frame.id, key });
       }
       case ClientEvent.HISTORY: {
         const data = objectData(frame);

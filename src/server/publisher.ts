@@ -1,5 +1,5 @@
 import type { Logger } from 'pino';
-import { ChorusError, ErrorCode } from '../protocol/index.js';
+import { ChorusError, ErrorCode, binaryToJson } from '../protocol/index.js';
 import type { Broker, PublishResult, RateLimiter } from '../engines/types.js';
 import { notDocument } from './channels.js';
 import type { Connection } from './connection.js';
@@ -17,6 +17,8 @@ export interface ServerPublishOptions {
   idempotencyKey?: string;
   /** Not stored, no offset. */
   ephemeral?: boolean;
+  /** Key of what the publication updates (1-128 characters); see the namespace option `backpressure`. */
+  key?: string;
   /** Recorded as the source in metrics. Default `'server'`. */
   source?: PublishSource;
 }
@@ -52,7 +54,7 @@ export class Publisher {
     channel: string,
     namespace: ResolvedNamespace,
     data: unknown,
-    options: { ephemeral: boolean; frameId: string | undefined },
+    options: { ephemeral: boolean; frameId: string | undefined; key?: string | undefined },
   ): Promise<PublishResult> {
     const { permissions, rateLimiter, reporter } = this.settings;
     await permissions.checkPublish(connection, channel, namespace);
@@ -69,6 +71,7 @@ export class Publisher {
       source: 'client',
       connection,
       ...(ephemeral ? { ephemeral } : {}),
+      ...(options.key !== undefined ? { key: options.key } : {}),
       ...(options.frameId !== undefined && !ephemeral ? { idempotencyKey: `${connection.user}\u0000${options.frameId}` } : {}),
     });
   }
@@ -79,6 +82,7 @@ export class Publisher {
    */
   async publish(channel: string, data: unknown, options: ServerPublishOptions = {}): Promise<PublishResult> {
     const namespace = this.settings.permissions.rules.resolve(channel);
+    if (options.key !== undefined) checkKey(options.key);
     notDocument(channel, namespace);
     return this.run(channel, namespace, data, { ...options, source: options.source ?? 'server' });
   }
@@ -110,9 +114,11 @@ export class Publisher {
     const connection = options.connection;
     const ctx = { channel, data, source: options.source, ephemeral, ...(connection ? { connection } : {}) };
     const finalData = await hooks.beforePublish(ctx);
+    // Stored and fanned out in the JSON-safe form: binary as {"$bin": base64} (protocol/binary.ts).
+    const storedData = binaryToJson(finalData, true);
     let result: PublishResult;
     try {
-      result = await broker.publish(channel, finalData, {
+      result = await broker.publish(channel, storedData, {
         ...(namespace.historySize > 0 ? { history: { size: namespace.historySize, ttlMs: namespace.historyTtlMs } } : {}),
         ...(options.idempotencyKey !== undefined ? { idempotencyKey: options.idempotencyKey, idempotencyWindowMs } : {}),
         ...(connection
@@ -123,6 +129,7 @@ export class Publisher {
             }
           : {}),
         ...(ephemeral ? { ephemeral: true } : {}),
+        ...(options.key !== undefined ? { key: options.key } : {}),
         ...(options.exceptClient !== undefined ? { exceptClient: options.exceptClient } : {}),
       });
     } catch (err) {
@@ -143,4 +150,12 @@ export class Publisher {
     const { duplicate: _duplicate, ...position } = result;
     return position;
   }
+}
+
+/** A publication key is 1 to 128 characters (BAD_REQUEST otherwise). */
+export function checkKey(key: unknown): string {
+  if (typeof key !== 'string' || key.length === 0 || key.length > 128) {
+    throw new ChorusError(ErrorCode.BAD_REQUEST, 'key must be a string of 1 to 128 characters');
+  }
+  return key;
 }

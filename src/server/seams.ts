@@ -1,14 +1,15 @@
 /**
  * Where parts that live beside the server (documents) plug into it, without the server knowing
- * them: extra WebSocket endpoints by path prefix, extra `/api/` routes, taps that consume broker
- * events before the hub sees them, and protocol frames beside the core ones. The server only
- * consults these; whoever registers owns what it registers.
+ * them: the shared admission of upgrade requests, extra WebSocket endpoints by path prefix, extra
+ * `/api/` routes, taps that consume broker events before the hub sees them, and protocol frames
+ * beside the core ones. The server only consults these; whoever registers owns what it registers.
  */
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { Duplex } from 'node:stream';
 import { DOCUMENT_EVENTS } from '../protocol/index.js';
 import type { BrokerEvent } from '../engines/types.js';
 import type { Connection } from './connection.js';
+import type { Admission } from './upgrade.js';
 
 /** An extra WebSocket endpoint (e.g. documents' `/yjs/`): upgrades whose path starts with `prefix`. */
 export interface UpgradeRoute {
@@ -38,6 +39,13 @@ export class ServerSeams {
   readonly api: ApiRoute[] = [];
   readonly brokerTaps: BrokerTap[] = [];
   readonly frames = new Map<string, ProtocolFrameHandler>();
+
+  /**
+   * @param admit the admission every endpoint shares (`Gate.admit`: the request's own `check`,
+   *   Origin, token with timeout, per-user cap, `onUpgrade` hooks). An `Admitted` result holds a
+   *   per-user slot: the caller calls its `release()` exactly once when the connection ends.
+   */
+  constructor(readonly admit: (req: IncomingMessage, check?: (req: IncomingMessage) => string | undefined) => Promise<Admission>) {}
 
   /** The endpoint an upgrade path belongs to, if any. */
   upgradeFor(path: string): UpgradeRoute | undefined {

@@ -27,7 +27,8 @@ const resolveDir = (/** @type {string} */ spec, up = 0) => {
 
 const chorus = new ChorusServer({
   auth: { secret: SECRET },
-  namespaces: [{ pattern: 'dash:*', publish: 'none', historySize: 120, historyTtlMs: 600_000 }],
+  // latest-per-key: a slow viewer skips to the newest figures instead of being disconnected.
+  namespaces: [{ pattern: 'dash:*', publish: 'none', historySize: 120, historyTtlMs: 600_000, backpressure: 'latest-per-key' }],
 });
 
 /** An HS256 JWT for a viewer (`sub` is a random viewer id). Use your own login in a real app. */
@@ -68,7 +69,7 @@ const timer = setInterval(() => {
   };
   last = { at: now, requests };
   loop.reset();
-  chorus.publish(CHANNEL, figures).catch((err) => console.error('publish failed', err));
+  chorus.publish(CHANNEL, figures, { key: 'figures' }).catch((err) => console.error('publish failed', err));
 }, 1000);
 timer.unref();
 

@@ -9,6 +9,7 @@ import type {
   HistoryReadOptions,
   HistoryReadResult,
   HistoryStore,
+  NodeDirectory,
   PresenceStore,
   PublishOptions,
   PublishResult,
@@ -22,6 +23,7 @@ export interface BusHost {
   readonly presence: PresenceStore;
   readonly connections: ConnectionRegistry;
   readonly rateLimiter: RateLimiter;
+  readonly nodes: NodeDirectory;
 }
 
 export interface BusNodeOptions {
@@ -57,6 +59,7 @@ export class BusNode implements Engine, Broker, HistoryStore {
   readonly presence: PresenceStore;
   readonly connections: ConnectionRegistry;
   readonly rateLimiter: RateLimiter;
+  readonly nodes: NodeDirectory;
   private handler: (event: BrokerEvent) => void = () => {};
   private readonly sequencer: Sequencer;
   private readonly subscribed = new Set<string>();
@@ -79,6 +82,7 @@ export class BusNode implements Engine, Broker, HistoryStore {
     this.presence = guarded(bus.presence, down);
     this.connections = guarded(bus.connections, down);
     this.rateLimiter = guarded(bus.rateLimiter, down);
+    this.nodes = guarded(bus.nodes, down);
     this.sequencer = new Sequencer(
       (channel, since, limit) => this.read(channel, { since, limit }),
       (publication, exceptClient) =>

@@ -191,6 +191,7 @@ export class RedisBroker implements Broker {
     const { client, keys, clock, now } = this.context;
     const body: PublicationBody = { channel, data, time: now() };
     if (options.publisher) body.publisher = options.publisher;
+    if (options.key !== undefined) body.key = options.key;
     if (options.ephemeral) {
       body.ephemeral = true;
       const envelope: Envelope = { t: 'p', p: body };

@@ -1,10 +1,5 @@
-/**
- * Reading a channel's history for the `history` request and `GET /api/history/`: the namespace
- * must keep history, the limit is clamped to `limits.maxHistoryLimit`, and one page stays
- * within half the send queue.
- */
 import { ChorusError, ErrorCode, type StreamPosition } from '../protocol/index.js';
-import type { HistoryStore } from '../engines/types.js';
+import type { HistoryStore, Publication } from '../engines/types.js';
 import type { ChannelRules } from './channels.js';
 import { messageData } from './hub.js';
 
@@ -14,7 +9,10 @@ export interface HistoryRequest {
   reverse?: boolean;
 }
 
-/** One page of a channel's history (see the `history` protocol request). */
+/**
+ * A channel's history for the `history` request and `GET /api/history/`: the namespace must keep
+ * history, the limit is clamped to `maxHistoryLimit`, one page is one frame within half the send queue.
+ */
 export async function readHistory(
   store: HistoryStore,
   rules: ChannelRules,
@@ -31,9 +29,15 @@ export async function readHistory(
     ...(options.since ? { since: options.since } : {}),
     ...(options.reverse ? { reverse: true } : {}),
   });
-  // One page is one frame: keep it within half the send queue (and well under the 1 MiB that
-  // common WebSocket clients accept by default); the client pages on from the last offset.
-  const maxBytes = limits.maxQueuedBytes / 2;
+  return historyPage(channel, read, limits.maxQueuedBytes / 2);
+}
+
+/**
+ * One `history` reply: the publications read, cut so that the page (one frame) stays within
+ * `maxBytes` (and well under the 1 MiB common WebSocket clients accept by default); at least one
+ * publication is always included. The client pages on from the last offset.
+ */
+export function historyPage(channel: string, read: { publications: Publication[]; position: StreamPosition }, maxBytes: number) {
   const publications = [];
   let bytes = 0;
   for (const publication of read.publications) {
