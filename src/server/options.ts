@@ -2,6 +2,7 @@ import type { IncomingMessage } from 'node:http';
 import type { Logger } from 'pino';
 import type { Registry } from 'prom-client';
 import type { Engine } from '../engines/types.js';
+import { DEFAULT_ADMISSION, type AdmissionOptions } from './admission.js';
 
 /** Who may subscribe to channels of a namespace. */
 export type SubscribePolicy = 'any' | 'none';
@@ -151,6 +152,14 @@ export interface ServerOptions {
   limits?: Partial<Limits>;
   heartbeat?: Partial<HeartbeatOptions>;
   shutdown?: Partial<ShutdownOptions>;
+  /**
+   * Server-paced admission (reconnect storms): over `ratePerSecond` handshakes a second (bucket
+   * of `burst`) or `maxPending` in admission at once, an upgrade is answered at once with HTTP
+   * 503 and `Retry-After` (seconds, at most `maxRetryAfterSec`) instead of being queued until it
+   * times out. Defaults: 1000/s, burst 1000, 1000 pending, 30 s; 0 turns the rate or the pending
+   * cap off. See `AdmissionOptions`.
+   */
+  admission?: Partial<AdmissionOptions>;
   /** Window in which a retried publish with the same id is applied once, in ms. Default 120000. */
   idempotencyWindowMs?: number;
   /**
@@ -190,6 +199,7 @@ export interface ResolvedOptions {
   limits: Limits;
   heartbeat: HeartbeatOptions;
   shutdown: ShutdownOptions;
+  admission: AdmissionOptions;
   idempotencyWindowMs: number;
   presenceTtlMs: number;
   nodeId: string;
@@ -365,6 +375,7 @@ export function resolveOptions(options: ServerOptions = {}): ResolvedOptions {
     fail('heartbeat.timeoutMs', 'must be greater than heartbeat.intervalMs');
   }
   const shutdown = resolveNumbers('shutdown', options.shutdown, DEFAULT_SHUTDOWN, new Set(['reconnectSpreadMs']));
+  const admission = resolveNumbers('admission', options.admission, DEFAULT_ADMISSION, new Set(['ratePerSecond', 'maxPending']));
   const idempotencyWindowMs =
     options.idempotencyWindowMs === undefined ? 120000 : positiveInt('idempotencyWindowMs', options.idempotencyWindowMs);
   if (options.clock !== undefined && typeof options.clock !== 'function') fail('clock', 'must be a function returning ms since the Unix epoch');
@@ -381,6 +392,7 @@ export function resolveOptions(options: ServerOptions = {}): ResolvedOptions {
     limits,
     heartbeat,
     shutdown,
+    admission,
     idempotencyWindowMs,
     presenceTtlMs,
     nodeId: options.nodeId ?? `n_${Math.random().toString(36).slice(2, 10)}`,

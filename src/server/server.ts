@@ -4,6 +4,7 @@ import type { Logger } from 'pino';
 import { ChorusError, Disconnect, ErrorCode, ServerEvent, disconnectByServer, type StreamPosition, type SubscribeResult } from '../protocol/index.js';
 import { MemoryEngine } from '../engines/memory/index.js';
 import type { BrokerEvent, ControlCommand, Engine, PublishResult } from '../engines/types.js';
+import { AdmissionPacer } from './admission.js';
 import { Authenticator } from './auth.js';
 import { ChannelRules } from './channels.js';
 import { Connection, type ConnectionHost } from './connection.js';
@@ -134,6 +135,7 @@ export class ChorusServer {
       hooks: this.hooks,
       metrics: this.metrics,
       logger: this.logger,
+      pacer: new AdmissionPacer(this.options.admission, now),
     });
     this.acceptor = new WebSocketAcceptor(this.options.limits.maxMessageBytes);
     this.websocket = new WebSocketUpgrade(gate, this.acceptor, this, (transport, admitted) => this.accept(transport, admitted));

@@ -11,6 +11,7 @@ import type { Duplex } from 'node:stream';
 import type { Logger } from 'pino';
 import { ChorusError, ErrorCode } from '../protocol/index.js';
 import type { ConnectionRegistry } from '../engines/types.js';
+import type { AdmissionPacer } from './admission.js';
 import type { Authenticator } from './auth.js';
 import { newClientId } from './connection.js';
 import { invalidUpgrade, originAllowed, rejectUpgrade } from './handshake.js';
@@ -39,6 +40,8 @@ export interface GateHost {
   readonly hooks: Pick<Hooks, 'run'>;
   readonly metrics: Pick<Metrics, 'authFailures' | 'limitHits'>;
   readonly logger: Logger;
+  /** Server-paced admission: over its rate the request is refused with 503 and `Retry-After`. */
+  readonly pacer?: Pick<AdmissionPacer, 'enter' | 'leave'>;
 }
 
 /** A request that may become a connection. Call `release` if it never does (the connection's close does it otherwise). */
@@ -56,6 +59,8 @@ export interface Refused {
   status: number;
   code: string;
   message: string;
+  /** Send `Retry-After` with this many seconds (server-paced admission). */
+  retryAfterSec?: number;
 }
 
 export type Admission = Admitted | Refused;
@@ -74,6 +79,22 @@ export class Gate {
    * for a 400, or undefined.
    */
   async admit(req: IncomingMessage, check?: (req: IncomingMessage) => string | undefined): Promise<Admission> {
+    const paced = this.host.pacer?.enter();
+    if (paced) return this.pacedOut(req, paced.reason, paced.retryAfterSec);
+    try {
+      return await this.admitNow(req, check);
+    } finally {
+      this.host.pacer?.leave();
+    }
+  }
+
+  private pacedOut(req: IncomingMessage, limit: string, retryAfterSec: number): Refused {
+    this.host.metrics.limitHits.inc({ limit });
+    this.host.logger.debug({ limit, retryAfterSec, path: safePath(req.url) }, 'handshake paced');
+    return { ...refused(503, ErrorCode.OVER_CAPACITY, 'over the admission rate; retry after Retry-After seconds'), retryAfterSec };
+  }
+
+  private async admitNow(req: IncomingMessage, check?: (req: IncomingMessage) => string | undefined): Promise<Admission> {
     const host = this.host;
     await host.start();
     if (host.closing) return refused(503, ErrorCode.SHUTTING_DOWN, 'server is shutting down');
@@ -160,7 +181,7 @@ export class WebSocketUpgrade {
   private async upgrade(req: IncomingMessage, socket: Duplex, head: Buffer): Promise<void> {
     const admission = await this.gate.admit(req, invalidUpgrade);
     if (!admission.ok) {
-      rejectUpgrade(socket, admission.status, admission.code, admission.message);
+      rejectUpgrade(socket, admission.status, admission.code, admission.message, admission.retryAfterSec);
       return;
     }
     let handedOver = false;
