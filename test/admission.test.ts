@@ -1,9 +1,11 @@
 import assert from 'node:assert/strict';
 import http from 'node:http';
 import { describe, test } from 'node:test';
+import WebSocket from 'ws';
+import { ChorusClient, type ConnectingData } from '../src/client/index.js';
 import { AdmissionPacer, DEFAULT_ADMISSION } from '../src/server/admission.js';
 import { resolveOptions } from '../src/server/index.js';
-import { SECRET, signToken, startServer, withTimeout } from './helpers.js';
+import { SECRET, nextEvent, signToken, startServer, until, withTimeout } from './helpers.js';
 
 /** One upgrade request; resolves with the status, the Retry-After header and the body. */
 function upgrade(url: string, token: string): Promise<{ status: number; retryAfter: string | undefined; body: string }> {
@@ -118,6 +120,38 @@ describe('server-paced admission', () => {
       assert.equal((await fourth).status, 101);
     } finally {
       for (const open of gates.splice(0)) open();
+      await s.close();
+    }
+  });
+
+  test('the client waits Retry-After plus its jitter after a 503 (not its backoff) and then connects', async () => {
+    let now = 1_800_000_000_000;
+    const s = await startServer({ clock: () => now, admission: { ratePerSecond: 1, burst: 1 } });
+    const token = await signToken('ada', { expSeconds: null });
+    const client = new ChorusClient({
+      url: s.wsUrl,
+      WebSocket: WebSocket as any,
+      token,
+      random: () => 0.25,
+      minReconnectDelayMs: 60_000,
+      maxReconnectDelayMs: 120_000,
+    });
+    try {
+      assert.equal((await upgrade(`${s.url}/ws`, await signToken('bob', { expSeconds: null }))).status, 101); // takes the one token
+      const errors: Error[] = [];
+      const connecting: ConnectingData[] = [];
+      client.on('error', (e) => void errors.push(e));
+      client.on('connecting', (d) => void connecting.push(d));
+      const connected = nextEvent(client, 'connected');
+      client.connect();
+      await until('the paced retry is scheduled', () => connecting.length >= 2, 5000);
+      // Retry-After: 1 -> 1000 ms + 0.25 * 1000 ms of jitter; the backoff (60 s minimum) was not used.
+      assert.equal(connecting[1]!.delayMs, 1250);
+      assert.match(errors[0]?.message ?? '', /Unexpected server response: 503/);
+      now += 1000; // a token is back by the time the client returns
+      await withTimeout(connected, 5000, 'connected after Retry-After');
+    } finally {
+      client.close();
       await s.close();
     }
   });
