@@ -32,14 +32,15 @@ export class ServerProcess {
     readonly port: number,
   ) {}
 
-  static async start(kind: ServerKind): Promise<ServerProcess> {
+  /** Start a server; `env` is added to its environment (BENCH_REDIS_URL, BENCH_CHORUS_OPTIONS). */
+  static async start(kind: ServerKind, env: Record<string, string> = {}): Promise<ServerProcess> {
     // BENCH_SERVER_NODE_ARGS: extra flags for the server process, e.g. "--cpu-prof --cpu-prof-dir=/tmp/prof".
     const extra = (process.env.BENCH_SERVER_NODE_ARGS ?? '').split(' ').filter(Boolean);
     const nodeArgs = [...extra, '--expose-gc', '--import', 'tsx', `${here}server.ts`, kind];
     const [command, args] = PIN ? ['taskset', ['-c', '0', process.execPath, ...nodeArgs]] : [process.execPath, nodeArgs];
     const child = spawn(command as string, args as string[], {
       stdio: ['ignore', 'inherit', 'inherit', 'ipc'],
-      env: { ...process.env, BENCH_JWT_SECRET: JWT_SECRET, NODE_ENV: 'production' },
+      env: { ...process.env, BENCH_JWT_SECRET: JWT_SECRET, NODE_ENV: 'production', ...env },
     });
     const ready = await new Promise<FromServer & { type: 'ready' }>((resolve, reject) => {
       const timer = setTimeout(() => reject(new Error(`${kind} server did not start in 20 s`)), 20000);
@@ -95,6 +96,14 @@ export class ServerProcess {
       if (done(value) || performance.now() - started > timeoutMs) return value;
       await sleep(50);
     }
+  }
+
+  /** SIGKILL the server (a node dying) and wait for it to exit. */
+  async kill(): Promise<void> {
+    if (this.exited) return;
+    const exited = new Promise<void>((resolve) => this.child.once('exit', () => resolve()));
+    this.child.kill('SIGKILL');
+    await Promise.race([exited, sleep(3000)]);
   }
 
   async stop(): Promise<void> {

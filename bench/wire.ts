@@ -77,6 +77,8 @@ export interface WireOptions {
   engineIo?: boolean;
   /** Give up on the handshake after this many ms. Default 10000. */
   timeoutMs?: number;
+  /** Local (source) address, e.g. one of several 127.0.0.x: each gives its own ~28k ephemeral ports. */
+  localAddress?: string;
 }
 
 /** One raw WebSocket connection. `open()` resolves when the 101 response has arrived. */
@@ -121,6 +123,7 @@ export class WireClient {
       const socket = net.connect({
         host: '127.0.0.1',
         port,
+        ...(this.options.localAddress ? { localAddress: this.options.localAddress } : {}),
         noDelay: true,
         onread: {
           buffer: SHARED_READ_BUFFER,
