@@ -76,7 +76,7 @@ export class ChorusServer {
     this.ownsEngine = !options.engine;
     this.engine = options.engine ?? new MemoryEngine();
     this.rules = new ChannelRules(this.options.namespaces);
-    this.authenticator = new Authenticator(this.options.auth, this.options.authenticate);
+    this.authenticator = new Authenticator(this.options.auth, this.options.authenticate, now);
     this.reporter = new LimitLog(this.metrics, this.logger, now);
     this.flushes = new FlushLoop(this.logger, (totals) => {
       this.metrics.bytesOut.inc(totals.bytes);
