@@ -81,7 +81,7 @@ export class ChorusServer {
     this.flushes = new FlushLoop(this.logger, (totals) => {
       this.metrics.bytesOut.inc(totals.bytes);
       this.metrics.messagesOut.inc(totals.frames);
-    });
+    }, now);
     this.hub = new Hub(this.engine, this.metrics, this.logger, {
       presenceTtlMs: this.options.presenceTtlMs,
       maxRecoveryBytes: this.options.limits.maxQueuedBytes / 2,
