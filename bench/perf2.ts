@@ -18,6 +18,7 @@ import net from 'node:net';
 import os from 'node:os';
 import { SignJWT } from 'jose';
 import WebSocket from 'ws';
+import { monitorEventLoopDelay } from 'node:perf_hooks';
 import { ChorusClient } from '../src/client/index.js';
 import { afterOpen, closeAll, measureConnections, pathFor, prepareFanout, runScenario, type LoadConfig } from './fanout.js';
 import type { ServerKind } from './protocol.js';
@@ -46,6 +47,8 @@ const CONFIG = {
   stormClients: Number(arg('storm') ?? (quick ? 1000 : 10000)),
   stormExisting: quick ? 100 : 500,
   stormChannels: 100,
+  /** Publications per second over the storm channels (each reaches ~clients/channels subscribers). */
+  stormPublishRate: 20,
   /** The storm must be over (every client back and recovered) within this, ms. */
   stormDeadlineMs: 120_000,
   globalLimitMs: 30 * 60 * 1000,
@@ -326,7 +329,7 @@ async function sectionStorm(tokens: string[]) {
 
     // Publications: the storm channels (so there is something to recover) and the survivor's fan-out channel.
     const stormChannels = Array.from({ length: CONFIG.stormChannels }, (_, i) => `storm:c${i}`);
-    b.send({ type: 'publish', plan: { mode: 'rate', rate: 200, max: 1_000_000, durationMs: CONFIG.stormDeadlineMs + 10_000, channels: stormChannels } });
+    b.send({ type: 'publish', plan: { mode: 'rate', rate: CONFIG.stormPublishRate, max: 1_000_000, durationMs: CONFIG.stormDeadlineMs + 10_000, channels: stormChannels } });
     b.send({ type: 'publish', plan: { mode: 'rate', rate: 20, max: 1_000_000, durationMs: CONFIG.stormDeadlineMs + 10_000 } });
     await sleep(500);
     latency.reset();
@@ -338,6 +341,9 @@ async function sectionStorm(tokens: string[]) {
 
     latency.reset();
     stats.paced503 = 0;
+    // The load generator's own lag: if it is high, the client-side figures are the load's, not the server's.
+    const loadLag = monitorEventLoopDelay({ resolution: 10 });
+    loadLag.enable();
     await b.request({ type: 'lag-start' }, 'ok');
     await b.request({ type: 'cpu-start' }, 'ok');
     phase = 'storm';
@@ -349,6 +355,8 @@ async function sectionStorm(tokens: string[]) {
     const stormMs = (lastBackAt || performance.now()) - stormStartedAt.t;
     const lag = await b.request({ type: 'lag-read' }, 'lag');
     const cpu = await b.request({ type: 'cpu-read' }, 'cpu');
+    loadLag.disable();
+    const loadLagMs = { p99: loadLag.percentile(99) / 1e6, max: loadLag.max / 1e6 };
     const [storm50, storm99, stormMax] = latency.percentiles([50, 99, 100]);
     const out = {
       clients: CONFIG.stormClients,
@@ -364,6 +372,7 @@ async function sectionStorm(tokens: string[]) {
       survivorLag: { baseline: baselineLag, storm: lag },
       existingClientsLatencyMs: { baseline: { p50: base50, p99: base99, samples: baselineSamples }, storm: { p50: storm50, p99: storm99, max: stormMax, samples: latency.count } },
       closedExisting: counters.closed,
+      loadGeneratorLagMs: loadLagMs,
     };
     results.storm = out;
     console.log(`\nReconnect storm: ${fmt(out.clients)} Chorus clients on node A of 2 (Redis, default admission), ${out.existingOnSurvivor} existing subscribers on B at 20 msg/s; SIGKILL A`);
@@ -380,6 +389,7 @@ async function sectionStorm(tokens: string[]) {
       ['existing clients p50 / p99 / max ms: storm', `${fmt(storm50!, 1)} / ${fmt(storm99!, 1)} / ${fmt(stormMax!, 1)}`],
       ['survivor CPU % during the storm', fmt(out.survivorCpuPct)],
       ['existing clients disconnected', fmt(out.closedExisting)],
+      ['load generator event-loop lag p99 / max ms (storm)', `${fmt(loadLagMs.p99, 1)} / ${fmt(loadLagMs.max, 1)}`],
     ]);
   } finally {
     for (const c of clients) c.close();

@@ -13,13 +13,23 @@ import { Redis } from 'ioredis';
 import { createAdapter } from '@socket.io/redis-adapter';
 import { WebSocketServer } from 'ws';
 import { Server as SocketIoServer } from 'socket.io';
-import { ChorusServer, type ServerOptions } from '../src/server/index.js';
-import { RedisEngine } from '../src/engines/redis/index.js';
+import { existsSync } from 'node:fs';
+import type { ServerOptions } from '../src/server/index.js';
 import { nowMs } from './wire.js';
 import type { ServerKind, ToServer, FromServer, PublishPlan } from './protocol.js';
 import { BENCH_CHANNEL, BENCH_ROOM } from './protocol.js';
 
 const kind = process.argv[2] as ServerKind;
+/**
+ * Chorus as users run it: the compiled dist/ (`npm run build`), unless BENCH_SOURCE=src or there
+ * is no build. Under tsx, src/ is transformed with esbuild's keepNames, which gives every named
+ * closure a property dictionary (~250 B each, measured): it would count against Chorus's memory.
+ */
+const fromDist = process.env.BENCH_SOURCE !== 'src' && existsSync(new URL('../dist/server/index.js', import.meta.url));
+const root = fromDist ? '../dist' : '../src';
+const { ChorusServer } = (await import(`${root}/server/index.js`)) as typeof import('../src/server/index.js');
+const { RedisEngine } = (await import(`${root}/engines/redis/index.js`)) as typeof import('../src/engines/redis/index.js');
+if (kind === 'chorus' && process.env.BENCH_QUIET !== '1') console.log(`bench server: Chorus from ${fromDist ? 'dist/' : 'src/ (tsx)'}`);
 const secret = process.env.BENCH_JWT_SECRET ?? '';
 /** BENCH_REDIS_URL: run on Redis (Chorus: RedisEngine; Socket.IO: @socket.io/redis-adapter). */
 const redisUrl = process.env.BENCH_REDIS_URL;
