@@ -6,6 +6,7 @@ import { Sequencer } from '../sequencer.js';
 import type { Broker, BrokerEvent, ControlCommand, HistoryStore, PublishOptions, PublishResult } from '../types.js';
 import { unavailable, type Client, type RedisKeys } from './clients.js';
 import type { RedisClockSync } from './clock-sync.js';
+import type { RedisHistoryStore } from './history.js';
 import { toPublication, type Envelope, type PublicationBody } from './envelope.js';
 import type { ResolvedRedisOptions } from './options.js';
 
@@ -14,7 +15,7 @@ export interface RedisBrokerContext {
   client: Client;
   subscriber: Redis | Cluster;
   keys: RedisKeys;
-  history: HistoryStore;
+  history: HistoryStore & Pick<RedisHistoryStore, 'positionAfterSubscribe'>;
   clock: RedisClockSync;
   now: Clock;
   options: ResolvedRedisOptions;
@@ -238,7 +239,7 @@ export class RedisBroker implements Broker {
       try {
         if (this.context.options.shardedPubSub) await subscriber.ssubscribe(this.key(channel));
         else await subscriber.subscribe(this.key(channel));
-        await this.sequencer.advanceTo(channel, await history.position(channel));
+        await this.sequencer.advanceTo(channel, await history.positionAfterSubscribe(channel));
       } catch (err) {
         this.subscribed.delete(channel);
         this.sequencer.untrack(channel);
