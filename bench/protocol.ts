@@ -11,6 +11,8 @@ export type PublishPlan =
       /** Closed loop: publish while fewer than `window` publications are undelivered (credit from the load). */
       mode: 'window';
       window: number;
+      /** Bytes of text padding in each publication (`p`). Default 64. */
+      padBytes?: number;
       /** Publications per event-loop turn. */
       burst: number;
       max: number;
@@ -20,6 +22,8 @@ export type PublishPlan =
       /** Open loop at a fixed rate (publications per second). */
       mode: 'rate';
       rate: number;
+      /** Bytes of text padding in each publication (`p`). Default 64. */
+      padBytes?: number;
       max: number;
       durationMs: number;
       /** Publish round-robin to these channels instead of the fan-out channel (Chorus only). */

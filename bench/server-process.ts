@@ -32,7 +32,7 @@ export class ServerProcess {
     readonly port: number,
   ) {}
 
-  /** Start a server; `env` is added to its environment (BENCH_REDIS_URL, BENCH_CHORUS_OPTIONS). */
+  /** @param env extra environment for the server process (e.g. BENCH_COMPRESSION=1, BENCH_REDIS_URL, BENCH_CHORUS_OPTIONS) */
   static async start(kind: ServerKind, env: Record<string, string> = {}): Promise<ServerProcess> {
     // BENCH_SERVER_NODE_ARGS: extra flags for the server process, e.g. "--cpu-prof --cpu-prof-dir=/tmp/prof".
     const extra = (process.env.BENCH_SERVER_NODE_ARGS ?? '').split(' ').filter(Boolean);
@@ -40,7 +40,7 @@ export class ServerProcess {
     const [command, args] = PIN ? ['taskset', ['-c', '0', process.execPath, ...nodeArgs]] : [process.execPath, nodeArgs];
     const child = spawn(command as string, args as string[], {
       stdio: ['ignore', 'inherit', 'inherit', 'ipc'],
-      env: { ...process.env, BENCH_JWT_SECRET: JWT_SECRET, NODE_ENV: 'production', ...env },
+      env: { ...process.env, ...env, BENCH_JWT_SECRET: JWT_SECRET, NODE_ENV: 'production' },
     });
     const ready = await new Promise<FromServer & { type: 'ready' }>((resolve, reject) => {
       const timer = setTimeout(() => reject(new Error(`${kind} server did not start in 20 s`)), 20000);

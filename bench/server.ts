@@ -56,6 +56,10 @@ function chorusTarget(): Target {
     // The default 30 s heartbeat would put a `ping` frame in every socket mid-run, which the load
     // generator (counting frames, not parsing them) would take for deliveries.
     heartbeat: { intervalMs: 600_000, timeoutMs: 1_200_000 },
+    // BENCH_COMPRESSION=1: permessage-deflate with the default settings (bench/payloads.ts).
+    compression: process.env.BENCH_COMPRESSION === '1',
+    // Room for 4 KB publications to 1000 subscribers in the closed loop's window.
+    limits: { maxQueuedBytes: 4 * 1024 * 1024 },
     namespaces: [
       { pattern: 'user:*', personal: true, publish: 'none' },
       { pattern: 'bench:*', publish: 'none' },
@@ -118,7 +122,13 @@ function socketIoTarget(): Target {
 }
 
 const target = kind === 'chorus' ? chorusTarget() : kind === 'ws' ? wsTarget() : socketIoTarget();
-const PAD = 'x'.repeat(64);
+/** Chat-like text padding (compresses about as well as real messages, unlike a run of one letter). */
+function padding(bytes: number): string {
+  const words = 'the quick brown fox 0123 jumps over lazy dogs while 4567 people chat about lunch and code reviews ';
+  let text = '';
+  for (let i = 0; text.length < bytes; i++) text += words.slice((i * 7) % 40) + i.toString(36) + ' ';
+  return text.slice(0, bytes);
+}
 
 function gcMemory(): { heapUsed: number; rss: number } {
   const gc = (globalThis as { gc?: () => void }).gc;
@@ -153,10 +163,11 @@ function runPublisher(plan: PublishPlan): void {
     send({ type: 'published', count: seq, elapsedMs: nowMs() - started, cpuMs: (used.user + used.system) / 1000, stalledMs });
   };
   const stopTimer = setTimeout(finish, plan.durationMs + 50);
+  const pad = padding(plan.padBytes ?? 64);
   const channels = plan.mode === 'rate' ? plan.channels : undefined;
   const publishOne = () => {
     const s = seq++;
-    target.publish({ t: nowMs(), s, p: PAD }, channels ? channels[s % channels.length] : undefined);
+    target.publish({ t: nowMs(), s, p: pad }, channels ? channels[s % channels.length] : undefined);
   };
 
   if (plan.mode === 'window') {

@@ -1,5 +1,8 @@
 import { randomBytes } from 'node:crypto';
 import net from 'node:net';
+import { constants as zlib, inflateRawSync } from 'node:zlib';
+
+const DEFLATE_TAIL = Buffer.from([0x00, 0x00, 0xff, 0xff]);
 
 /**
  * A minimal WebSocket client on a raw `net` socket, built to be cheap for the load generator:
@@ -77,6 +80,15 @@ export interface WireOptions {
   engineIo?: boolean;
   /** Give up on the handshake after this many ms. Default 10000. */
   timeoutMs?: number;
+  /** Extra handshake header lines, e.g. `Sec-WebSocket-Protocol: chorus.v1.msgpack\r\n`. */
+  headers?: string;
+  /**
+   * Count deliveries as occurrences of this byte pattern in each message instead of newlines
+   * (MessagePack batches have no separator: count each `message` frame's map key and value).
+   */
+  countPattern?: Buffer;
+  /** permessage-deflate: copy each compressed message and inflate it to count its newlines. */
+  inflate?: boolean;
   /** Local (source) address, e.g. one of several 127.0.0.x: each gives its own ~28k ephemeral ports. */
   localAddress?: string;
 }
@@ -97,6 +109,10 @@ export class WireClient {
   private messageBytes = 0;
   private control: Buffer[] = [];
   private sampled: Buffer[] | undefined;
+  /** The tail of the previous payload chunk (pattern counting across chunk boundaries). */
+  private carry: Buffer | undefined;
+  private compressed = false;
+  private deflated: Buffer[] = [];
   /** First bytes after the handshake, before the caller asked for them (e.g. Chorus `connected`). */
   firstMessage: Promise<void>;
   private resolveFirstMessage!: () => void;
@@ -144,10 +160,16 @@ export class WireClient {
         const key = randomBytes(16).toString('base64');
         socket.write(
           `GET ${path} HTTP/1.1\r\nHost: 127.0.0.1:${port}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n` +
-            `Sec-WebSocket-Key: ${key}\r\nSec-WebSocket-Version: 13\r\n\r\n`,
+            `Sec-WebSocket-Key: ${key}\r\nSec-WebSocket-Version: 13\r\n${this.options.headers ?? ''}\r\n`,
         );
       });
     });
+  }
+
+  /** Send one binary message (masked). */
+  sendBinary(payload: Buffer): void {
+    if (this.state !== 'open' || !this.socket) return;
+    this.socket.write(encodeClientFrame(0x2, payload));
   }
 
   /** Send one text message (masked, as a client must). */
@@ -211,6 +233,8 @@ export class WireClient {
           this.messageFirstByte = -1;
           this.messageNewlines = 0;
           this.messageBytes = 0;
+          this.carry = undefined;
+          this.compressed = (header[0]! & 0x40) !== 0;
         }
         if (length === 0) this.endFrame();
         continue;
@@ -221,10 +245,14 @@ export class WireClient {
         this.control.push(Buffer.from(buf.subarray(pos, pos + take)));
       } else {
         if (this.messageFirstByte === -1) this.messageFirstByte = buf[pos]!;
-        let i = buf.indexOf(NEWLINE, pos);
-        while (i !== -1 && i < pos + take) {
-          this.messageNewlines++;
-          i = buf.indexOf(NEWLINE, i + 1);
+        if (this.compressed && this.options.inflate) this.deflated.push(Buffer.from(buf.subarray(pos, pos + take)));
+        else if (this.options.countPattern) this.countPattern(buf.subarray(pos, pos + take));
+        else {
+          let i = buf.indexOf(NEWLINE, pos);
+          while (i !== -1 && i < pos + take) {
+            this.messageNewlines++;
+            i = buf.indexOf(NEWLINE, i + 1);
+          }
         }
         this.messageBytes += take;
         if (this.sampled) this.sampled.push(Buffer.from(buf.subarray(pos, pos + take)));
@@ -249,8 +277,34 @@ export class WireClient {
     this.endMessage();
   }
 
+  /** Count pattern occurrences in a payload chunk, including one that spans the previous chunk. */
+  private countPattern(chunk: Buffer): void {
+    const pattern = this.options.countPattern!;
+    if (this.carry) {
+      const joined = Buffer.concat([this.carry, chunk.subarray(0, pattern.length - 1)]);
+      if (joined.indexOf(pattern) !== -1) this.messageNewlines++;
+    }
+    let i = chunk.indexOf(pattern);
+    while (i !== -1) {
+      this.messageNewlines++;
+      i = chunk.indexOf(pattern, i + pattern.length);
+    }
+    this.carry = Buffer.from(chunk.subarray(Math.max(0, chunk.length - pattern.length + 1)));
+  }
+
   private endMessage(): void {
     const counters = this.options.counters;
+    if (this.deflated.length > 0) {
+      const text = inflateRawSync(Buffer.concat([...this.deflated, DEFLATE_TAIL]), { finishFlush: zlib.Z_SYNC_FLUSH });
+      this.deflated = [];
+      let i = text.indexOf(NEWLINE);
+      while (i !== -1) {
+        this.messageNewlines++;
+        i = text.indexOf(NEWLINE, i + 1);
+      }
+    }
+    // Pattern counting counts every frame itself; newline counting counts separators.
+    if (this.options.countPattern && !this.compressed) this.messageNewlines--;
     this.resolveFirstMessage();
     if (this.options.engineIo) {
       if (this.messageFirstByte === 0x32 && this.messageBytes === 1) {

@@ -6,6 +6,7 @@ import { ChorusClient, type ConnectingData } from '../src/client/index.js';
 import { AdmissionPacer, DEFAULT_ADMISSION } from '../src/server/admission.js';
 import { resolveOptions } from '../src/server/index.js';
 import { SECRET, nextEvent, signToken, startServer, until, withTimeout } from './helpers.js';
+import { sseUrl } from './sse-helpers.js';
 
 /** One upgrade request; resolves with the status, the Retry-After header and the body. */
 function upgrade(url: string, token: string): Promise<{ status: number; retryAfter: string | undefined; body: string }> {
@@ -152,6 +153,25 @@ describe('server-paced admission', () => {
       await withTimeout(connected, 5000, 'connected after Retry-After');
     } finally {
       client.close();
+      await s.close();
+    }
+  });
+
+  test('SSE is paced the same way: 503 OVER_CAPACITY with Retry-After', async () => {
+    const now = 1_800_000_000_000;
+    const s = await startServer({ clock: () => now, admission: { ratePerSecond: 1, burst: 1 } });
+    const token = await signToken('ada', { expSeconds: null });
+    const first = new AbortController();
+    try {
+      const url = sseUrl(s.url, ['chat:a'], { token });
+      const opened = await fetch(url, { signal: first.signal });
+      assert.equal(opened.status, 200);
+      const paced = await fetch(url);
+      assert.equal(paced.status, 503);
+      assert.equal(paced.headers.get('retry-after'), '1');
+      assert.equal(((await paced.json()) as { error: { code: string } }).error.code, 'OVER_CAPACITY');
+    } finally {
+      first.abort();
       await s.close();
     }
   });

@@ -85,7 +85,7 @@ describe('test bus cluster: publications between nodes', () => {
     assert.equal(reader.closeCode, undefined);
   });
 
-  test('a dropped tail (nothing published after it) is backfilled by the gap check', async () => {
+  test('a dropped tail (nothing published after it) is backfilled by the gap check, at its second round', async () => {
     const { bus, nodes, a, b } = await cluster();
     const reader = await connect(b, 'reader');
     await reader.ok('subscribe', { channel: 'chat:tail' });
@@ -93,7 +93,9 @@ describe('test bus cluster: publications between nodes', () => {
     await until('live delivery', () => offsets(reader, 'chat:tail').length === 2, 5000);
     bus.drop({ to: 'b', channel: 'chat:tail', count: 1 });
     await a.chorus.publish('chat:tail', { i: 3 });
-    await nodes.b.checkGaps();
+    await nodes.b.checkGaps(); // notes the top: pub/sub may still be delivering it
+    assert.deepEqual(offsets(reader, 'chat:tail'), range(2));
+    await nodes.b.checkGaps(); // still missing a round later: backfilled
     await until('the tail on B', () => offsets(reader, 'chat:tail').length === 3, 5000);
     assert.deepEqual(offsets(reader, 'chat:tail'), range(3));
   });

@@ -204,6 +204,11 @@ describe('loadConfig: precedence flags > env > file > defaults', () => {
     assert.deepEqual(insecure.redis, { tls: { rejectUnauthorized: false } });
   });
 
+  it('reads the Redis outcome and held-publication limits at their edges', () => {
+    const c = loadConfig(['--config', '/c.json'], {}, files({ '/c.json': JSON.stringify({ redis: { outcomeTimeoutMs: 0, maxHeldPublications: 1 } }) }));
+    assert.deepEqual(c.redis, { outcomeTimeoutMs: 0, maxHeldPublications: 1 });
+  });
+
   it('reads auth.publicKeyFile relative to the config file; no demo mode then', () => {
     const pem = '-----BEGIN PUBLIC KEY-----\nMFkw\n-----END PUBLIC KEY-----\n';
     const fsKey = files({
@@ -284,6 +289,8 @@ describe('loadConfig: errors name the bad key', () => {
     ['unknown redis key', () => loadConfig(['--config', '/c.json'], {}, file({ redis: { host: 'x' } })), /^invalid option redis\.host: unknown key/],
     ['bad redis.gapCheckIntervalMs', () => loadConfig(['--config', '/c.json'], {}, file({ redis: { gapCheckIntervalMs: -1 } })), /^invalid option redis\.gapCheckIntervalMs: /],
     ['bad redis.commandTimeoutMs', () => loadConfig(['--config', '/c.json'], {}, file({ redis: { commandTimeoutMs: 0 } })), /^invalid option redis\.commandTimeoutMs: /],
+    ['bad redis.outcomeTimeoutMs', () => loadConfig(['--config', '/c.json'], {}, file({ redis: { outcomeTimeoutMs: -1 } })), /^invalid option redis\.outcomeTimeoutMs: /],
+    ['bad redis.maxHeldPublications', () => loadConfig(['--config', '/c.json'], {}, file({ redis: { maxHeldPublications: 0 } })), /^invalid option redis\.maxHeldPublications: /],
     ['sentinels without a name', () => loadConfig(['--config', '/c.json'], {}, file({ redis: { sentinels: [{ host: 'a', port: 26379 }] } })), /^invalid option redis\.name: is required/],
     ['bad cluster node', () => loadConfig(['--config', '/c.json'], {}, file({ redis: { cluster: [{ host: 'a', port: 'x' }] } })), /^invalid option redis\.cluster\[0\]\.port: /],
     ['redis.tls not an object', () => loadConfig(['--config', '/c.json'], {}, file({ redis: { tls: true } })), /^invalid option redis\.tls: must be an object/],
@@ -341,7 +348,10 @@ describe('helpers', () => {
 
   it('staticPath maps mounts and rejects traversal', () => {
     assert.equal(staticPath('/'), `${WEB_ROOT}/index.html`);
-    assert.equal(staticPath('/web/chat.js'), `${WEB_ROOT}/chat.js`);
+    assert.equal(staticPath('/web/style.css'), `${WEB_ROOT}/style.css`);
+    assert.equal(staticPath('/dashboard'), `${WEB_ROOT}/dashboard.html`);
+    assert.equal(staticPath('/editor'), `${WEB_ROOT}/editor.html`);
+    assert.equal(staticPath('/assets/chat.js'), `${DIST_ROOT}/web/chat.js`);
     assert.equal(staticPath('/lib/client/index.js'), `${DIST_ROOT}/client/index.js`);
     assert.equal(staticPath('/lib/protocol/codes.js'), `${DIST_ROOT}/protocol/codes.js`);
     for (const bad of [
@@ -493,7 +503,7 @@ describe('chorus command (end to end)', { timeout: 60_000 }, () => {
       assert.equal(page.status, 200);
       assert.match(String(page.headers['content-type']), /^text\/html/);
       assert.match(page.body, /<title>Chorus chat demo<\/title>/);
-      const js = await httpRequest(port, '/web/chat.js');
+      const js = await httpRequest(port, '/assets/chat.js');
       assert.equal(js.status, 200);
       assert.match(String(js.headers['content-type']), /^text\/javascript/);
       assert.equal((await httpRequest(port, '/web/../package.json')).status, 404);

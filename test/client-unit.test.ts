@@ -456,6 +456,53 @@ describe('client state machine', () => {
     });
   });
 
+  test('a publish answered OUTCOME_UNKNOWN is re-sent with the same id (UNAVAILABLE after it too) until acked', async () => {
+    const ids: string[] = [];
+    const replies = ['OUTCOME_UNKNOWN', 'UNAVAILABLE'];
+    await withClient(
+      {
+        onFrame(conn, frame) {
+          if (frame.event !== 'publish') return false;
+          ids.push(frame.id!);
+          const code = replies.shift();
+          if (code) conn.send({ event: 'error', id: frame.id, data: { code, message: code } });
+          else conn.send({ event: 'ack', id: frame.id, data: { offset: 7, epoch: 'e1' } });
+          return true;
+        },
+      },
+      {},
+      async (_s, client) => {
+        client.connect();
+        await next(client, 'connected');
+        assert.deepEqual(await client.publish('chat:a', 'hi'), { offset: 7, epoch: 'e1' });
+        assert.equal(ids.length, 3);
+        assert.equal(new Set(ids).size, 1, 'every attempt carries the same id (the idempotency key)');
+      },
+    );
+  });
+
+  test('a publish whose outcome stays unknown rejects with OUTCOME_UNKNOWN at its timeout, never with UNAVAILABLE', async () => {
+    let first = true;
+    await withClient(
+      {
+        onFrame(conn, frame) {
+          if (frame.event !== 'publish') return false;
+          const code = first ? 'OUTCOME_UNKNOWN' : 'UNAVAILABLE';
+          first = false;
+          conn.send({ event: 'error', id: frame.id, data: { code, message: code } });
+          return true;
+        },
+      },
+      { timeoutMs: 700 },
+      async (_s, client) => {
+        client.connect();
+        await next(client, 'connected');
+        await assert.rejects(client.publish('chat:a', 'hi'), { code: 'OUTCOME_UNKNOWN' });
+        await assert.rejects(client.publish('chat:a', 'again'), { code: 'UNAVAILABLE' }, 'a plain UNAVAILABLE is not retried');
+      },
+    );
+  });
+
   test('batched frames are split on newline and handled in order', async () => {
     await withClient({}, {}, async (server, client) => {
       client.connect();

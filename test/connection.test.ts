@@ -5,7 +5,7 @@
  */
 import assert from 'node:assert/strict';
 import { describe, test } from 'node:test';
-import { Disconnect } from '../src/protocol/index.js';
+import { Disconnect, JSON_CODEC } from '../src/protocol/index.js';
 import { BatchCache } from '../src/server/batch.js';
 import { Connection, type ConnectionHost } from '../src/server/connection.js';
 import type { LimitReporter } from '../src/server/limit-reporter.js';
@@ -14,6 +14,8 @@ import type { Transport, TransportListener } from '../src/server/transport.js';
 class FakeTransport implements Transport {
   readonly kind = 'fake';
   readonly canPing = false;
+  readonly bidirectional = true;
+  readonly codec = JSON_CODEC;
   isOpen = true;
   isPaused = false;
   bufferedAmount = 0;
@@ -21,9 +23,9 @@ class FakeTransport implements Transport {
   closedWith: { code: number; reason: string } | undefined;
   terminated = false;
   listen(_listener: TransportListener): void {}
-  send(message: Buffer, binary: boolean): void {
+  send(message: Uint8Array, binary: boolean): void {
     assert.equal(binary, false, 'frames go out as text');
-    this.sent.push(message);
+    this.sent.push(Buffer.isBuffer(message) ? message : Buffer.from(message));
   }
   ping(): void {}
   close(code: number, reason: string): void {

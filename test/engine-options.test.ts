@@ -14,6 +14,8 @@ describe('Redis engine options are validated by the engine', () => {
     [{ commandTimeoutMs: 1.5 }, 'commandTimeoutMs', 'must be a positive integer, got 1.5'],
     [{ gapCheckIntervalMs: -1 }, 'gapCheckIntervalMs', 'must be a non-negative integer, got -1'],
     [{ backfillPageSize: 0 }, 'backfillPageSize', 'must be a positive integer, got 0'],
+    [{ outcomeTimeoutMs: -1 }, 'outcomeTimeoutMs', 'must be a non-negative integer, got -1'],
+    [{ maxHeldPublications: 0 }, 'maxHeldPublications', 'must be a positive integer, got 0'],
     [{ name: '' }, 'name', 'must be a non-empty string'],
     [{ cluster: [] }, 'cluster', 'must be a non-empty array of {"host","port"}'],
     [{ cluster: [{ host: '', port: 7000 }] }, 'cluster[0].host', 'must be a non-empty string'],
@@ -44,17 +46,30 @@ describe('Redis engine options are validated by the engine', () => {
   });
 
   test('good options resolve with their defaults', () => {
-    assert.deepEqual(validateRedisEngineOptions({}), { prefix: 'chorus', shardedPubSub: false, commandTimeoutMs: 2000, backfillPageSize: 1000, gapCheckIntervalMs: 10000 });
+    assert.deepEqual(validateRedisEngineOptions({}), {
+      prefix: 'chorus',
+      shardedPubSub: false,
+      commandTimeoutMs: 2000,
+      outcomeTimeoutMs: 2000,
+      maxHeldPublications: 10000,
+      backfillPageSize: 1000,
+      gapCheckIntervalMs: 10000,
+    });
     const edge = validateRedisEngineOptions({
       url: 'rediss://:pw@h:1/2',
       prefix: 'x'.repeat(64),
       commandTimeoutMs: 1,
       gapCheckIntervalMs: 0,
+      outcomeTimeoutMs: 0,
+      maxHeldPublications: 1,
       cluster: [{ host: 'h', port: 0 }, 'h2:7001', 7002],
       shardedPubSub: true,
       redis: { sentinels: [{ host: 'h', port: 65535 }], name: 'm', tls: { cert: 'C', key: 'K' } },
     });
-    assert.deepEqual([edge.commandTimeoutMs, edge.gapCheckIntervalMs, edge.shardedPubSub], [1, 0, true]);
+    assert.deepEqual(
+      [edge.commandTimeoutMs, edge.gapCheckIntervalMs, edge.outcomeTimeoutMs, edge.maxHeldPublications, edge.shardedPubSub],
+      [1, 0, 0, 1, true],
+    );
   });
 });
 

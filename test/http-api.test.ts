@@ -90,7 +90,8 @@ describe('HTTP API', () => {
     await a2.ok('subscribe', { channel: 'chat:room' });
     const channels = await api(s.url, 'GET', '/api/channels');
     assert.equal(channels.status, 200);
-    assert.deepEqual(channels.body.channels.find((c: any) => c.channel === 'chat:room'), { channel: 'chat:room', subscribers: 2 });
+    assert.deepEqual(channels.body.channels.find((c: any) => c.channel === 'chat:room'), { channel: 'chat:room', subscribers: 2, nodes: 1 });
+    assert.deepEqual(channels.body.nodes, [s.chorus.options.nodeId]);
     const presence = await api(s.url, 'GET', `/api/presence/${encodeURIComponent('chat:room')}`);
     assert.deepEqual(presence.body, { channel: 'chat:room', members: [{ user: 'ada', connections: 2, info: { name: 'Ada' } }] });
     for (let i = 1; i <= 5; i++) await api(s.url, 'POST', '/api/publish', { channel: 'chat:room', data: i });
@@ -116,7 +117,7 @@ describe('HTTP API', () => {
     const b = await TestSocket.connect(s.wsUrl, await signToken('mallory'));
     const c = await TestSocket.connect(s.wsUrl, await signToken('carol'));
     const r = await api(s.url, 'POST', '/api/disconnect', { user: 'mallory' });
-    assert.deepEqual(r.body, { disconnected: 2 });
+    assert.deepEqual(r.body, { disconnected: 2, nodes: [s.chorus.options.nodeId], missing: [] });
     for (const x of [a, b]) {
       const d = (await x.find((f) => f.event === 'disconnect')).data as any;
       assert.equal(d.reconnect, false);
@@ -133,12 +134,12 @@ describe('HTTP API', () => {
   test('server-side subscribe through the API', async () => {
     const a = await TestSocket.connect(s.wsUrl, await signToken('erin'));
     const r = await api(s.url, 'POST', '/api/subscribe', { user: 'erin', channel: 'chat:pushed' });
-    assert.deepEqual(r.body, { subscribed: 1 });
+    assert.deepEqual(r.body, { subscribed: 1, nodes: [s.chorus.options.nodeId], missing: [] });
     await a.next((f) => f.event === 'subscribed' && (f.data as any).channel === 'chat:pushed');
     await api(s.url, 'POST', '/api/publish', { channel: 'chat:pushed', data: 'x' });
     await a.find((f) => f.event === 'message' && (f.data as any).channel === 'chat:pushed');
     const u = await api(s.url, 'POST', '/api/unsubscribe', { user: 'erin', channel: 'chat:pushed' });
-    assert.deepEqual(u.body, { unsubscribed: 1 });
+    assert.deepEqual(u.body, { unsubscribed: 1, nodes: [s.chorus.options.nodeId], missing: [] });
     await a.next((f) => f.event === 'unsubscribed');
     a.close();
   });

@@ -52,7 +52,7 @@ describe('classifyBackfillPage', () => {
 });
 
 /** A Sequencer over an in-memory history (retaining the last `keep` publications), recording what it does. */
-function harness(keep = 100, pageSize = 1000) {
+function harness(keep = 100, pageSize = 1000, maxHeldPublications = 10000) {
   const stream = { epoch: E, offset: 0, publications: [] as Publication[] };
   const delivered: Array<number | string> = [];
   const lost: string[] = [];
@@ -68,7 +68,7 @@ function harness(keep = 100, pageSize = 1000) {
     },
     (publication) => delivered.push(publication.offset ?? 'ephemeral'),
     (_channel, reason) => lost.push(reason),
-    pageSize,
+    { backfillPageSize: pageSize, maxHeldPublications },
   );
   /** Append to history (as the atomic publish does) and return the publication, not yet delivered. */
   const publish = (): Publication => {
@@ -134,7 +134,7 @@ describe('Sequencer', () => {
     assert.deepEqual(h.delivered, [5], 'live again from the top');
   });
 
-  test('history unavailable during a backfill reports the channel lost', async () => {
+  test('history unavailable during a backfill keeps the position and the held arrivals; the next arrival retries', async () => {
     const h = harness();
     h.sequencer.track('c', true);
     await h.sequencer.advanceTo('c', await h.position());
@@ -143,7 +143,60 @@ describe('Sequencer', () => {
     h.failReads(true);
     h.sequencer.push(p2);
     await settle();
-    assert.deepEqual(h.lost, ['history unavailable']);
+    assert.deepEqual([h.lost, h.delivered], [[], []], 'not lost, nothing delivered out of order');
+    h.failReads(false);
+    h.sequencer.push(h.publish()); // 3 arrives: held, and the backfill is retried
+    await settle();
+    assert.deepEqual(h.delivered, [1, 2, 3]);
+    assert.deepEqual(h.lost, []);
+  });
+
+  test('a failed backfill is retried by the next gap check', async () => {
+    const h = harness();
+    h.sequencer.track('c', true);
+    await h.sequencer.advanceTo('c', await h.position());
+    h.publish();
+    h.failReads(true);
+    h.sequencer.push(h.publish());
+    await settle();
+    h.failReads(false);
+    await h.sequencer.audit(h.position);
+    assert.deepEqual(h.delivered, [1, 2]);
+    assert.deepEqual(h.lost, []);
+  });
+
+  test('held arrivals are bounded: one more than maxHeldPublications while history is unreadable marks the channel lost', async () => {
+    const h = harness(100, 1000, 3);
+    h.sequencer.track('c', true);
+    await h.sequencer.advanceTo('c', await h.position());
+    h.publish();
+    h.failReads(true);
+    h.sequencer.push(h.publish()); // held: 1 (gap at 1)
+    await settle();
+    h.sequencer.push(h.publish()); // 2 held
+    h.sequencer.push(h.publish()); // 3 held: at the limit
+    await settle();
+    assert.deepEqual(h.lost, [], 'at the limit: still waiting');
+    h.sequencer.push(h.publish()); // 4 held: over
+    await settle();
+    assert.deepEqual(h.lost, ['more than 3 publications held while history was unavailable']);
+    h.failReads(false);
+    h.sequencer.push(h.publish());
+    assert.deepEqual(h.delivered, [6], 'live again from the next publication seen');
+  });
+
+  test('resync that cannot read the stream keeps the position; the next gap check backfills', async () => {
+    const h = harness();
+    h.sequencer.track('c', true);
+    await h.sequencer.advanceTo('c', await h.position());
+    h.sequencer.push(h.publish());
+    h.publish();
+    await h.sequencer.resync(async () => {
+      throw new Error('redis down');
+    });
+    assert.deepEqual(h.lost, []);
+    await h.sequencer.audit(h.position);
+    assert.deepEqual(h.delivered, [1, 2]);
   });
 
   test('a channel without history delivers across a gap (no backfill possible)', async () => {
@@ -200,17 +253,55 @@ describe('Sequencer', () => {
     assert.deepEqual(h.lost, ['epoch changed while pub/sub was down']);
   });
 
-  test('audit finds a dropped tail; untrack stops everything', async () => {
+  test('audit finds a dropped tail at the second round; untrack stops everything', async () => {
     const h = harness();
     h.sequencer.track('c', true);
     await h.sequencer.advanceTo('c', await h.position());
     h.sequencer.push(h.publish());
     h.publish(); // dropped, nothing after it
     await h.sequencer.audit(h.position);
-    assert.deepEqual(h.delivered, [1, 2]);
+    assert.deepEqual(h.delivered, [1], 'the first round only notes the top: pub/sub may be about to deliver it');
+    assert.deepEqual(h.reads, []);
+    await h.sequencer.audit(h.position);
+    assert.deepEqual(h.delivered, [1, 2], 'still missing a round later: backfilled');
     h.sequencer.untrack('c');
     h.sequencer.push(h.publish());
     await h.sequencer.audit(h.position);
+    await h.sequencer.audit(h.position);
     assert.deepEqual(h.delivered, [1, 2]);
+  });
+
+  test('audit never declares a gap that a pub/sub backlog fills, even when history no longer covers it', async () => {
+    const h = harness(2);
+    h.sequencer.track('c', true);
+    await h.sequencer.advanceTo('c', await h.position());
+    const backlog = Array.from({ length: 6 }, () => h.publish()); // history keeps only 5 and 6
+    await h.sequencer.audit(h.position); // the backlog is not read yet
+    for (const p of backlog) h.sequencer.push(p); // the link resumes
+    await h.sequencer.audit(h.position);
+    await h.sequencer.audit(h.position);
+    assert.deepEqual(h.lost, []);
+    assert.deepEqual(h.delivered, [1, 2, 3, 4, 5, 6]);
+    assert.deepEqual(h.reads, [], 'no history read was needed');
+  });
+
+  test('audit reports a replaced stream only when it was replaced a whole round ago', async () => {
+    const h = harness();
+    h.sequencer.track('c', true);
+    await h.sequencer.advanceTo('c', await h.position());
+    h.sequencer.push(h.publish());
+    h.stream.epoch = 'e2';
+    h.stream.offset = 0;
+    const first = h.publish();
+    await h.sequencer.audit(h.position);
+    h.sequencer.push(first); // arrives: the node follows the new epoch, no resync needed
+    await h.sequencer.audit(h.position);
+    assert.deepEqual(h.lost, []);
+    h.stream.epoch = 'e3';
+    h.stream.offset = 0;
+    h.publish(); // never arrives
+    await h.sequencer.audit(h.position);
+    await h.sequencer.audit(h.position);
+    assert.deepEqual(h.lost, ['epoch changed']);
   });
 });

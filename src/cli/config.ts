@@ -1,11 +1,29 @@
 /**
  * Standalone configuration: flags, environment, config file and defaults (highest first),
  * merged into one `StandaloneConfig`. Pure: the caller injects argv, env and a file reader,
- * so every rule here is unit-testable without touching the process.
+ * so every rule here is unit-testable without touching the process. The config file is
+ * checked by one schema (`config-schema.ts`); this file only merges sources and reads the
+ * files the config names (PEM keys and certificates).
  */
 import { randomBytes } from 'node:crypto';
 import { dirname, resolve } from 'node:path';
+import { parseArgs } from 'node:util';
+import type { z } from 'zod';
 import { resolveOptions, type AuthOptions, type ServerOptions } from '../server/options.js';
+import {
+  configFileSchema,
+  fallbackMessage,
+  hostSchema,
+  issueMessage,
+  logLevelSchema,
+  portSchema,
+  redisUrlSchema,
+  type ConfigFile,
+  type LogLevel,
+} from './config-schema.js';
+import type { ProxyConfig, WebhookConfig } from './proxy-schema.js';
+
+export { LOG_LEVELS, type LogLevel } from './config-schema.js';
 
 /** Every config problem is one of these; the message names the bad key. */
 export class ConfigError extends Error {
@@ -16,9 +34,6 @@ export class ConfigError extends Error {
 /** Reads a file as UTF-8 text (throws like `fs.readFileSync` when it cannot). */
 export type ReadFile = (path: string) => string;
 
-export const LOG_LEVELS = ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'] as const;
-export type LogLevel = (typeof LOG_LEVELS)[number];
-
 export interface StandaloneConfig {
   /** TCP port; 0 picks a free one. Default 8080 (`PORT`, `--port`, file `port`). */
   port: number;
@@ -28,12 +43,19 @@ export interface StandaloneConfig {
   logLevel: LogLevel;
   /** Serializable server options, already validated by `resolveOptions`. Always has a JWT key source. */
   server: ServerOptions;
-  /** True when no JWT key was configured: a random secret was generated and `/demo/token` is on. */
+  /**
+   * True when no JWT key and no connect proxy were configured: a random secret was generated and
+   * `/demo/token` is on.
+   */
   demo: boolean;
   /** The config file that was read, if any. */
   configFile: string | undefined;
   /** Redis engine settings; absent means the in-memory engine (one process). */
   redis: RedisConfig | undefined;
+  /** Proxy hooks to the application's backend (file key `proxy`); absent means none. */
+  proxy: ProxyConfig | undefined;
+  /** Signed webhooks (file key `webhooks`); empty means none. */
+  webhooks: WebhookConfig[];
   /** `--help` was given: print usage and exit. Nothing else is meaningful then. */
   help: boolean;
 }
@@ -42,54 +64,6 @@ export interface LoadOptions {
   /** Makes the demo-mode secret. Default: 32 random bytes, base64url. */
   generateSecret?: () => string;
 }
-
-export const USAGE = `Usage: chorus [options]
-
-Starts the Chorus standalone server (WebSocket endpoint, HTTP API, demo page).
-
-Options (each overrides its environment variable, which overrides the config file):
-  --port <n>         TCP port, 0 for any free port       (env PORT, default 8080)
-  --host <addr>      listen address                       (env HOST, default 0.0.0.0)
-  --config <file>    JSON config file                     (env CHORUS_CONFIG)
-  --log-level <lvl>  fatal|error|warn|info|debug|trace|silent (env LOG_LEVEL, default info)
-  --help             print this text
-
-Environment:
-  CHORUS_JWT_SECRET       HS256 secret for client tokens; without any key source the
-                          server runs in DEMO mode (generated secret, open sign-in)
-  CHORUS_API_KEY          bearer key for the HTTP API (/api/*); without it the API answers 401
-  CHORUS_REDIS_URL        redis:// or rediss:// URL: run as one node of a cluster sharing Redis
-                          (default: in-memory engine, one process)
-  CHORUS_ALLOWED_ORIGINS  comma-separated browser Origin allow-list ("*" allows all);
-                          default: only the server's own origin
-`;
-
-/** Keys the config file may have at the top level. */
-const FILE_KEYS = new Set([
-  'port',
-  'host',
-  'logLevel',
-  'path',
-  'auth',
-  'apiKey',
-  'allowedOrigins',
-  'namespaces',
-  'personalChannel',
-  'limits',
-  'heartbeat',
-  'shutdown',
-  'idempotencyWindowMs',
-  'presenceTtlMs',
-  'processMetrics',
-  'nodeId',
-  'redis',
-]);
-
-/** Keys of the file's `redis` object. */
-const REDIS_KEYS = new Set(['url', 'prefix', 'commandTimeoutMs', 'gapCheckIntervalMs', 'sentinels', 'name', 'cluster', 'shardedPubSub', 'tls']);
-
-/** Keys of the file's `redis.tls` object (files are read relative to the config file). */
-const REDIS_TLS_KEYS = new Set(['caFile', 'certFile', 'keyFile', 'rejectUnauthorized', 'servername']);
 
 /** TLS to Redis, resolved: PEM texts read from the `*File` keys. */
 export interface RedisTlsConfig {
@@ -110,8 +84,12 @@ export interface RedisConfig {
   url?: string;
   /** Key prefix. Default `chorus`. */
   prefix?: string;
-  /** Commands slower than this fail with UNAVAILABLE, in ms. Default 2000. */
+  /** One engine operation's budget: commands slower than this fail with UNAVAILABLE, in ms. Default 2000. */
   commandTimeoutMs?: number;
+  /** How long a publish whose reply was lost or late is looked up before OUTCOME_UNKNOWN, in ms. Default 2000. */
+  outcomeTimeoutMs?: number;
+  /** Most publications held per channel while history is unreadable before the channel is reported lost (4005). Default 10000. */
+  maxHeldPublications?: number;
   /** Periodic check for publications pub/sub dropped, in ms; 0 turns it off. Default 10000. */
   gapCheckIntervalMs?: number;
   /** Redis Sentinel: sentinel addresses and the master `name`. */
@@ -125,124 +103,15 @@ export interface RedisConfig {
   tls?: RedisTlsConfig;
 }
 
-function hostPorts(key: string, value: unknown): Array<{ host: string; port: number }> {
-  if (!Array.isArray(value) || value.length === 0) invalid(key, 'must be a non-empty array of {"host","port"}');
-  return value.map((item, i) => {
-    if (!isPlainObject(item) || typeof item.host !== 'string' || !item.host) invalid(`${key}[${i}].host`, 'must be a non-empty string');
-    return { host: item.host as string, port: parsePort(`${key}[${i}].port`, item.port, false) };
-  });
-}
-
-/** Validates `redis.tls` and reads its PEM files (relative to the config file). */
-function fileRedisTls(raw: unknown, configPath: string, readFile: ReadFile): RedisTlsConfig {
-  if (!isPlainObject(raw)) invalid('redis.tls', 'must be an object ({"caFile", "certFile", "keyFile", "rejectUnauthorized", "servername"})');
-  for (const key of Object.keys(raw)) if (!REDIS_TLS_KEYS.has(key)) invalid(`redis.tls.${key}`, 'unknown key');
-  const tls: RedisTlsConfig = {};
-  const pem = (key: 'caFile' | 'certFile' | 'keyFile'): string | undefined => {
-    const value = raw[key];
-    if (value === undefined) return undefined;
-    if (typeof value !== 'string' || !value) invalid(`redis.tls.${key}`, 'must be a file path');
-    const path = resolve(dirname(configPath), value);
-    let text: string;
-    try {
-      text = readFile(path);
-    } catch (err) {
-      invalid(`redis.tls.${key}`, `cannot read ${JSON.stringify(path)} (${(err as NodeJS.ErrnoException).code ?? 'error'})`);
-    }
-    if (!text.includes('-----BEGIN ')) invalid(`redis.tls.${key}`, `${JSON.stringify(path)} is not a PEM file`);
-    return text;
-  };
-  const ca = pem('caFile');
-  const cert = pem('certFile');
-  const key = pem('keyFile');
-  if ((cert === undefined) !== (key === undefined)) invalid(cert === undefined ? 'redis.tls.certFile' : 'redis.tls.keyFile', 'certFile and keyFile go together');
-  if (ca !== undefined) tls.ca = ca;
-  if (cert !== undefined) tls.cert = cert;
-  if (key !== undefined) tls.key = key;
-  if (raw.rejectUnauthorized !== undefined) {
-    if (typeof raw.rejectUnauthorized !== 'boolean') invalid('redis.tls.rejectUnauthorized', 'must be true or false');
-    tls.rejectUnauthorized = raw.rejectUnauthorized;
-  }
-  if (raw.servername !== undefined) {
-    if (typeof raw.servername !== 'string' || !raw.servername) invalid('redis.tls.servername', 'must be a non-empty string');
-    tls.servername = raw.servername;
-  }
-  return tls;
-}
-
-function fileRedis(raw: unknown, configPath: string, readFile: ReadFile): RedisConfig | undefined {
-  if (raw === undefined) return undefined;
-  if (!isPlainObject(raw)) invalid('redis', 'must be an object');
-  for (const key of Object.keys(raw)) if (!REDIS_KEYS.has(key)) invalid(`redis.${key}`, 'unknown key');
-  const redis: RedisConfig = {};
-  if (raw.url !== undefined) redis.url = redisUrl('redis.url', raw.url);
-  if (raw.prefix !== undefined) {
-    if (typeof raw.prefix !== 'string' || !/^[A-Za-z0-9_.:-]{1,64}$/.test(raw.prefix)) invalid('redis.prefix', 'must be 1-64 characters of A-Z a-z 0-9 _ . : -');
-    redis.prefix = raw.prefix;
-  }
-  if (raw.commandTimeoutMs !== undefined) {
-    if (typeof raw.commandTimeoutMs !== 'number' || !Number.isSafeInteger(raw.commandTimeoutMs) || raw.commandTimeoutMs < 1) {
-      invalid('redis.commandTimeoutMs', `must be a positive integer, got ${JSON.stringify(raw.commandTimeoutMs)}`);
-    }
-    redis.commandTimeoutMs = raw.commandTimeoutMs;
-  }
-  if (raw.gapCheckIntervalMs !== undefined) {
-    if (typeof raw.gapCheckIntervalMs !== 'number' || !Number.isSafeInteger(raw.gapCheckIntervalMs) || raw.gapCheckIntervalMs < 0) {
-      invalid('redis.gapCheckIntervalMs', `must be a non-negative integer, got ${JSON.stringify(raw.gapCheckIntervalMs)}`);
-    }
-    redis.gapCheckIntervalMs = raw.gapCheckIntervalMs;
-  }
-  if (raw.sentinels !== undefined) redis.sentinels = hostPorts('redis.sentinels', raw.sentinels);
-  if (raw.name !== undefined) {
-    if (typeof raw.name !== 'string' || !raw.name) invalid('redis.name', 'must be a non-empty string');
-    redis.name = raw.name;
-  }
-  if (redis.sentinels && !redis.name) invalid('redis.name', 'is required with redis.sentinels (the master name)');
-  if (raw.cluster !== undefined) redis.cluster = hostPorts('redis.cluster', raw.cluster);
-  if (raw.shardedPubSub !== undefined) {
-    if (typeof raw.shardedPubSub !== 'boolean') invalid('redis.shardedPubSub', 'must be true or false');
-    if (raw.shardedPubSub && !redis.cluster) invalid('redis.shardedPubSub', 'needs redis.cluster');
-    redis.shardedPubSub = raw.shardedPubSub;
-  }
-  if (raw.tls !== undefined) redis.tls = fileRedisTls(raw.tls, configPath, readFile);
-  return redis;
-}
-
-function redisUrl(key: string, value: unknown): string {
-  if (typeof value !== 'string') invalid(key, 'must be a redis:// or rediss:// URL');
-  let url: URL;
-  try {
-    url = new URL(value);
-  } catch {
-    invalid(key, 'must be a redis:// or rediss:// URL');
-  }
-  if (url.protocol !== 'redis:' && url.protocol !== 'rediss:') invalid(key, 'must be a redis:// or rediss:// URL');
-  return value;
-}
-
-/** Keys of the file's `auth` object (`publicKeyFile` is read into `publicKey`). */
-const AUTH_KEYS = new Set([
-  'secret',
-  'publicKey',
-  'publicKeyFile',
-  'algorithms',
-  'jwksUrl',
-  'issuer',
-  'audience',
-  'clockToleranceSec',
-]);
-
-const JWT_ALGORITHMS = ['HS256', 'HS384', 'HS512', 'RS256', 'RS384', 'RS512', 'PS256', 'PS384', 'PS512', 'ES256', 'ES384', 'ES512', 'EdDSA'];
-
-const FLAGS: Record<string, 'port' | 'host' | 'config' | 'logLevel'> = {
-  '--port': 'port',
-  '--host': 'host',
-  '--config': 'config',
-  '--log-level': 'logLevel',
-};
-
 function invalid(key: string, message: string): never {
   throw new ConfigError(`invalid option ${key}: ${message}`);
+}
+
+/** A value checked by one of the schema's parts, with the key (flag, env var, file key) it came from. */
+function checked<T extends z.ZodType>(schema: T, key: string, value: unknown): z.output<T> {
+  const result = schema.safeParse(value);
+  if (!result.success) invalid(key, result.error.issues[0]?.message ?? 'is invalid');
+  return result.data;
 }
 
 interface Flags {
@@ -253,27 +122,36 @@ interface Flags {
   help: boolean;
 }
 
-/** Parses `--name value` and `--name=value` flags; anything else is an error. */
+/** The serve command's flags, as `node:util` `parseArgs` options. */
+const FLAG_OPTIONS = {
+  port: { type: 'string' },
+  host: { type: 'string' },
+  config: { type: 'string' },
+  'log-level': { type: 'string' },
+  help: { type: 'boolean', short: 'h' },
+} as const;
+
+/**
+ * Parses `--name value` and `--name=value` flags with `node:util`'s `parseArgs`; anything
+ * else (unknown flags, positional arguments, a flag without its value) is a ConfigError.
+ */
 export function parseFlags(argv: readonly string[]): Flags {
+  // Non-strict, so every problem is reported here in our own words, naming the argument.
+  const { tokens } = parseArgs({ args: [...argv], options: FLAG_OPTIONS, strict: false, allowPositionals: true, tokens: true });
   const flags: Flags = { help: false };
-  for (let i = 0; i < argv.length; i++) {
-    const arg = argv[i]!;
-    if (arg === '--help' || arg === '-h') {
+  for (const token of tokens) {
+    if (token.kind === 'positional') invalid(JSON.stringify(token.value), 'unknown command-line argument (see --help)');
+    if (token.kind !== 'option') continue; // the `--` terminator: what follows is positional
+    if (token.name === 'help' || token.name === 'h') {
       flags.help = true;
       continue;
     }
-    const eq = arg.indexOf('=');
-    const name = arg.startsWith('--') && eq > 0 ? arg.slice(0, eq) : arg;
-    const field = FLAGS[name];
-    if (field === undefined) invalid(arg.startsWith('-') ? name : JSON.stringify(arg), 'unknown command-line argument (see --help)');
-    let value: string | undefined;
-    if (eq > 0 && arg.startsWith('--')) value = arg.slice(eq + 1);
-    else {
-      value = argv[i + 1];
-      i++;
-      if (value === undefined || value.startsWith('--')) invalid(name, 'needs a value');
-    }
-    flags[field] = value;
+    const spec = (FLAG_OPTIONS as Record<string, { type: string }>)[token.name];
+    if (spec === undefined || spec.type !== 'string') invalid(token.rawName, 'unknown command-line argument (see --help)');
+    // `--host --port 1`: a separate value that looks like a long flag is a missing value.
+    if (token.value === undefined || (!token.inlineValue && token.value.startsWith('--'))) invalid(token.rawName, 'needs a value');
+    if (token.name === 'log-level') flags.logLevel = token.value;
+    else flags[token.name as 'port' | 'host' | 'config'] = token.value;
   }
   return flags;
 }
@@ -284,41 +162,17 @@ function envVar(env: Readonly<Record<string, string | undefined>>, name: string)
   return v === undefined || v.trim() === '' ? undefined : v;
 }
 
-/** A port from a flag or env var (text) or from the config file (a JSON number only). */
-function parsePort(key: string, value: unknown, fromText = true): number {
-  const n = fromText && typeof value === 'string' && /^\s*\d+\s*$/.test(value) ? Number(value) : value;
-  if (typeof n !== 'number' || !Number.isInteger(n) || n < 0 || n > 65535) {
-    invalid(key, `must be an integer from 0 to 65535, got ${JSON.stringify(value)}`);
-  }
-  return n;
-}
-
-function parseHost(key: string, value: unknown): string {
-  if (typeof value !== 'string' || value.trim() === '' || /\s/.test(value.trim())) {
-    invalid(key, `must be a host name or IP address, got ${JSON.stringify(value)}`);
-  }
-  return value.trim();
-}
-
-function parseLogLevel(key: string, value: unknown): LogLevel {
-  const v = typeof value === 'string' ? value.trim().toLowerCase() : value;
-  if (typeof v !== 'string' || !(LOG_LEVELS as readonly string[]).includes(v)) {
-    invalid(key, `must be one of ${LOG_LEVELS.join(', ')}, got ${JSON.stringify(value)}`);
-  }
-  return v as LogLevel;
-}
-
-function optionalString(key: string, value: unknown): void {
-  if (value !== undefined && (typeof value !== 'string' || value.length === 0)) {
-    invalid(key, `must be a non-empty string, got ${JSON.stringify(value)}`);
-  }
+/** A port from a flag or env var (text): digits only, then the schema's range check. */
+function textPort(key: string, value: string): number {
+  return checked(portSchema, key, /^\s*\d+\s*$/.test(value) ? Number(value) : value);
 }
 
 function isPlainObject(value: unknown): value is Record<string, unknown> {
   return typeof value === 'object' && value !== null && !Array.isArray(value);
 }
 
-function readConfigFile(path: string, readFile: ReadFile, source: string): Record<string, unknown> {
+/** Reads, parses and validates the config file against the schema. */
+function readConfigFile(path: string, readFile: ReadFile, source: string): ConfigFile {
   let text: string;
   try {
     text = readFile(path);
@@ -333,47 +187,51 @@ function readConfigFile(path: string, readFile: ReadFile, source: string): Recor
     invalid(source, `config file ${JSON.stringify(path)} is not valid JSON (${(err as Error).message})`);
   }
   if (!isPlainObject(parsed)) invalid(source, `config file ${JSON.stringify(path)} must hold a JSON object`);
-  for (const key of Object.keys(parsed)) {
-    if (!FILE_KEYS.has(key)) invalid(key, `unknown key in config file ${JSON.stringify(path)}`);
+  const result = configFileSchema.safeParse(parsed, { error: fallbackMessage });
+  if (!result.success) {
+    const [key, message] = issueMessage(result.error.issues[0]!, path);
+    invalid(key, message);
   }
-  return parsed;
+  return result.data;
 }
 
-/** Validates the file's `auth` object and reads `publicKeyFile` (relative to the config file). */
-function fileAuth(raw: unknown, configPath: string, readFile: ReadFile): AuthOptions | undefined {
-  if (raw === undefined) return undefined;
-  if (!isPlainObject(raw)) invalid('auth', 'must be an object');
-  for (const key of Object.keys(raw)) {
-    if (!AUTH_KEYS.has(key)) invalid(`auth.${key}`, 'unknown key');
+/** Reads a PEM file named by `key` (relative to the config file). */
+function readPem(key: string, file: string, configPath: string, readFile: ReadFile, marker: string, notPem: (path: string) => string): string {
+  const path = resolve(dirname(configPath), file);
+  let text: string;
+  try {
+    text = readFile(path);
+  } catch (err) {
+    invalid(key, `cannot read ${JSON.stringify(path)} (${(err as NodeJS.ErrnoException).code ?? 'error'})`);
   }
-  for (const key of ['secret', 'publicKey', 'publicKeyFile', 'jwksUrl', 'issuer', 'audience']) {
-    optionalString(`auth.${key}`, raw[key]);
-  }
-  const { publicKeyFile, ...auth } = raw as AuthOptions & { publicKeyFile?: string };
-  if (auth.algorithms !== undefined) {
-    if (
-      !Array.isArray(auth.algorithms) ||
-      auth.algorithms.length === 0 ||
-      auth.algorithms.some((a) => typeof a !== 'string' || !JWT_ALGORITHMS.includes(a))
-    ) {
-      invalid('auth.algorithms', `must be a non-empty array of JWT algorithms (${JWT_ALGORITHMS.join(', ')})`);
-    }
-  }
+  if (!text.includes(marker)) invalid(key, notPem(path));
+  return text;
+}
+
+/** The file's `auth`, with `publicKeyFile` read into `publicKey`. */
+function fileAuth(raw: ConfigFile['auth'], configPath: string, readFile: ReadFile): AuthOptions {
+  if (raw === undefined) return {};
+  const { publicKeyFile, ...auth } = raw;
   if (publicKeyFile !== undefined) {
-    if (auth.publicKey !== undefined) invalid('auth.publicKeyFile', 'give either publicKey or publicKeyFile, not both');
-    const keyPath = resolve(dirname(configPath), publicKeyFile);
-    let pem: string;
-    try {
-      pem = readFile(keyPath);
-    } catch (err) {
-      invalid('auth.publicKeyFile', `cannot read ${JSON.stringify(keyPath)} (${(err as NodeJS.ErrnoException).code ?? 'error'})`);
-    }
-    auth.publicKey = pem;
+    auth.publicKey = readPem('auth.publicKeyFile', publicKeyFile, configPath, readFile, '-----BEGIN PUBLIC KEY-----', () =>
+      'must be a PEM (SPKI) public key ("-----BEGIN PUBLIC KEY-----")',
+    );
   }
-  if (auth.publicKey !== undefined && !auth.publicKey.includes('-----BEGIN PUBLIC KEY-----')) {
-    invalid(publicKeyFile !== undefined ? 'auth.publicKeyFile' : 'auth.publicKey', 'must be a PEM (SPKI) public key ("-----BEGIN PUBLIC KEY-----")');
-  }
-  return auth;
+  return auth as AuthOptions;
+}
+
+/** The file's `redis`, with the `tls.*File` PEM files read. */
+function fileRedis(raw: ConfigFile['redis'], configPath: string, readFile: ReadFile): RedisConfig | undefined {
+  if (raw === undefined) return undefined;
+  const { tls: rawTls, ...redis } = raw;
+  if (rawTls === undefined) return redis;
+  const { caFile, certFile, keyFile, ...tls } = rawTls;
+  const pem = (key: string, file: string | undefined): string | undefined =>
+    file === undefined ? undefined : readPem(`redis.tls.${key}`, file, configPath, readFile, '-----BEGIN ', (path) => `${JSON.stringify(path)} is not a PEM file`);
+  const ca = pem('caFile', caFile);
+  const cert = pem('certFile', certFile);
+  const key = pem('keyFile', keyFile);
+  return { ...redis, tls: { ...(ca !== undefined ? { ca } : {}), ...(cert !== undefined ? { cert } : {}), ...(key !== undefined ? { key } : {}), ...tls } };
 }
 
 /** Splits `CHORUS_ALLOWED_ORIGINS`; each entry must be `*` or `scheme://host[:port]`. */
@@ -395,6 +253,16 @@ export function parseOrigins(key: string, value: string): string[] {
   return origins.map((o) => o.replace(/\/$/, ''));
 }
 
+/** First defined of flag, env var, file value: checked with the key it came from. */
+function pick<T>(
+  sources: Array<[key: string, value: unknown]>,
+  check: (key: string, value: unknown) => T,
+  fallback: T,
+): T {
+  for (const [key, value] of sources) if (value !== undefined) return check(key, value);
+  return fallback;
+}
+
 /**
  * Builds the standalone config. Precedence per key: flags, then env, then the config file,
  * then defaults. Throws `ConfigError` naming the bad key (a flag, an env var or a file key).
@@ -407,44 +275,31 @@ export function loadConfig(
 ): StandaloneConfig {
   const flags = parseFlags(argv);
   if (flags.help) {
-    return { port: 8080, host: '0.0.0.0', logLevel: 'info', server: {}, demo: false, configFile: undefined, redis: undefined, help: true };
+    return { port: 8080, host: '0.0.0.0', logLevel: 'info', server: {}, demo: false, configFile: undefined, redis: undefined, proxy: undefined, webhooks: [], help: true };
   }
 
   const configFile = flags.config ?? envVar(env, 'CHORUS_CONFIG');
   const configSource = flags.config !== undefined ? '--config' : 'CHORUS_CONFIG';
-  const file = configFile === undefined ? {} : readConfigFile(configFile, readFile, configSource);
+  const file: ConfigFile = configFile === undefined ? {} : readConfigFile(configFile, readFile, configSource);
 
-  const port =
-    flags.port !== undefined
-      ? parsePort('--port', flags.port)
-      : envVar(env, 'PORT') !== undefined
-        ? parsePort('PORT', envVar(env, 'PORT'))
-        : file.port !== undefined
-          ? parsePort('port', file.port, false)
-          : 8080;
-  const host =
-    flags.host !== undefined
-      ? parseHost('--host', flags.host)
-      : envVar(env, 'HOST') !== undefined
-        ? parseHost('HOST', envVar(env, 'HOST'))
-        : file.host !== undefined
-          ? parseHost('host', file.host)
-          : '0.0.0.0';
-  const logLevel =
-    flags.logLevel !== undefined
-      ? parseLogLevel('--log-level', flags.logLevel)
-      : envVar(env, 'LOG_LEVEL') !== undefined
-        ? parseLogLevel('LOG_LEVEL', envVar(env, 'LOG_LEVEL'))
-        : file.logLevel !== undefined
-          ? parseLogLevel('logLevel', file.logLevel)
-          : 'info';
+  const port = pick(
+    [['--port', flags.port], ['PORT', envVar(env, 'PORT')]],
+    (key, value) => textPort(key, value as string),
+    file.port ?? 8080,
+  );
+  const host = pick([['--host', flags.host], ['HOST', envVar(env, 'HOST')]], (key, value) => checked(hostSchema, key, value), file.host ?? '0.0.0.0');
+  const logLevel = pick(
+    [['--log-level', flags.logLevel], ['LOG_LEVEL', envVar(env, 'LOG_LEVEL')]],
+    (key, value) => checked(logLevelSchema, key, value),
+    file.logLevel ?? 'info',
+  );
 
-  const { port: _p, host: _h, logLevel: _l, auth: rawAuth, redis: rawRedis, ...rest } = file;
+  const { $schema: _s, port: _p, host: _h, logLevel: _l, auth: rawAuth, redis: rawRedis, proxy, webhooks, ...rest } = file;
   let redis = fileRedis(rawRedis, configFile ?? '.', readFile);
   const envRedis = envVar(env, 'CHORUS_REDIS_URL');
-  if (envRedis !== undefined) redis = { ...redis, url: redisUrl('CHORUS_REDIS_URL', envRedis) };
+  if (envRedis !== undefined) redis = { ...redis, url: checked(redisUrlSchema, 'CHORUS_REDIS_URL', envRedis) };
   const server = rest as ServerOptions;
-  const auth: AuthOptions = { ...fileAuth(rawAuth, configFile ?? '.', readFile) };
+  const auth = fileAuth(rawAuth, configFile ?? '.', readFile);
 
   const envSecret = envVar(env, 'CHORUS_JWT_SECRET');
   if (envSecret !== undefined) auth.secret = envSecret;
@@ -452,24 +307,25 @@ export function loadConfig(
   if (envApiKey !== undefined) server.apiKey = envApiKey;
   const envOrigins = envVar(env, 'CHORUS_ALLOWED_ORIGINS');
   if (envOrigins !== undefined) server.allowedOrigins = parseOrigins('CHORUS_ALLOWED_ORIGINS', envOrigins);
-
-  optionalString('nodeId', server.nodeId);
-  if (server.processMetrics !== undefined && typeof server.processMetrics !== 'boolean') {
-    invalid('processMetrics', `must be true or false, got ${JSON.stringify(server.processMetrics)}`);
-  }
-  if (server.personalChannel !== undefined && typeof server.personalChannel !== 'boolean') {
-    invalid('personalChannel', `must be true or false, got ${JSON.stringify(server.personalChannel)}`);
+  const envCompression = envVar(env, 'CHORUS_COMPRESSION');
+  if (envCompression !== undefined) {
+    if (envCompression !== 'on' && envCompression !== 'off') invalid('CHORUS_COMPRESSION', `must be "on" or "off", got ${JSON.stringify(envCompression)}`);
+    // "on" keeps a file's compression settings; "off" wins over them.
+    server.compression = envCompression === 'off' ? false : typeof server.compression === 'object' ? server.compression : true;
   }
 
-  const demo = auth.secret === undefined && auth.publicKey === undefined && auth.jwksUrl === undefined;
+  const hasKey = auth.secret !== undefined || auth.publicKey !== undefined || auth.jwksUrl !== undefined;
+  // With a connect proxy the backend says who connects: a JWT key is optional, and there is no demo mode.
+  const demo = !hasKey && proxy?.connect === undefined;
   if (demo) auth.secret = (options.generateSecret ?? (() => randomBytes(32).toString('base64url')))();
   server.auth = auth;
 
   try {
-    resolveOptions(server);
+    // The standalone server passes the connect proxy as `authenticate`; it stands in for it here.
+    resolveOptions(proxy?.connect && !hasKey ? { ...server, authenticate: () => Promise.reject(new Error('unused')) } : server);
   } catch (err) {
     if (err instanceof TypeError) throw new ConfigError(err.message);
     throw err;
   }
-  return { port, host, logLevel, server, demo, configFile, redis, help: false };
+  return { port, host, logLevel, server, demo, configFile, redis, proxy, webhooks: webhooks ?? [], help: false };
 }

@@ -1,64 +1,54 @@
 #!/usr/bin/env node
 /**
- * The `chorus` command: reads flags, env and the config file, starts the standalone server,
- * and shuts down gracefully on SIGTERM / SIGINT (exit 0). Config errors exit 1.
+ * The `chorus` command: picks a subcommand from the first argument (the server, `serve`,
+ * when there is none or it is a flag) and hands it the rest. Adding a command is one entry
+ * in `commands`.
  */
-import { readFileSync } from 'node:fs';
-import { ConfigError, loadConfig, USAGE, type StandaloneConfig } from './config.js';
-import { createLogger, startStandalone } from './standalone.js';
+import type { Command } from './command.js';
+import { initCommand } from './init.js';
+import { SERVE_USAGE, serveCommand } from './serve.js';
 
-async function main(): Promise<void> {
-  let config: StandaloneConfig;
-  try {
-    config = loadConfig(process.argv.slice(2), process.env, (path) => readFileSync(path, 'utf8'));
-  } catch (err) {
-    if (err instanceof ConfigError) {
-      process.stderr.write(`chorus: config error: ${err.message}\n`);
-      process.exit(1);
-    }
-    throw err;
-  }
-  if (config.help) {
-    process.stdout.write(USAGE);
-    return;
-  }
+/** Every subcommand by name. `serve` is also what runs without one. */
+const commands: Record<string, Command> = {
+  serve: serveCommand,
+  init: initCommand,
+};
 
-  const logger = createLogger(config.logLevel);
-  let handle;
-  try {
-    handle = await startStandalone(config, { logger });
-  } catch (err) {
-    logger.fatal({ err }, 'start-up failed');
-    process.exit(1);
-  }
+const DEFAULT_COMMAND = 'serve';
 
-  let signals = 0;
-  const onSignal = (signal: NodeJS.Signals): void => {
-    signals++;
-    if (signals > 1) {
-      logger.warn({ signal }, 'second signal: exiting now');
-      process.exit(1);
-    }
-    logger.info({ signal }, 'signal received, shutting down gracefully');
-    // Fail-safe if draining hangs: drain timeout plus a margin.
-    const limitMs = (config.server.shutdown?.drainTimeoutMs ?? 10_000) + 5_000;
-    setTimeout(() => {
-      logger.error({ limitMs }, 'shutdown took too long: exiting');
-      process.exit(1);
-    }, limitMs).unref();
-    handle.close().then(
-      () => process.exit(0),
-      (err: unknown) => {
-        logger.error({ err }, 'shutdown failed');
-        process.exit(1);
-      },
-    );
-  };
-  process.on('SIGTERM', onSignal);
-  process.on('SIGINT', onSignal);
+function usage(): string {
+  const names = Object.keys(commands);
+  const width = Math.max(...names.map((n) => n.length));
+  const list = names.map((n) => `  ${n.padEnd(width)}  ${commands[n]!.summary}`).join('\n');
+  return `Usage: chorus [command] [options]
+
+Commands:
+${list}
+
+Run "chorus <command> --help" for a command's options. Without a command, chorus runs "${DEFAULT_COMMAND}":
+
+${SERVE_USAGE}`;
 }
 
-main().catch((err: unknown) => {
+async function main(argv: readonly string[]): Promise<void> {
+  const first = argv[0];
+  if (first === 'help' || (argv.length === 1 && (first === '--help' || first === '-h'))) {
+    process.stdout.write(usage());
+    return;
+  }
+  if (first !== undefined && !first.startsWith('-')) {
+    const command = Object.hasOwn(commands, first) ? commands[first] : undefined;
+    if (command === undefined) {
+      process.stderr.write(`chorus: unknown command ${JSON.stringify(first)}; commands: ${Object.keys(commands).join(', ')} (see chorus --help)\n`);
+      process.exit(1);
+    }
+    await command.run(argv.slice(1));
+    return;
+  }
+  await commands[DEFAULT_COMMAND]!.run(argv);
+}
+
+main(process.argv.slice(2)).catch((err: unknown) => {
   process.stderr.write(`chorus: ${err instanceof Error ? (err.stack ?? err.message) : String(err)}\n`);
   process.exit(1);
 });

@@ -1,16 +1,22 @@
 /**
- * The standalone server: a node:http server that serves the demo page and the browser
- * client, the demo sign-in in demo mode, and Chorus itself (WebSocket, /healthz, /metrics, /api/*).
+ * The standalone server: a node:http server that serves the pages and the browser client, the
+ * demo sign-in in demo mode, the admin console's API (/admin/api/*, admin.ts), and Chorus itself
+ * (WebSocket, /healthz, /metrics, /api/*).
  */
 import { randomBytes } from 'node:crypto';
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { pino, type Logger } from 'pino';
+import { Registry } from 'prom-client';
 import { ChorusServer } from '../server/index.js';
 import { RedisEngine } from '../engines/redis/index.js';
 import { REDACT_PATHS } from '../server/logger.js';
+import { AdminConsole } from './admin.js';
+import { createBackendHooks } from './backend-hooks.js';
 import type { RedisConfig, StandaloneConfig } from './config.js';
+import { DashboardFeed } from './dashboard-feed.js';
 import { handleDemoToken } from './demo.js';
+import { STANDALONE_NAMESPACES } from './namespaces.js';
 import { sendError, serveStatic } from './static.js';
 
 
@@ -21,6 +27,8 @@ export interface StandaloneHandle {
   port: number;
   httpServer: Server;
   chorus: ChorusServer;
+  /** Publishes this node's figures for `/dashboard`. */
+  dashboard: DashboardFeed;
   logger: Logger;
   /** Graceful shutdown: Chorus first (1001 + reconnect hint, drain), then the HTTP server. Idempotent. */
   close(): Promise<void>;
@@ -29,6 +37,8 @@ export interface StandaloneHandle {
 export interface StandaloneOptions {
   /** Logger to use. Default: pino at `config.logLevel` to stdout (sync), with secrets redacted. */
   logger?: Logger;
+  /** Interval of the `/dashboard` figures published to `dash:nodes`, in ms. Default 1000. */
+  dashboardIntervalMs?: number;
 }
 
 /** pino to stdout, synchronous so lines are out before `process.exit`. */
@@ -62,8 +72,26 @@ export async function startStandalone(config: StandaloneConfig, options: Standal
 
   const nodeId = config.server.nodeId ?? `n_${randomBytes(4).toString('hex')}`;
   const engine = config.redis ? createRedisEngine(config.redis, logger, nodeId) : undefined;
-  const chorus = new ChorusServer({ ...config.server, nodeId, logger, ...(engine ? { engine } : {}) });
+  const registry = new Registry();
+  const backend = createBackendHooks(config, logger, registry, nodeId);
+  const authenticate = backend.proxy?.authenticate;
+  const namespaces = config.server.namespaces ?? STANDALONE_NAMESPACES;
+  const chorus = new ChorusServer({
+    ...config.server,
+    namespaces,
+    nodeId,
+    logger,
+    metricsRegistry: registry,
+    ...(engine ? { engine } : {}),
+    ...(authenticate ? { authenticate } : {}),
+  });
+  if (backend.proxy) chorus.use(backend.proxy);
+  if (backend.webhooks) chorus.use(backend.webhooks);
+  const dashboard = new DashboardFeed(chorus, { intervalMs: options.dashboardIntervalMs ?? 1000 });
+  const admin = new AdminConsole(chorus);
   logger.info({ engine: chorus.engine.name }, engine ? 'engine: redis (cluster mode)' : 'engine: memory (one process)');
+  if (config.proxy) logger.info({ kinds: Object.keys(config.proxy).filter((k) => k !== 'maxInFlight' && k !== 'maxQueued') }, 'proxy hooks to the application backend');
+  if (config.webhooks.length > 0) logger.info({ webhooks: config.webhooks.length }, 'webhooks on');
   const demoSecret = config.demo ? config.server.auth?.secret : undefined;
   const claims = { issuer: config.server.auth?.issuer, audience: config.server.auth?.audience };
 
@@ -79,6 +107,10 @@ export async function startStandalone(config: StandaloneConfig, options: Standal
     if (pathname === '/demo/token') {
       if (demoSecret === undefined) sendError(res, 404, 'NOT_FOUND', 'demo sign-in is off (a JWT key is configured)');
       else await handleDemoToken(req, res, demoSecret, claims);
+      return;
+    }
+    if (pathname.startsWith('/admin/api/')) {
+      await admin.handle(req, res, pathname);
       return;
     }
     if (await serveStatic(req, res, pathname)) return;
@@ -113,6 +145,7 @@ export async function startStandalone(config: StandaloneConfig, options: Standal
   }).catch(async (err: unknown) => {
     await chorus.close().catch(() => undefined);
     await engine?.close().catch(() => undefined);
+    backend.close();
     throw err;
   });
 
@@ -125,17 +158,20 @@ export async function startStandalone(config: StandaloneConfig, options: Standal
         : address.address;
   const url = `http://${shownHost}:${address.port}`;
   logger.info({ port: address.port, host: config.host, url, demo: config.demo }, 'listening');
+  dashboard.start();
 
   let closing: Promise<void> | undefined;
   function close(): Promise<void> {
     closing ??= (async () => {
       logger.info('shutting down');
+      dashboard.stop();
       try {
         await chorus.close();
       } catch (err) {
         logger.error({ err }, 'chorus shutdown failed');
       }
       await engine?.close().catch((err: unknown) => logger.error({ err }, 'engine shutdown failed'));
+      backend.close();
       await new Promise<void>((resolveClose) => {
         httpServer.close(() => resolveClose());
         httpServer.closeIdleConnections();
@@ -147,7 +183,7 @@ export async function startStandalone(config: StandaloneConfig, options: Standal
     return closing;
   }
 
-  return { url, port: address.port, httpServer, chorus, logger, close };
+  return { url, port: address.port, httpServer, chorus, dashboard, logger, close };
 }
 
 /** The Redis engine from serializable settings (the URL, which may hold a password, is never logged). */
@@ -158,6 +194,8 @@ export function createRedisEngine(config: RedisConfig, logger: Logger, name?: st
     ...(config.prefix ? { prefix: config.prefix } : {}),
     ...(config.commandTimeoutMs ? { commandTimeoutMs: config.commandTimeoutMs } : {}),
     ...(config.gapCheckIntervalMs !== undefined ? { gapCheckIntervalMs: config.gapCheckIntervalMs } : {}),
+    ...(config.outcomeTimeoutMs !== undefined ? { outcomeTimeoutMs: config.outcomeTimeoutMs } : {}),
+    ...(config.maxHeldPublications !== undefined ? { maxHeldPublications: config.maxHeldPublications } : {}),
     redis: {
       ...(config.sentinels ? { sentinels: config.sentinels, name: config.name } : {}),
       // TLS to the data nodes (also Cluster nodes: `redis` is every node's options). With

@@ -1,6 +1,8 @@
 /**
- * Static files for the standalone server: the demo page from web/ and the compiled browser
- * client from dist/. Only GET and HEAD; paths are confined to their root (no traversal).
+ * Static files for the standalone server: the pages (`/` chat, `/dashboard`, `/editor`, `/admin`) from
+ * web/, their bundles from dist/web/ (built by scripts/build-web.ts) under `/assets/`, and the
+ * compiled browser client from dist/ (unbundled ES modules under `/lib/`). Only GET and HEAD;
+ * paths are confined to their root (no traversal).
  */
 import { createReadStream } from 'node:fs';
 import { stat } from 'node:fs/promises';
@@ -26,14 +28,27 @@ const CONTENT_TYPES: Record<string, string> = {
   '.txt': 'text/plain; charset=utf-8',
 };
 
+/** Page path -> HTML file under web/. */
+export const PAGES: Readonly<Record<string, string>> = {
+  '/': 'index.html',
+  '/index.html': 'index.html',
+  '/dashboard': 'dashboard.html',
+  '/editor': 'editor.html',
+  '/admin': 'admin.html',
+};
+
 /** URL prefix -> directory on disk. */
 const MOUNTS: ReadonlyArray<readonly [prefix: string, root: string]> = [
   ['/web/', WEB_ROOT],
+  ['/assets/', resolve(DIST_ROOT, 'web')],
   ['/lib/client/', resolve(DIST_ROOT, 'client')],
   ['/lib/protocol/', resolve(DIST_ROOT, 'protocol')],
 ];
 
-/** Content-Security-Policy of the HTML pages: same-origin scripts and sockets only. */
+/**
+ * Content-Security-Policy of the HTML pages: same-origin scripts, styles and sockets only (no
+ * inline script or style element; the pages' bundles carry their CSS as files).
+ */
 const PAGE_CSP =
   "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; connect-src 'self' ws: wss:; " +
   "base-uri 'none'; form-action 'self'; frame-ancestors 'none'; object-src 'none'";
@@ -53,7 +68,8 @@ export function sendError(res: ServerResponse, status: number, code: string, mes
  * ours or tries to leave its root. Exported for tests.
  */
 export function staticPath(pathname: string): string | undefined {
-  if (pathname === '/' || pathname === '/index.html') return resolve(WEB_ROOT, 'index.html');
+  const page = Object.hasOwn(PAGES, pathname) ? PAGES[pathname] : undefined;
+  if (page !== undefined) return resolve(WEB_ROOT, page);
   for (const [prefix, root] of MOUNTS) {
     if (!pathname.startsWith(prefix)) continue;
     let rel: string;
@@ -78,7 +94,7 @@ export function staticPath(pathname: string): string | undefined {
 export async function serveStatic(req: IncomingMessage, res: ServerResponse, pathname: string): Promise<boolean> {
   const file = staticPath(pathname);
   if (file === undefined) {
-    if (pathname === '/' || MOUNTS.some(([prefix]) => pathname.startsWith(prefix))) {
+    if (MOUNTS.some(([prefix]) => pathname.startsWith(prefix))) {
       sendError(res, 404, 'NOT_FOUND', 'not found');
       return true;
     }

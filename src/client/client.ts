@@ -7,7 +7,7 @@
  * generation counter that makes late async work harmless); its helpers (requests,
  * subscriptions, backoff, offline queue, positions) already live in their own files.
  */
-import { CloseCode, ErrorCode, RESERVED_EVENTS, encodeFrame, parseFrame, shouldReconnect, splitFrames } from '../protocol/index.js';
+import { ChorusError, CloseCode, ErrorCode, RESERVED_EVENTS, shouldReconnect } from '../protocol/index.js';
 import type {
   ConnectedData,
   DisconnectData,
@@ -15,6 +15,7 @@ import type {
   HistoryResult,
   MessageData,
   PresenceEventData,
+  SkippedData,
   PublishResult,
   SubscribeResult,
 } from '../protocol/index.js';
@@ -27,6 +28,9 @@ import type { RequestKind, Timer } from './requests.js';
 import { Subscription } from './subscription.js';
 import type { SubscribeOptions, SubscriptionHost, UnsubscribedData } from './subscription.js';
 import type { HistoryOptions, PresenceResult, RefreshResult, StateChange, WebSocketConstructor, WebSocketLike } from './types.js';
+import { HttpStreamSocket, type FetchLike } from './http-stream.js';
+import { TransportChooser, type TransportName } from './transports.js';
+import { Wire } from './wire.js';
 
 export const ClientState = {
   /** Not connected and not trying to be: before `connect()`, after `close()`, or after a no-reconnect close code. */
@@ -48,6 +52,8 @@ export const ClientCloseCode = {
   NO_PING: 3002,
   /** `getToken` failed or the WebSocket constructor threw. */
   CONNECT_FAILED: 3003,
+  /** On the HTTP streaming fallback for `websocketRetryMs`: reconnecting to try the WebSocket again. */
+  RETRY_WEBSOCKET: 3004,
 } as const;
 
 export interface ChorusClientOptions {
@@ -63,6 +69,25 @@ export interface ChorusClientOptions {
   getToken?: () => Promise<string>;
   /** WebSocket constructor. Default `globalThis.WebSocket` (pass `WebSocket` from `ws` on Node < 22). */
   WebSocket?: WebSocketConstructor;
+  /**
+   * Wire format: `'json'` (text frames; binary travels as `{"$bin": base64}`) or `'msgpack'`
+   * (the `chorus.v1.msgpack` subprotocol: binary frames, binary payloads as MessagePack bin).
+   * Binary payloads are `Uint8Array` either way. Default `'json'`.
+   */
+  codec?: 'json' | 'msgpack';
+  /**
+   * Transports in order of preference. After two attempts in a row that end before `connected`
+   * (WebSocket blocked, upgrade stripped by a proxy, 1006 before open) the next one is used:
+   * `'http-stream'` is a streaming response down and POSTs up, with the same frames, recovery
+   * and acks (JSON only). Default `['websocket', 'http-stream']`.
+   */
+  transports?: TransportName[];
+  /** HTTP streaming endpoint URL. Default: `url` with `ws(s)` -> `http(s)` and the path `/stream`. */
+  httpStreamUrl?: string;
+  /** `fetch` for the HTTP streaming fallback. Default `globalThis.fetch`. */
+  fetch?: FetchLike;
+  /** After this long connected over a fallback, reconnect to try the WebSocket again, in ms. Default 300000. */
+  websocketRetryMs?: number;
   /** Smallest reconnect backoff ceiling, in ms. Default 1000. */
   minReconnectDelayMs?: number;
   /** Largest reconnect delay, in ms. Default 30000. */
@@ -138,6 +163,17 @@ export class ChorusClient<
   readonly #token: string | undefined;
   readonly #getToken: (() => Promise<string>) | undefined;
   readonly #WebSocket: WebSocketConstructor;
+  readonly #codec: 'json' | 'msgpack';
+  /** The MessagePack wire, loaded on the first MessagePack connection. */
+  #msgpackWire: Wire | undefined;
+  readonly #jsonWire: Wire;
+  readonly #chooser: TransportChooser;
+  readonly #httpStreamUrl: string;
+  readonly #fetch: FetchLike | undefined;
+  /** The codec and transport of the current connection. */
+  #activeWire: Wire;
+  #transport: TransportName = 'websocket';
+  #transportTimer: Timer | undefined;
   readonly #timeoutMs: number;
   readonly #minDelay: number;
   readonly #maxDelay: number;
@@ -176,6 +212,15 @@ export class ChorusClient<
     this.#token = options.token;
     this.#getToken = options.getToken;
     this.#WebSocket = WebSocketImpl;
+    this.#codec = options.codec ?? 'json';
+    if (this.#codec !== 'json' && this.#codec !== 'msgpack') throw new TypeError(`codec must be "json" or "msgpack", got ${JSON.stringify(this.#codec)}`);
+    this.#jsonWire = Wire.json();
+    this.#activeWire = this.#jsonWire;
+    this.#fetch = options.fetch ?? (globalThis as { fetch?: FetchLike }).fetch?.bind(globalThis);
+    const transports = options.transports ?? (this.#fetch ? ['websocket', 'http-stream'] : ['websocket']);
+    if (transports.includes('http-stream') && !this.#fetch) throw new TypeError('the http-stream transport needs fetch: pass options.fetch');
+    this.#chooser = new TransportChooser(transports, 2, positive('websocketRetryMs', options.websocketRetryMs ?? 300_000));
+    this.#httpStreamUrl = options.httpStreamUrl ?? streamUrlOf(this.#url);
     this.#timeoutMs = positive('timeoutMs', options.timeoutMs ?? 10_000);
     this.#minDelay = nonNegative('minReconnectDelayMs', options.minReconnectDelayMs ?? 1000);
     this.#maxDelay = nonNegative('maxReconnectDelayMs', options.maxReconnectDelayMs ?? 30_000);
@@ -190,6 +235,7 @@ export class ChorusClient<
       maxQueuedPublishes: options.maxQueuedPublishes ?? 100,
       maxQueuedAgeMs: options.maxQueuedAgeMs ?? 60_000,
       now: this.#now,
+      resend: (request) => this.#send(request.frame),
     });
     this.#idPrefix = randomPrefix();
     const self = this;
@@ -205,6 +251,11 @@ export class ChorusClient<
 
   get state(): ClientState {
     return this.#state;
+  }
+
+  /** The transport of the current (or last) connection: `'websocket'` or `'http-stream'`. */
+  get transport(): TransportName {
+    return this.#transport;
   }
 
   /** The last `connected` frame's data (undefined before the first). */
@@ -266,7 +317,9 @@ export class ChorusClient<
    * Publish to a channel; resolves with the offset and epoch the server gave it (none for an
    * ephemeral publish). While not connected (state 'connecting') a publish waits in the offline
    * queue; a publish in flight when the connection drops is re-sent with the same id, which the
-   * server dedupes. Ephemeral publishes are never queued: offline they reject with DISCONNECTED.
+   * server dedupes, and so is a publish answered OUTCOME_UNKNOWN (Redis trouble: it may have
+   * been applied), until a definite answer or `timeoutMs`; it then rejects with OUTCOME_UNKNOWN.
+   * Ephemeral publishes are never queued or retried: offline they reject with DISCONNECTED.
    * In state 'disconnected' every publish rejects with DISCONNECTED.
    */
   publish(channel: string, data: unknown, options: { ephemeral?: boolean } = {}): Promise<PublishResult> {
@@ -341,7 +394,7 @@ export class ChorusClient<
 
   #send(frame: Frame): void {
     try {
-      this.#socket?.send(encodeFrame(frame));
+      this.#socket?.send(this.#activeWire.encode(frame));
     } catch (err) {
       // The socket is closing; its close event drives the reconnect and retries.
       this.#emit('error', asError(err));
@@ -376,11 +429,32 @@ export class ChorusClient<
     }
     if (generation !== this.#generation) return;
     let socket: WebSocketLike;
+    const transport = (this.#transport = this.#chooser.current);
+    if (transport === 'websocket' && this.#codec === 'msgpack' && this.#msgpackWire === undefined) {
+      try {
+        this.#msgpackWire = await Wire.msgpack();
+      } catch (err) {
+        if (generation !== this.#generation) return;
+        this.#emit('error', asError(err));
+        this.#disconnect(ClientCloseCode.CONNECT_FAILED, 'cannot load the MessagePack codec', false);
+        return;
+      }
+      if (generation !== this.#generation) return;
+    }
     try {
-      socket = new this.#WebSocket(withToken(this.#url, token));
+      if (transport === 'http-stream') {
+        this.#activeWire = this.#jsonWire;
+        socket = new HttpStreamSocket(withToken(this.#httpStreamUrl, token), this.#fetch!);
+      } else {
+        this.#activeWire = this.#codec === 'msgpack' ? this.#msgpackWire! : this.#jsonWire;
+        const protocols = this.#activeWire.protocols;
+        socket = protocols ? new this.#WebSocket(withToken(this.#url, token), protocols) : new this.#WebSocket(withToken(this.#url, token));
+        if (protocols) socket.binaryType = 'arraybuffer';
+      }
     } catch (err) {
       this.#emit('error', asError(err));
-      this.#disconnect(ClientCloseCode.CONNECT_FAILED, 'cannot create the WebSocket', true);
+      this.#chooser.failedBeforeConnected();
+      this.#disconnect(ClientCloseCode.CONNECT_FAILED, `cannot create the ${transport} connection`, true);
       return;
     }
     this.#socket = socket;
@@ -392,6 +466,7 @@ export class ChorusClient<
     };
     socket.onclose = (event: { code?: number; reason?: string }) => {
       if (this.#socket !== socket) return;
+      if (!this.#ready) this.#chooser.failedBeforeConnected();
       const code = event.code ?? 1006;
       const frame = this.#disconnectFrame;
       const reconnect = shouldReconnect(code) && frame?.reconnect !== false;
@@ -406,6 +481,7 @@ export class ChorusClient<
     };
     this.#connectTimer = setTimeout(() => {
       this.#connectTimer = undefined;
+      this.#chooser.failedBeforeConnected();
       this.#disconnect(ClientCloseCode.CONNECT_TIMEOUT, `no connected frame within ${this.#timeoutMs} ms`, true);
     }, this.#timeoutMs);
   }
@@ -455,26 +531,19 @@ export class ChorusClient<
   }
 
   #clearTimers(): void {
-    for (const timer of [this.#connectTimer, this.#reconnectTimer, this.#pingTimer, this.#refreshTimer]) {
+    for (const timer of [this.#connectTimer, this.#reconnectTimer, this.#pingTimer, this.#refreshTimer, this.#transportTimer]) {
       if (timer !== undefined) clearTimeout(timer);
     }
-    this.#connectTimer = this.#reconnectTimer = this.#pingTimer = this.#refreshTimer = undefined;
+    this.#connectTimer = this.#reconnectTimer = this.#pingTimer = this.#refreshTimer = this.#transportTimer = undefined;
   }
 
   #onData(data: unknown): void {
     this.#lastFrameAt = this.#now();
-    if (typeof data !== 'string') {
-      this.#emit('error', new ChorusClientError(ErrorCode.BAD_FRAME, 'binary message ignored'));
-      return;
-    }
     const socket = this.#socket;
-    for (const text of splitFrames(data)) {
+    for (const frame of this.#activeWire.decode(data)) {
       if (this.#socket !== socket) return; // a handler closed the connection
-      let frame: Frame;
-      try {
-        frame = parseFrame(text);
-      } catch (err) {
-        this.#emit('error', asError(err));
+      if (frame instanceof ChorusError) {
+        this.#emit('error', new ChorusClientError(frame.code, frame.message));
         continue;
       }
       this.#onFrame(frame);
@@ -504,6 +573,11 @@ export class ChorusClient<
         const subscription = this.#subscriptions.get(message?.channel);
         if (subscription !== undefined) subscription._message(message);
         else this.#emit('message', message);
+        return;
+      }
+      case 'skipped': {
+        const skipped = data as SkippedData;
+        this.#subscriptions.get(skipped?.channel)?._skipped(skipped);
         return;
       }
       case 'join':
@@ -546,6 +620,14 @@ export class ChorusClient<
     this.#backoff.reset();
     this.#connectedData = data;
     this.#ready = true;
+    this.#chooser.connected();
+    if (this.#chooser.onFallback) {
+      this.#transportTimer = setTimeout(() => {
+        this.#transportTimer = undefined;
+        this.#chooser.retryFirst();
+        this.#disconnect(ClientCloseCode.RETRY_WEBSOCKET, 'trying the WebSocket again', true);
+      }, this.#chooser.websocketRetryMs);
+    }
     this.#startPingWatch(data);
     this.#scheduleRefresh(data.expiresAt);
     const generation = this.#generation;
@@ -646,6 +728,19 @@ function noop(): void {}
 
 function asError(value: unknown): Error {
   return value instanceof Error ? value : new Error(String(value));
+}
+
+/** The HTTP streaming URL next to a WebSocket URL: same host, http(s), path `/stream`. */
+function streamUrlOf(url: string): string {
+  try {
+    const parsed = new URL(url);
+    parsed.protocol = parsed.protocol === 'wss:' ? 'https:' : parsed.protocol === 'ws:' ? 'http:' : parsed.protocol;
+    parsed.pathname = '/stream';
+    parsed.search = '';
+    return parsed.toString();
+  } catch {
+    return url;
+  }
 }
 
 function withToken(url: string, token: string | undefined): string {

@@ -16,6 +16,10 @@ export type {
   UnsubscribedData,
 } from './subscription.js';
 export { ChorusClientError } from './errors.js';
+export { HttpStreamSocket, MAX_POST_BYTES } from './http-stream.js';
+export type { FetchLike } from './http-stream.js';
+export { TransportChooser, TRANSPORT_NAMES } from './transports.js';
+export type { TransportName } from './transports.js';
 export { Emitter } from './emitter.js';
 export type { Listener } from './emitter.js';
 export { Backoff, backoffDelay } from './backoff.js';
@@ -24,6 +28,7 @@ export type { MessageDecision, Step } from './position.js';
 export { OfflineQueue } from './offline-queue.js';
 export type { OfflineQueueOptions } from './offline-queue.js';
 export type {
+  BinaryData,
   HistoryOptions,
   PresenceResult,
   RefreshResult,

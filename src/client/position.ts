@@ -4,7 +4,7 @@
  * does what the returned `Step` says (deliver these messages, fetch history since here,
  * report a failed recovery).
  */
-import type { HistoryResult, MessageData, StreamPosition } from '../protocol/index.js';
+import type { HistoryResult, MessageData, SkippedData, StreamPosition } from '../protocol/index.js';
 
 /** What to do with one live message, given the current position. */
 export type MessageDecision =
@@ -109,6 +109,27 @@ export class PositionTracker {
         this.#gapEnd = offset - 1;
         return { deliver: [], recoveryFailed: false, fetchSince: this.position as StreamPosition };
     }
+  }
+
+  /**
+   * Feed a `skipped` notice: offsets `from`..`to` were left out on purpose (a backpressure
+   * policy), so they are not a gap. Outside a recovery, a notice that starts at or before the
+   * next expected offset moves the position to `to`; one further ahead is itself a gap (fetched
+   * from history up to `from - 1`, then skipped). During a recovery the notice is ignored:
+   * history delivers those offsets if it still has them.
+   */
+  skip(notice: Pick<SkippedData, 'from' | 'to' | 'epoch'>): Step {
+    const position = this.#position;
+    if (position === undefined) {
+      this.#position = { offset: notice.to, epoch: notice.epoch };
+      return step([]);
+    }
+    if (this.#recovering || notice.epoch !== position.epoch || notice.to <= position.offset) return step([]);
+    if (notice.from <= position.offset + 1) {
+      this.#position = { offset: notice.to, epoch: notice.epoch };
+      return step([]);
+    }
+    return this.recoverTo({ offset: notice.from - 1, epoch: notice.epoch });
   }
 
   /**

@@ -8,6 +8,11 @@
  *   `DISCONNECTED`.
  * - Publishes made while not connected wait in the bounded OfflineQueue (no timeout until
  *   sent; `QUEUE_FULL` when full or too old).
+ * - A publish answered `OUTCOME_UNKNOWN` (the server could not learn whether it was applied)
+ *   is re-sent with the same id after a short pause (200 ms, doubling, at most 2000 ms) until a
+ *   definite answer or its timeout; the server applies it at most once. After that, an
+ *   `UNAVAILABLE` reply only says the retry was not applied, so it is retried too, and if time
+ *   runs out the publish rejects with `OUTCOME_UNKNOWN`, never with "not applied".
  * - Other requests made while connecting wait with their timeout running.
  */
 import { ErrorCode } from '../protocol/index.js';
@@ -29,6 +34,12 @@ export interface PendingRequest {
   resolve(data: unknown): void;
   reject(error: ChorusClientError): void;
   timer: Timer | undefined;
+  /** Set once a publish was answered OUTCOME_UNKNOWN: it may have been applied. */
+  outcomeUnknown?: ChorusClientError;
+  /** Re-sends after OUTCOME_UNKNOWN so far. */
+  retries?: number;
+  /** The pause before the next re-send. */
+  retryTimer?: Timer | undefined;
 }
 
 export interface RequestsOptions {
@@ -36,11 +47,14 @@ export interface RequestsOptions {
   maxQueuedPublishes: number;
   maxQueuedAgeMs: number;
   now: () => number;
+  /** Send a request again (same frame, same id) on the current connection. */
+  resend?: (request: PendingRequest) => void;
 }
 
 export class Requests {
   readonly #timeoutMs: number;
   readonly #now: () => number;
+  readonly #resend: ((request: PendingRequest) => void) | undefined;
   readonly #inflight = new Map<string, PendingRequest>();
   /** Not sent, or sent and to be re-sent: waiting for the connection, timer running. */
   #waiting: PendingRequest[] = [];
@@ -51,6 +65,7 @@ export class Requests {
   constructor(options: RequestsOptions) {
     this.#timeoutMs = options.timeoutMs;
     this.#now = options.now;
+    this.#resend = options.resend;
     this.#queue = new OfflineQueue({
       maxSize: options.maxQueuedPublishes,
       maxAgeMs: options.maxQueuedAgeMs,
@@ -111,11 +126,30 @@ export class Requests {
   reply(id: string, ok: boolean, data: unknown): boolean {
     const request = this.#inflight.get(id);
     if (request === undefined) return false;
+    if (!ok && request.kind === 'publish' && this.#resend !== undefined) {
+      const error = errorFromReply(data);
+      if (error.code === ErrorCode.OUTCOME_UNKNOWN) request.outcomeUnknown = error;
+      if (error.code === ErrorCode.OUTCOME_UNKNOWN || (request.outcomeUnknown && error.code === ErrorCode.UNAVAILABLE)) {
+        this.#scheduleRetry(request);
+        return true;
+      }
+    }
     this.#inflight.delete(id);
     this.#clearTimer(request);
     if (ok) request.resolve(data);
     else request.reject(errorFromReply(data));
     return true;
+  }
+
+  /** Re-send a publish whose outcome is unknown, with the same id, after a pause (its timeout keeps running). */
+  #scheduleRetry(request: PendingRequest): void {
+    const retries = (request.retries = (request.retries ?? 0) + 1);
+    const pause = Math.min(200 * 2 ** (retries - 1), 2000);
+    request.retryTimer = setTimeout(() => {
+      request.retryTimer = undefined;
+      // Only if still waiting for this connection's reply (a reconnect re-sends it anyway).
+      if (this.#inflight.get(request.id) === request) this.#resend?.(request);
+    }, pause);
   }
 
   /**
@@ -126,6 +160,7 @@ export class Requests {
     const inflight = [...this.#inflight.values()];
     this.#inflight.clear();
     for (const request of inflight) {
+      this.#clearRetry(request);
       if (request.kind === 'publish') {
         this.#waiting.push(request);
       } else {
@@ -156,6 +191,7 @@ export class Requests {
     all.sort((a, b) => a.seq - b.seq);
     for (const request of all) {
       this.#clearTimer(request);
+      this.#clearRetry(request);
       request.reject(error);
     }
   }
@@ -164,11 +200,19 @@ export class Requests {
     if (request.timer !== undefined) return;
     request.timer = setTimeout(() => {
       request.timer = undefined;
+      this.#clearRetry(request);
       this.#inflight.delete(request.id);
       const index = this.#waiting.indexOf(request);
       if (index !== -1) this.#waiting.splice(index, 1);
-      request.reject(timeoutError(request.frame.event, this.#timeoutMs));
+      // Once the server said it may have been applied, time running out does not make it "not applied".
+      request.reject(request.outcomeUnknown ?? timeoutError(request.frame.event, this.#timeoutMs));
     }, this.#timeoutMs);
+  }
+
+  #clearRetry(request: PendingRequest): void {
+    if (request.retryTimer === undefined) return;
+    clearTimeout(request.retryTimer);
+    request.retryTimer = undefined;
   }
 
   #clearTimer(request: PendingRequest): void {

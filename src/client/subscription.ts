@@ -10,6 +10,7 @@ import type {
   MessageData,
   PresenceEventData,
   PublishResult,
+  SkippedData,
   StreamPosition,
   SubscribeResult,
 } from '../protocol/index.js';
@@ -82,6 +83,8 @@ export interface SubscriptionEvents<D = unknown> {
   error: ChorusClientError;
   /** Publications were lost for good (recovered:false, epoch change, unfillable gap): reload the app's state. */
   'recovery-failed': RecoveryFailedData;
+  /** The server left offsets `from`..`to` out (a `backpressure` policy, this client being slow): not a gap. */
+  skipped: SkippedData;
 }
 
 /** What a subscription needs from its client (ChorusClient implements it). */
@@ -114,7 +117,7 @@ export class Subscription<D = unknown> extends Emitter<SubscriptionEvents<D>> {
   /** Changes whenever in-flight work (subscribe, history) must be ignored when it completes. */
   #generation = 0;
   /** Messages received before the subscribe ack: delivered when it arrives. */
-  #early: MessageData[] = [];
+  #early: Array<MessageData | { skipped: SkippedData }> = [];
   /** Whether the server may consider us subscribed (a subscribe was sent on this connection). */
   #sent = false;
   #retryTimer: Timer | undefined;
@@ -277,6 +280,18 @@ export class Subscription<D = unknown> extends Emitter<SubscriptionEvents<D>> {
     this.#apply(this.#tracker.receive(message));
   }
 
+  /** @internal A `skipped` frame for this channel. */
+  _skipped(data: SkippedData): void {
+    if (this.#state === SubscriptionState.UNSUBSCRIBED) return;
+    if (this.#state === SubscriptionState.SUBSCRIBING) this.#early.push({ skipped: data });
+    else this.#applySkip(data);
+  }
+
+  #applySkip(data: SkippedData): void {
+    this.#apply(this.#tracker.skip(data));
+    if (this.#state === SubscriptionState.SUBSCRIBED) this.emitEvent('skipped', data);
+  }
+
   /** @internal A `join` or `leave` frame for this channel. */
   _presence(event: 'join' | 'leave', data: PresenceEventData): void {
     if (this.#state === SubscriptionState.SUBSCRIBED) this.emitEvent(event, data);
@@ -344,6 +359,10 @@ export class Subscription<D = unknown> extends Emitter<SubscriptionEvents<D>> {
     let last = previous;
     for (const message of early) {
       if (this.#state !== SubscriptionState.SUBSCRIBED) return;
+      if ('skipped' in message) {
+        if (message.skipped.epoch === result.epoch && message.skipped.to > result.offset) this.#applySkip(message.skipped);
+        continue;
+      }
       if (message.offset !== undefined && message.epoch === result.epoch && message.offset > result.offset) {
         this.#apply(this.#tracker.receive(message));
         continue;

@@ -31,11 +31,16 @@ export interface RefreshResult {
 
 /**
  * The WebSocket surface the client uses: the standard browser API, which `ws` (Node) also
- * implements. Text frames must arrive as strings in `onmessage`'s `event.data`.
+ * implements. Text frames must arrive as strings in `onmessage`'s `event.data`, binary ones as
+ * ArrayBuffer or Uint8Array.
  */
 export interface WebSocketLike {
   readonly readyState: number;
-  send(data: string): void;
+  /** The subprotocol the server answered (`''` for none). */
+  readonly protocol?: string;
+  /** Set to `'arraybuffer'` so binary messages (MessagePack) arrive as ArrayBuffer. */
+  binaryType?: string;
+  send(data: string | Uint8Array): void;
   close(code?: number, reason?: string): void;
   // `any` events keep both the DOM and the `ws` typings assignable.
   onopen: ((event: any) => void) | null;
@@ -45,4 +50,7 @@ export interface WebSocketLike {
 }
 
 /** A WebSocket constructor: `globalThis.WebSocket` in browsers, `WebSocket` from `ws` in Node. */
-export type WebSocketConstructor = new (url: string) => WebSocketLike;
+export type WebSocketConstructor = new (url: string, protocols?: string | string[]) => WebSocketLike;
+
+/** Binary payloads: publish a `Uint8Array` (anywhere in `data`) and receive one, with either codec. */
+export type BinaryData = Uint8Array;

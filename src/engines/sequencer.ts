@@ -9,8 +9,26 @@ interface ChannelSequence {
   position: StreamPosition | undefined;
   /** Whether the channel keeps history, so gaps can be backfilled. */
   recoverable: boolean;
-  /** Publications that arrived while a backfill was running, delivered after it. */
+  /** Publications that arrived while a backfill was running or waiting to be retried, delivered after it. */
   held: Array<{ publication: Publication; exceptClient: string | undefined }> | undefined;
+  /** A backfill is reading history now (at most one per channel). */
+  backfilling: boolean;
+  /** A history read failed (Redis slow or down): backfill again on the next arrival or gap check. */
+  retry: boolean;
+  /** The stream's top seen by the previous gap check: what pub/sub has had a whole round to deliver. */
+  auditMark: StreamPosition | undefined;
+  /** Bumped when the channel is marked lost, so a backfill started before stops. */
+  generation: number;
+}
+
+export interface SequencerOptions {
+  /** Publications read per history page during a backfill. Default 1000. */
+  backfillPageSize?: number;
+  /**
+   * Most publications held per channel while a backfill runs or waits for history to be
+   * readable again; one more and the channel is reported lost. Default 10000.
+   */
+  maxHeldPublications?: number;
 }
 
 /** What to do with one publication that arrived for a channel, given what the node delivered so far. */
@@ -74,18 +92,24 @@ export function classifyBackfillPage(from: StreamPosition, read: HistoryReadResu
 export class Sequencer {
   private readonly channels = new Map<string, ChannelSequence>();
 
+  private readonly backfillPageSize: number;
+  private readonly maxHeld: number;
+
   constructor(
     private readonly read: HistoryReader,
     private readonly deliver: (publication: Publication, exceptClient?: string) => void,
     private readonly lost: (channel: string, reason: string) => void,
-    private readonly backfillPageSize = 1000,
-  ) {}
+    options: SequencerOptions = {},
+  ) {
+    this.backfillPageSize = options.backfillPageSize ?? 1000;
+    this.maxHeld = options.maxHeldPublications ?? 10000;
+  }
 
   /** Start tracking a channel (the node got its first local subscriber). */
   track(channel: string, recoverable: boolean): void {
     const existing = this.channels.get(channel);
     if (existing) existing.recoverable = recoverable;
-    else this.channels.set(channel, { position: undefined, recoverable, held: undefined });
+    else this.channels.set(channel, { position: undefined, recoverable, held: undefined, backfilling: false, retry: false, auditMark: undefined, generation: 0 });
   }
 
   untrack(channel: string): void {
@@ -118,7 +142,8 @@ export class Sequencer {
         if (top.epoch !== sequence.position.epoch) this.markLost(channel, sequence, 'epoch changed while pub/sub was down', top);
         else if (top.offset > sequence.position.offset) await this.backfill(channel, sequence);
       } catch {
-        this.markLost(channel, sequence, 'could not read the stream position after pub/sub reconnected', undefined);
+        // Redis slow or down again: keep the position; the next arrival or gap check backfills.
+        sequence.retry = true;
       }
     }
   }
@@ -127,11 +152,19 @@ export class Sequencer {
    * Compare every tracked recoverable channel with its stream's position and backfill what
    * pub/sub silently dropped (a publication missed at the end of a burst would otherwise wait
    * for the channel's next publication to show the gap). Run periodically.
+   *
+   * A publication counts as missed only when it was already in the stream at the PREVIOUS round
+   * and has still not arrived: pub/sub may be about to deliver anything newer (a backlog not read
+   * yet, e.g. right after a stalled link resumed), so a gap is never declared for it. A dropped
+   * tail is thus backfilled within two rounds. A channel whose backfill failed is retried at once.
    */
   async audit(position: (channel: string) => Promise<StreamPosition>): Promise<void> {
     for (const [channel, sequence] of [...this.channels]) {
-      const known = sequence.position;
-      if (!known || !sequence.recoverable || sequence.held) continue;
+      if (!sequence.position || !sequence.recoverable || sequence.backfilling) continue;
+      if (sequence.held || sequence.retry) {
+        await this.backfill(channel, sequence);
+        continue;
+      }
       let top: StreamPosition;
       try {
         top = await position(channel);
@@ -139,12 +172,15 @@ export class Sequencer {
         return; // Redis unavailable: try again next round
       }
       const now = sequence.position;
-      if (this.channels.get(channel) !== sequence || !now || sequence.held) continue;
+      if (this.channels.get(channel) !== sequence || !now || sequence.held || sequence.backfilling) continue;
+      const mark = sequence.auditMark;
+      sequence.auditMark = top;
+      if (!mark || mark.epoch !== top.epoch) continue;
       if (top.epoch !== now.epoch) {
-        // The stream was replaced (its position expired, or Redis lost it): a publication in the
-        // new epoch may not have come through.
+        // The stream was replaced a whole round ago (its position expired, or Redis lost it) and
+        // no publication of the new epoch came through since: one may have been missed.
         if (top.offset > 0) this.markLost(channel, sequence, 'epoch changed', top);
-      } else if (top.offset > now.offset) {
+      } else if (mark.offset > now.offset) {
         await this.backfill(channel, sequence);
       }
     }
@@ -161,9 +197,18 @@ export class Sequencer {
       case 'ephemeral':
         this.deliver(publication, exceptClient);
         return;
-      case 'hold':
-        sequence!.held!.push({ publication, exceptClient });
+      case 'hold': {
+        const held = sequence!.held!;
+        held.push({ publication, exceptClient });
+        if (held.length > this.maxHeld) {
+          // History has been unreadable for too long: give up on the gap.
+          sequence!.held = undefined;
+          this.markLost(publication.channel, sequence!, `more than ${this.maxHeld} publications held while history was unavailable`, undefined);
+        } else if (!sequence!.backfilling) {
+          void this.backfill(publication.channel, sequence!); // the last read failed: retry
+        }
         return;
+      }
       case 'restart':
       // A new stream (its history was lost): clients see the new epoch on the publication itself
       // and treat it as `recovered: false`.
@@ -177,9 +222,19 @@ export class Sequencer {
     }
   }
 
+  /**
+   * Read history from the delivered position to the stream's top and deliver what is missing,
+   * then the held arrivals. A failed read (Redis slow or down) keeps the position and the held
+   * arrivals: the next arrival or gap check tries again. Only history that cannot cover the gap
+   * (a new epoch, trimmed) marks the channel lost.
+   */
   private async backfill(name: string, sequence: ChannelSequence): Promise<void> {
-    const ownHold = sequence.held === undefined;
-    if (ownHold) sequence.held = [];
+    if (sequence.backfilling) return;
+    sequence.backfilling = true;
+    sequence.retry = false;
+    sequence.held ??= [];
+    const generation = sequence.generation;
+    let failed = false;
     try {
       for (let page = 0; page < 1000; page++) {
         const from = sequence.position;
@@ -188,16 +243,20 @@ export class Sequencer {
         try {
           read = await this.read(name, from, this.backfillPageSize);
         } catch (err) {
-          const reason =
-            err instanceof ChorusError && err.code === ErrorCode.UNRECOVERABLE_POSITION ? 'epoch changed' : 'history unavailable';
-          this.markLost(name, sequence, reason, undefined);
+          if (this.channels.get(name) !== sequence || sequence.generation !== generation) return;
+          if (err instanceof ChorusError && err.code === ErrorCode.UNRECOVERABLE_POSITION) {
+            this.markLost(name, sequence, 'epoch changed', undefined);
+            return;
+          }
+          failed = true;
+          sequence.retry = true;
           return;
         }
+        if (this.channels.get(name) !== sequence || sequence.generation !== generation) return;
         const step = classifyBackfillPage(from, read);
         if (step.type === 'lost') return this.markLost(name, sequence, step.reason, step.position);
         if (step.type === 'done') return;
         for (const publication of step.publications) {
-          // A concurrent backfill may have delivered some already.
           if (sequence.position && publication.offset! <= sequence.position.offset) continue;
           sequence.position = { offset: publication.offset!, epoch: publication.epoch! };
           this.deliver(publication);
@@ -205,7 +264,8 @@ export class Sequencer {
         if (!sequence.position || sequence.position.offset >= step.top) return;
       }
     } finally {
-      if (ownHold || sequence.held) {
+      sequence.backfilling = false;
+      if (!failed) {
         const held = sequence.held ?? [];
         sequence.held = undefined;
         if (this.channels.get(name) === sequence) for (const h of held) this.push(h.publication, h.exceptClient);
@@ -216,6 +276,9 @@ export class Sequencer {
   private markLost(name: string, sequence: ChannelSequence, reason: string, position: StreamPosition | undefined): void {
     // Continue from the stream's present position (or from the next publication seen).
     sequence.position = position;
+    sequence.retry = false;
+    sequence.auditMark = undefined;
+    sequence.generation++;
     this.lost(name, reason);
   }
 }

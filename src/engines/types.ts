@@ -11,6 +11,8 @@ export interface Publication {
   epoch?: string;
   publisher?: PublisherInfo;
   ephemeral?: boolean;
+  /** What the publication updates (see `PublishOptions.key`). */
+  key?: string;
 }
 
 export interface HistoryPolicy {
@@ -30,6 +32,8 @@ export interface PublishOptions {
   publisher?: PublisherInfo;
   /** Not stored, no offset. */
   ephemeral?: boolean;
+  /** Key of what the publication updates; carried with it (and in history) for `latest-per-key` queues. */
+  key?: string;
   /** Client id that must not receive this publication (exclude the sender). */
   exceptClient?: string;
 }
@@ -41,11 +45,21 @@ export interface PublishResult {
   duplicate?: boolean;
 }
 
+/** Set on a command whose sender wants every node's answer (a `reply` with the connections it affected). */
+export interface CommandRequest {
+  /** Request id, unique to the sender. */
+  request?: string;
+  /** The sending node's id. */
+  from?: string;
+}
+
 /** Cluster-wide commands delivered to every node (a single node delivers them to itself). */
 export type ControlCommand =
-  | { type: 'disconnect'; user: string; code: number; reason: string }
-  | { type: 'subscribe'; user: string; channel: string }
-  | { type: 'unsubscribe'; user: string; channel: string };
+  | ({ type: 'disconnect'; user: string; code: number; reason: string } & CommandRequest)
+  | ({ type: 'subscribe'; user: string; channel: string } & CommandRequest)
+  | ({ type: 'unsubscribe'; user: string; channel: string } & CommandRequest)
+  /** A node's answer to a request: `count` of its connections were affected. */
+  | { type: 'reply'; request: string; to: string; node: string; count: number };
 
 /** What a broker delivers to its node. */
 export type BrokerEvent =
@@ -137,6 +151,29 @@ export interface RateLimiter {
   consume(key: string, ratePerSecond: number, burst: number, cost?: number): Promise<{ ok: boolean; retryAfterMs: number }>;
 }
 
+/** One node's last report in the node directory. */
+export interface NodeReport {
+  node: string;
+  /** When it was reported, ms since the Unix epoch (the reporting node's clock). */
+  time: number;
+  /** What the node reported (the server's `NodeStats`); JSON. */
+  data: unknown;
+}
+
+/**
+ * Which nodes are alive and what each last reported (its connections, channels, rates), so any
+ * node can answer for the cluster. A report expires `ttlMs` after it was written unless the
+ * node writes again, so a dead node drops out.
+ */
+export interface NodeDirectory {
+  /** Write (or replace) this node's report, expiring after `ttlMs`. */
+  report(node: string, data: unknown, ttlMs: number): Promise<void>;
+  /** Every unexpired report, sorted by node. */
+  list(): Promise<NodeReport[]>;
+  /** Remove this node's report (graceful shutdown). */
+  remove(node: string): Promise<void>;
+}
+
 /** An engine bundles the three stores; the memory engine is one process, Redis many. */
 export interface Engine {
   readonly name: string;
@@ -145,6 +182,7 @@ export interface Engine {
   readonly presence: PresenceStore;
   readonly connections: ConnectionRegistry;
   readonly rateLimiter: RateLimiter;
+  readonly nodes: NodeDirectory;
   /** Called by the server when it starts using the engine. */
   start(): Promise<void>;
   /** Release timers and connections. */

@@ -31,6 +31,13 @@ export const ErrorCode = {
   UNAUTHORIZED: 'UNAUTHORIZED',
   /** The engine (e.g. Redis) is unreachable; the operation was not applied. */
   UNAVAILABLE: 'UNAVAILABLE',
+  /**
+   * A publish reached the engine but its outcome could not be learned in time (the reply was
+   * lost or late and the engine did not answer the follow-up lookup): it may or may not have
+   * been applied. Retry with the same idempotency key (a client `publish` frame: the same `id`);
+   * it will not be applied twice. HTTP 504.
+   */
+  OUTCOME_UNKNOWN: 'OUTCOME_UNKNOWN',
   /** The user already has `limits.maxConnectionsPerUser` connections (HTTP 429 at the handshake). */
   TOO_MANY_CONNECTIONS: 'TOO_MANY_CONNECTIONS',
   /** The Origin header is not in the allow-list (HTTP 403 at the handshake). */

@@ -52,7 +52,7 @@ export function parseFrame(text: string): Frame {
 /** Validate an already-decoded value as a frame (shared by the JSON and MessagePack codecs). */
 export function toFrame(value: unknown): Frame {
   if (typeof value !== 'object' || value === null || Array.isArray(value)) {
-    throw new ChorusError(ErrorCode.BAD_FRAME, 'frame must be a JSON object');
+    throw new ChorusError(ErrorCode.BAD_FRAME, 'frame must be an object (a JSON object or a MessagePack map)');
   }
   const v = value as Record<string, unknown>;
   if (typeof v.event !== 'string' || v.event.length === 0) {

@@ -24,6 +24,7 @@ export const ServerEvent = {
   PING: 'ping',
   PONG: 'pong',
   DISCONNECT: 'disconnect',
+  SKIPPED: 'skipped',
 } as const;
 
 export const RESERVED_EVENTS: ReadonlySet<string> = new Set([
@@ -60,6 +61,11 @@ export interface PublishRequest {
   data: unknown;
   /** Not stored, no offset, may be dropped under pressure (typing, cursors). */
   ephemeral?: boolean;
+  /**
+   * Key of what the publication updates (1-128 characters), e.g. a sensor or node id. On a
+   * `latest-per-key` namespace a slow subscriber keeps only the newest queued publication per key.
+   */
+  key?: string;
 }
 
 /** `publish` ack data. Ephemeral publications have no offset. */
@@ -86,6 +92,21 @@ export interface MessageData<D = unknown> {
   time: number;
   publisher?: PublisherInfo;
   ephemeral?: true;
+  /** The publication's key, when it was published with one. */
+  key?: string;
+}
+
+/**
+ * `skipped` event data: the server did not deliver offsets `from`..`to` (inclusive) of a channel
+ * to this subscriber (a `latest-per-key` or `drop-oldest` namespace, the subscriber being slow).
+ * It arrives exactly where those publications would have been: a client whose position is
+ * `from - 1` (same epoch) moves its position to `to` without treating it as a gap.
+ */
+export interface SkippedData {
+  channel: string;
+  epoch: string;
+  from: number;
+  to: number;
 }
 
 /** One member in a presence list: one entry per user, however many connections. */

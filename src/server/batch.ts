@@ -1,6 +1,4 @@
-import { FRAME_SEPARATOR } from '../protocol/index.js';
-
-const SEPARATOR = Buffer.from(FRAME_SEPARATOR);
+import type { Codec } from '../protocol/index.js';
 
 /** What one flush wrote, summed over connections. */
 export interface FlushTotals {
@@ -9,21 +7,25 @@ export interface FlushTotals {
   messages: number;
 }
 
-/** Remembers the last joined batch: consecutive connections with identical queues reuse it. */
+/**
+ * Remembers the last joined batch per codec: consecutive connections with identical queues
+ * reuse it. Frames are joined with the codec's separator (a newline for JSON, nothing for
+ * MessagePack, whose values are self-delimiting).
+ */
 export class BatchCache {
-  private frames: Buffer[] = [];
-  private payload: Buffer | undefined;
+  private readonly last = new Map<Codec, { frames: Uint8Array[]; payload: Buffer }>();
 
-  join(queue: Buffer[]): Buffer {
-    const last = this.frames;
-    if (this.payload && last.length === queue.length && queue.every((frame, i) => frame === last[i])) return this.payload;
-    const parts: Buffer[] = [];
+  join(queue: Uint8Array[], codec: Codec): Buffer {
+    const last = this.last.get(codec);
+    if (last && last.frames.length === queue.length && queue.every((frame, i) => frame === last.frames[i])) return last.payload;
+    const separator = codec.separator;
+    const parts: Uint8Array[] = [];
     for (let i = 0; i < queue.length; i++) {
-      if (i > 0) parts.push(SEPARATOR);
+      if (i > 0 && separator.length > 0) parts.push(separator);
       parts.push(queue[i]!);
     }
-    this.frames = queue;
-    this.payload = Buffer.concat(parts);
-    return this.payload;
+    const payload = Buffer.concat(parts);
+    this.last.set(codec, { frames: queue, payload });
+    return payload;
   }
 }

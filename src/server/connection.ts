@@ -1,12 +1,14 @@
 import type { WebSocket } from 'ws';
-import { Disconnect, ServerEvent, disconnectData, type Frame } from '../protocol/index.js';
+import { Disconnect, ServerEvent, disconnectData, type Codec, type Frame } from '../protocol/index.js';
 import type { Publication } from '../engines/types.js';
+import { publicationTag, relieve, sharedCongestionWatch, type CongestionWatch, type QueueTag } from './backpressure.js';
 import { BatchCache, type FlushTotals } from './batch.js';
 import { InboundQueue } from './inbound.js';
 import type { LimitReporter } from './limit-reporter.js';
-import type { ResolvedNamespace } from './options.js';
+import type { BackpressurePolicy, ResolvedNamespace } from './options.js';
 import { TokenBucket } from './rate-limiter.js';
-import type { Transport } from './transport.js';
+import type { OutgoingFrame } from './outgoing.js';
+import type { FramePosition, Transport } from './transport.js';
 
 /** How a queued frame is treated when the send queue is full (see `Connection.sendEncoded`). */
 export type SendMode = 'live' | 'ephemeral' | 'reply';
@@ -18,7 +20,7 @@ export interface SubscriptionState {
    * Frames held back while the subscription is being set up (recovery in progress), with the
    * publication they carry (absent for join/leave), so duplicates can be dropped on release.
    */
-  pending: Array<{ publication?: Publication; frame: Buffer }> | undefined;
+  pending: Array<{ publication?: Publication; frame: OutgoingFrame }> | undefined;
   /** Whether this connection has a presence entry in the channel. */
   presence: boolean;
 }
@@ -43,6 +45,8 @@ export interface ConnectionHost {
   readonly flushes: FlushScheduler;
   /** Told about slow consumers and dropped ephemeral frames. */
   readonly reporter: LimitReporter;
+  /** Retries writes held back by congestion (backpressure policies). Default: one per process. */
+  readonly congestion?: CongestionWatch;
 }
 
 /** Options of `Connection.close`. */
@@ -90,8 +94,15 @@ export class Connection {
   closeCode: number | undefined;
   closeReason = '';
 
-  private queue: Buffer[] = [];
+  private queue: Uint8Array[] = [];
+  /** Positions of the queued frames, kept only for transports that take frames one by one (SSE). */
+  private positions: Array<FramePosition | undefined> | undefined;
   private queuedBytes = 0;
+  /**
+   * What each queued frame carries, parallel to `queue`; set once a publication of a namespace
+   * with a backpressure policy was queued (see `sendPublication` and backpressure.ts).
+   */
+  private tags: QueueTag[] | undefined;
   /** Made on the first frame from the client (an idle connection never needs one). */
   private bucket: TokenBucket | undefined;
   private faultWindowStart = 0;
@@ -115,6 +126,12 @@ export class Connection {
     this.lastSeen = now;
     this.lastPing = now;
     this.inbound = new InboundQueue(transport);
+    if (transport.sendFrames) this.positions = [];
+  }
+
+  /** The codec of this connection's transport. */
+  get codec(): Codec {
+    return this.transport.codec;
   }
 
   /**
@@ -158,7 +175,7 @@ export class Connection {
    *   limit before it (a client that stopped reading) makes it a slow consumer. Callers bound
    *   the size of what they reply (history pages and recovery are capped by bytes).
    */
-  sendEncoded(frame: Buffer, mode: SendMode = 'live'): void {
+  sendEncoded(frame: Uint8Array, mode: SendMode = 'live', position?: FramePosition): void {
     if (this.closing) return;
     const max = this.host.limits.maxQueuedBytes;
     const before = this.pendingBytes;
@@ -172,17 +189,69 @@ export class Connection {
       return;
     }
     this.queue.push(frame);
+    this.positions?.push(position);
+    this.tags?.push(undefined);
     this.queuedBytes += frame.length;
     if (this.queue.length === 1) this.host.flushes.schedule(this);
   }
 
-  /** Encode and queue one frame (a reply unless told otherwise). */
-  send(frame: Frame, mode: SendMode = 'reply'): void {
-    this.sendEncoded(Buffer.from(JSON.stringify(frame)), mode);
+  /** Encode (in this connection's codec) and queue one frame (a reply unless told otherwise). */
+  send(frame: Frame, mode: SendMode = 'reply', position?: FramePosition): void {
+    this.sendEncoded(this.transport.codec.encode(frame), mode, position);
+  }
+
+  /** Queue a frame shared with other connections (encoded once per codec). */
+  sendShared(frame: OutgoingFrame, mode: SendMode = 'live', position?: FramePosition): void {
+    this.sendEncoded(frame.encode(this.transport.codec), mode, position);
   }
 
   /**
-   * Write everything queued, joining frames with newlines into transport messages of at most
+   * Queue a live publication under its namespace's `backpressure` policy. `'disconnect'` (and
+   * publications without an offset) behave like `sendEncoded`. The other policies keep this
+   * connection's own queue within half of `maxQueuedBytes` by skipping queued publications and
+   * queueing `skipped` notices in their place (backpressure.ts); writes are held while the
+   * transport holds the other half. What cannot be relieved is a slow consumer (4003).
+   */
+  sendPublication(frame: Uint8Array, publication: Publication, policy: BackpressurePolicy, position?: FramePosition): void {
+    if (policy === 'disconnect' || publication.offset === undefined) {
+      this.sendEncoded(frame, publication.ephemeral === true ? 'ephemeral' : 'live', position);
+      return;
+    }
+    if (this.closing) return;
+    const tags = (this.tags ??= this.queue.map(() => undefined));
+    const tag = publicationTag(publication, policy);
+    const budget = this.host.limits.maxQueuedBytes / 2;
+    if (this.queuedBytes + frame.length <= budget) {
+      this.queue.push(frame);
+      tags.push(tag);
+      this.positions?.push(position);
+      this.queuedBytes += frame.length;
+      if (this.queue.length === 1) this.host.flushes.schedule(this);
+      return;
+    }
+    const codec = this.transport.codec;
+    const relieved = relieve(this.queue, tags, { frame, tag }, budget, (data) => codec.encode({ event: ServerEvent.SKIPPED, data }));
+    if (!relieved) {
+      this.host.reporter.slowConsumer(this);
+      this.close(Disconnect.slowConsumer, { notice: false, graceMs: 1000 });
+      return;
+    }
+    this.host.reporter.limitHit('backpressure_skipped', this, { channel: publication.channel, policy, skipped: relieved.skipped });
+    const wasEmpty = this.queue.length === 0;
+    if (this.positions) this.positions = positionsAfterRelief(this.queue, this.positions, frame, position, relieved);
+    this.queue = relieved.frames;
+    this.tags = relieved.tags;
+    this.queuedBytes = relieved.bytes;
+    if (wasEmpty && this.queue.length > 0) this.host.flushes.schedule(this);
+  }
+
+  /** Called by the congestion watch: try writing the held frames again. */
+  retryFlush(): void {
+    if (!this.closing && this.queue.length > 0) this.host.flushes.schedule(this);
+  }
+
+  /**
+   * Write everything queued, joining frames (codec's separator) into transport messages of at most
    * `maxMessageBytes` (a larger single frame goes alone). `batches` shares joined payloads
    * between connections whose queues hold the very same frames (the usual case in fan-out), so
    * each distinct batch is built once per flush, not per subscriber. Adds to `totals`.
@@ -190,18 +259,40 @@ export class Connection {
   flush(batches: BatchCache = new BatchCache(), totals?: FlushTotals): void {
     const queue = this.queue;
     if (queue.length === 0) return;
+    if (this.tags) {
+      // Backpressure policies: while the transport holds half the budget, frames wait here,
+      // where they can still be skipped.
+      if (!this.closing && this.transport.isOpen && this.transport.bufferedAmount >= this.host.limits.maxQueuedBytes / 2) {
+        (this.host.congestion ?? sharedCongestionWatch).hold(this);
+        return;
+      }
+      this.tags = [];
+    }
+    const positions = this.positions;
     this.queue = [];
+    if (positions) this.positions = [];
     this.queuedBytes = 0;
     if (!this.transport.isOpen) return;
+    const codec = this.transport.codec;
+    if (this.transport.sendFrames && positions) {
+      this.transport.sendFrames(queue, positions);
+      if (totals) {
+        for (const frame of queue) totals.bytes += frame.length;
+        totals.frames += queue.length;
+        totals.messages++;
+      }
+      return;
+    }
+    const separatorBytes = codec.separator.length;
     const limit = this.host.limits.maxMessageBytes;
     let start = 0;
     let size = 0;
     for (let i = 0; i <= queue.length; i++) {
       const frame = queue[i];
-      if (i === queue.length || (i > start && size + 1 + frame!.length > limit)) {
+      if (i === queue.length || (i > start && size + separatorBytes + frame!.length > limit)) {
         const chunk = start === 0 && i === queue.length ? queue : queue.slice(start, i);
-        const payload = chunk.length === 1 ? chunk[0]! : batches.join(chunk);
-        this.transport.send(payload, false);
+        const payload = chunk.length === 1 ? chunk[0]! : batches.join(chunk, codec);
+        this.transport.send(payload, codec.binary);
         if (totals) {
           totals.bytes += payload.length;
           totals.frames += chunk.length;
@@ -210,7 +301,7 @@ export class Connection {
         start = i;
         size = 0;
       }
-      if (frame) size += (size === 0 ? 0 : 1) + frame.length;
+      if (frame) size += (size === 0 ? 0 : separatorBytes) + frame.length;
     }
   }
 
@@ -231,11 +322,11 @@ export class Connection {
     const options = (typeof what === 'number' ? legacyOptions : (reasonOrOptions as CloseOptions | undefined)) ?? {};
     if (this.closing) return;
     if (options.notice === false) {
-      this.queue = [];
-      this.queuedBytes = 0;
+      this.clearQueue();
     } else {
       this.send({ event: ServerEvent.DISCONNECT, data: disconnectData(disconnect, options.retryAfterMs) });
       if (this.closing) return; // the notice itself overflowed the queue: closed as a slow consumer
+      this.tags = undefined; // write what is held, congested or not
       this.flush();
     }
     this.markClosing(disconnect);
@@ -251,9 +342,15 @@ export class Connection {
   terminate(code: number, reason: string): void;
   terminate(what: Disconnect | number, reason?: string): void {
     if (!this.closing) this.markClosing(typeof what === 'number' ? { code: what, reason: reason ?? '' } : what);
-    this.queue = [];
-    this.queuedBytes = 0;
+    this.clearQueue();
     this.transport.terminate();
+  }
+
+  private clearQueue(): void {
+    this.queue = [];
+    if (this.positions) this.positions = [];
+    if (this.tags) this.tags = [];
+    this.queuedBytes = 0;
   }
 
   /** Record the code and reason for logs and metrics, unless a transport fault came first. */
@@ -278,12 +375,34 @@ export class Connection {
   disposed(): void {
     if (this.terminateTimer) clearTimeout(this.terminateTimer);
     this.terminateTimer = undefined;
-    this.queue = [];
-    this.queuedBytes = 0;
+    this.clearQueue();
+    (this.host.congestion ?? sharedCongestionWatch).release(this);
     this.closing = true;
     this.closed = true;
     const waiters = this.closedWaiters ?? [];
     this.closedWaiters = undefined;
     for (const resolve of waiters) resolve();
   }
+}
+
+/**
+ * The positions of a queue after `relieve` (SSE needs them for its event ids): kept frames keep
+ * theirs, a `skipped` notice moves its channel to the last skipped offset.
+ */
+function positionsAfterRelief(
+  frames: Uint8Array[],
+  positions: Array<FramePosition | undefined>,
+  added: Uint8Array,
+  addedPosition: FramePosition | undefined,
+  relieved: { frames: Uint8Array[]; tags: QueueTag[] },
+): Array<FramePosition | undefined> {
+  const byFrame = new Map<Uint8Array, FramePosition | undefined>();
+  frames.forEach((frame, i) => byFrame.set(frame, positions[i]));
+  byFrame.set(added, addedPosition);
+  return relieved.frames.map((frame, i) => {
+    const tag = relieved.tags[i];
+    if (tag?.kind === 'skipped') return { channel: tag.data.channel, offset: tag.data.to, epoch: tag.data.epoch };
+    if (tag?.kind === 'publication') return { channel: tag.channel, offset: tag.offset, epoch: tag.epoch };
+    return byFrame.get(frame);
+  });
 }

@@ -6,8 +6,6 @@ import {
   ErrorCode,
   RESERVED_EVENTS,
   ServerEvent,
-  parseFrame,
-  splitFrames,
   withReason,
   type ConnectedData,
   type Frame,
@@ -23,7 +21,7 @@ import type { Hub } from './hub.js';
 import type { LimitReporter } from './limit-reporter.js';
 import type { Metrics } from './metrics.js';
 import type { Permissions } from './permissions.js';
-import type { Publisher } from './publisher.js';
+import { checkKey, type Publisher } from './publisher.js';
 import { validate, type StandardSchemaV1 } from './schema.js';
 
 /** Context given to application event handlers; `S` is the server (ChorusServer). */
@@ -74,7 +72,7 @@ export interface FrameContext<S> {
   readonly reporter: LimitReporter;
   readonly permissions: Permissions;
   readonly hub: Pick<Hub, 'subscribe' | 'unsubscribe'>;
-  readonly hooks: Pick<Hooks, 'run' | 'deny'>;
+  readonly hooks: Pick<Hooks, 'run' | 'deny' | 'unhandledEventHandler'>;
   readonly publisher: Pick<Publisher, 'fromClient'>;
   readonly authenticator: Pick<Authenticator, 'authenticateToken'>;
   readonly handlers: ReadonlyMap<string, HandlerEntry<S>>;
@@ -110,34 +108,49 @@ export class FrameHandler<S> {
     counter.inc();
   }
 
-  /** Set up a new connection: the personal channel, then the `connected` frame, then hooks. */
-  start(connection: Connection): void {
+  /**
+   * Set up a new connection: subscribe the personal channel and the `channels` the identity
+   * names (e.g. from the connect proxy) at once, send ONE `connected` frame listing them (personal
+   * channel first), and only then let any of them go live; then run the `onConnect` hooks.
+   * A named channel that cannot be subscribed (bad name, denied, limit, engine) is logged and
+   * skipped; a personal channel the engine cannot subscribe closes the connection (4004).
+   */
+  start(connection: Connection, channels: readonly string[] = []): void {
     this.enqueue(connection, async () => {
       const ctx = this.ctx;
-      let announced = false;
-      if (ctx.personalChannel) {
-        const channel = `user:${connection.user}`;
-        try {
-          const namespace = ctx.permissions.rules.resolve(channel);
-          await ctx.hub.subscribe(connection, channel, namespace, {}, Number.MAX_SAFE_INTEGER, (result) => {
-            announced = true;
-            this.sendConnected(connection, [result]);
-          });
-        } catch (err) {
-          const code = err instanceof ChorusError ? err.code : ErrorCode.INTERNAL;
-          if (code === ErrorCode.BAD_CHANNEL) {
-            // No personal namespace, or a user id that is not a valid channel name: connect without it.
-            ctx.logger.warn({ client: connection.id, user: connection.user }, 'no personal channel for this user');
-          } else {
-            // The engine failed: without its personal channel the client would silently miss
-            // notifications, so it reconnects (with backoff) instead.
-            ctx.logger.warn({ err: { message: (err as Error).message }, client: connection.id }, 'personal channel subscribe failed');
-            connection.close(Disconnect.personalChannelUnavailable);
-            return;
+      const wanted: Array<{ channel: string; personal: boolean }> = [];
+      if (ctx.personalChannel) wanted.push({ channel: `user:${connection.user}`, personal: true });
+      for (const channel of channels) if (!wanted.some((w) => w.channel === channel)) wanted.push({ channel, personal: false });
+      const results: Array<SubscribeResult | undefined> = [];
+      let waiting = wanted.length;
+      let goLive!: () => void;
+      const connected = new Promise<void>((resolve) => (goLive = resolve));
+      const settle = () => {
+        if (--waiting > 0) return;
+        if (!connection.closing) this.sendConnected(connection, results.filter((r): r is SubscribeResult => r !== undefined));
+        goLive();
+      };
+      if (wanted.length === 0) this.sendConnected(connection, []);
+      await Promise.all(
+        wanted.map(async ({ channel, personal }, i) => {
+          let announced = false;
+          try {
+            const namespace = ctx.permissions.rules.resolve(channel);
+            if (!personal) await ctx.hooks.deny('onSubscribe', { connection, channel, serverSide: true });
+            const max = personal ? Number.MAX_SAFE_INTEGER : ctx.maxSubscriptionsPerConnection;
+            await ctx.hub.subscribe(connection, channel, namespace, {}, max, (result) => {
+              announced = true;
+              results[i] = result;
+              settle();
+              return connected; // live publications stay held until the connected frame is out
+            });
+          } catch (err) {
+            this.identitySubscribeFailed(connection, channel, personal, err); // may close: then no connected frame
+            if (!announced) settle();
           }
-        }
-      }
-      if (!announced) this.sendConnected(connection, []);
+        }),
+      );
+      if (connection.closing) return;
       try {
         await ctx.hooks.run('onConnect', { connection });
       } catch (err) {
@@ -145,6 +158,53 @@ export class FrameHandler<S> {
         connection.close(withReason(Disconnect.disconnectedByServer, e?.message ?? 'connection denied'));
       }
     });
+  }
+
+  /**
+   * Subscribe a one-way stream (SSE) to the channels it asked for, in order, after `connected`:
+   * each gets a `subscribed` event (with `recovered` when the stream resumed) or an `error`
+   * naming the channel. The same checks as a `subscribe` frame apply.
+   */
+  subscribeStream(connection: Connection, request: { channels: string[]; since: ReadonlyMap<string, StreamPosition>; resumed: boolean }): void {
+    this.enqueue(connection, async () => {
+      const ctx = this.ctx;
+      for (const channel of request.channels) {
+        if (connection.closing) return;
+        try {
+          const namespace = ctx.permissions.rules.resolve(channel);
+          await ctx.permissions.checkRead(connection, channel, namespace, 'subscribe');
+          await ctx.hooks.deny('onSubscribe', { connection, channel, serverSide: false });
+          const since = request.since.get(channel);
+          await ctx.hub.subscribe(connection, channel, namespace, since ? { since } : {}, ctx.maxSubscriptionsPerConnection, (result) => {
+            if (request.resumed && result.recovered === undefined) result.recovered = false;
+            const position = result.history ? { channel, offset: result.offset, epoch: result.epoch } : undefined;
+            connection.send({ event: ServerEvent.SUBSCRIBED, data: result }, 'reply', position);
+          });
+        } catch (err) {
+          const error = toChorusError(err) ?? new ChorusError(ErrorCode.INTERNAL, 'internal error');
+          if (!toChorusError(err)) ctx.logger.error({ err, client: connection.id, channel }, 'stream subscribe failed');
+          connection.send({ event: ServerEvent.ERROR, data: { code: error.code, message: error.message, event: ClientEvent.SUBSCRIBE, channel } });
+        }
+      }
+    });
+  }
+
+  private identitySubscribeFailed(connection: Connection, channel: string, personal: boolean, err: unknown): void {
+    const logger = this.ctx.logger;
+    if (!personal) {
+      logger.warn({ err: { message: (err as Error).message }, client: connection.id, channel }, 'connect-time subscribe failed');
+      return;
+    }
+    const code = err instanceof ChorusError ? err.code : ErrorCode.INTERNAL;
+    if (code === ErrorCode.BAD_CHANNEL) {
+      // No personal namespace, or a user id that is not a valid channel name: connect without it.
+      logger.warn({ client: connection.id, user: connection.user }, 'no personal channel for this user');
+    } else {
+      // The engine failed: without its personal channel the client would silently miss
+      // notifications, so it reconnects (with backoff) instead.
+      logger.warn({ err: { message: (err as Error).message }, client: connection.id }, 'personal channel subscribe failed');
+      connection.close(Disconnect.personalChannelUnavailable);
+    }
   }
 
   private sendConnected(connection: Connection, subscriptions: SubscribeResult[]): void {
@@ -171,21 +231,21 @@ export class FrameHandler<S> {
     const ctx = this.ctx;
     connection.lastSeen = ctx.now();
     ctx.metrics.bytesIn.inc(data.length);
-    if (isBinary) {
-      const error = new ChorusError(ErrorCode.BAD_FRAME, 'binary messages are not accepted; send JSON text');
-      this.enqueue(connection, async () => this.sendError(connection, undefined, 'binary', error));
+    const codec = connection.codec;
+    if (isBinary !== codec.binary) {
+      const error = new ChorusError(
+        ErrorCode.BAD_FRAME,
+        codec.binary ? 'text messages are not accepted with chorus.v1.msgpack; send binary' : 'binary messages are not accepted; send JSON text',
+      );
+      this.enqueue(connection, async () => this.sendError(connection, undefined, isBinary ? 'binary' : 'text', error));
       this.countFault(connection, error.code);
       return;
     }
-    for (const text of splitFrames(data.toString('utf8'))) {
+    for (const frame of codec.decodeMessage(data)) {
       if (connection.closing) return;
-      let frame: Frame;
-      try {
-        frame = parseFrame(text);
-      } catch (err) {
-        const error = err as ChorusError;
-        this.enqueue(connection, async () => this.sendError(connection, undefined, undefined, error));
-        this.countFault(connection, error.code);
+      if (frame instanceof ChorusError) {
+        this.enqueue(connection, async () => this.sendError(connection, undefined, undefined, frame));
+        this.countFault(connection, frame.code);
         continue;
       }
       this.countIn(RESERVED_EVENTS.has(frame.event) ? frame.event : 'app');
@@ -280,7 +340,8 @@ export class FrameHandler<S> {
         const namespace = permissions.rules.resolve(channel);
         if (!('data' in data)) throw new ChorusError(ErrorCode.BAD_REQUEST, 'publish needs data');
         const ephemeral = optionalBoolean(data, 'ephemeral') === true;
-        return ctx.publisher.fromClient(connection, channel, namespace, data.data, { ephemeral, frameId: frame.id });
+        const key = data.key === undefined || data.key === null ? undefined : checkKey(data.key);
+        return ctx.publisher.fromClient(connection, channel, namespace, data.data, { ephemeral, frameId: frame.id, key });
       }
       case ClientEvent.HISTORY: {
         const data = objectData(frame);
@@ -316,6 +377,8 @@ export class FrameHandler<S> {
       default: {
         const entry = ctx.handlers.get(frame.event);
         if (!entry || RESERVED_EVENTS.has(frame.event)) {
+          const fallback = RESERVED_EVENTS.has(frame.event) ? undefined : ctx.hooks.unhandledEventHandler();
+          if (fallback) return fallback.onUnhandledEvent!({ connection, event: frame.event, data: frame.data ?? null });
           throw new ChorusError(ErrorCode.UNKNOWN_EVENT, `no handler for event "${frame.event}"`);
         }
         const payload = entry.options.schema ? await validate(entry.options.schema, frame.data ?? null) : frame.data ?? null;

@@ -4,6 +4,7 @@ import type { ConnectionRegistry } from '../engines/types.js';
 import type { Connection } from './connection.js';
 import type { Hub } from './hub.js';
 import type { LimitReporter } from './limit-reporter.js';
+import { OutgoingFrame } from './outgoing.js';
 
 /** What the heartbeat needs from the server. */
 export interface HeartbeatHost {
@@ -25,14 +26,15 @@ export interface HeartbeatHost {
 /**
  * One timer for every connection of the node: pings, dead-peer detection, token expiry, and the
  * refresh of the node's presence and connection-registry entries (every third of their TTL).
- * Pings are an application `ping` frame (which every transport can carry) plus the transport's
- * own ping where it has one.
+ * Pings are an application `ping` frame (on every transport the client can answer on) plus the
+ * transport's own ping where it has one (a WebSocket ping, an SSE comment). One-way transports
+ * are not closed for silence.
  */
 export class Heartbeat {
   private timer: NodeJS.Timeout | undefined;
   private lastPresenceRefresh: number;
   private lastRegistryRefresh: number;
-  private ping: Buffer | undefined;
+  private readonly ping = new OutgoingFrame({ event: ServerEvent.PING });
 
   constructor(private readonly host: HeartbeatHost) {
     this.lastPresenceRefresh = this.lastRegistryRefresh = host.now();
@@ -59,7 +61,7 @@ export class Heartbeat {
     const presenceTtlMs = host.options.presenceTtlMs;
     for (const connection of host.connections) {
       if (connection.closing) continue;
-      if (now - connection.lastSeen > timeoutMs) {
+      if (connection.transport.bidirectional && now - connection.lastSeen > timeoutMs) {
         host.reporter.limitHit('heartbeat', connection);
         // A close frame in case the peer is only slow; terminated soon after either way.
         connection.close(Disconnect.heartbeatTimeout, { notice: false, graceMs: 1000 });
@@ -71,8 +73,8 @@ export class Heartbeat {
       }
       if (now - connection.lastPing >= intervalMs) {
         connection.lastPing = now;
-        this.ping ??= Buffer.from(JSON.stringify({ event: ServerEvent.PING }));
-        connection.sendEncoded(this.ping);
+        // A one-way transport (SSE) cannot answer a ping frame: it gets its own keep-alive.
+        if (connection.transport.bidirectional) connection.sendShared(this.ping);
         connection.transport.ping();
       }
     }

@@ -32,6 +32,24 @@ export interface AfterPublishContext extends PublishContext {
   offset?: number;
   epoch?: string;
 }
+export interface UnhandledEventContext {
+  connection: Connection;
+  /** The application event name (never a reserved protocol event). */
+  event: string;
+  /** The frame's `data` (null when absent). */
+  data: unknown;
+}
+export interface PresenceEventContext {
+  type: 'join' | 'leave';
+  channel: string;
+  user: string;
+  info?: Record<string, unknown>;
+}
+export interface LocalChannelContext {
+  channel: string;
+  /** True: the channel got its first subscriber on this node; false: its last one on this node left. */
+  occupied: boolean;
+}
 export interface DisconnectContext {
   connection: Connection;
   code: number;
@@ -57,6 +75,16 @@ export interface Extension {
   beforePublish?(ctx: PublishContext): void | { data: unknown } | Promise<void | { data: unknown }>;
   afterPublish?(ctx: AfterPublishContext): void | Promise<void>;
   onDisconnect?(ctx: DisconnectContext): void | Promise<void>;
+  /**
+   * An application event no `server.on` handler takes. The first extension (by priority) with
+   * this hook answers: its return value is the ack, a throw the error reply (a ChorusError keeps
+   * its code). Without any, the client gets UNKNOWN_EVENT.
+   */
+  onUnhandledEvent?(ctx: UnhandledEventContext): unknown;
+  /** A join/leave event was sent; runs on the one node that made the change. Errors are logged. */
+  onPresence?(ctx: PresenceEventContext): void | Promise<void>;
+  /** A channel's local subscriber set was created or emptied on this node. Errors are logged. */
+  onLocalChannel?(ctx: LocalChannelContext): void | Promise<void>;
   /** Called on server close: release timers and connections the extension owns. */
   onDestroy?(): void | Promise<void>;
 }
@@ -87,6 +115,11 @@ export class Hooks {
     }
   }
 
+  /** Run a notification hook (it cannot deny anything) in the background; failures go to `onError`. */
+  notify<H extends HookName>(hook: H, ctx: Parameters<NonNullable<Extension[H]>>[0], onError: (err: unknown) => void): void {
+    if (this.has(hook)) this.run(hook, ctx).catch(onError);
+  }
+
   /**
    * Run a hook that may deny the operation: a thrown coded error keeps its code, anything else
    * becomes PERMISSION_DENIED (the extension's message is not shown to the client).
@@ -113,6 +146,11 @@ export class Hooks {
       if (result && typeof result === 'object' && 'data' in result) data = result.data;
     }
     return data;
+  }
+
+  /** The first extension that answers unhandled events, if any. */
+  unhandledEventHandler(): Extension | undefined {
+    return this.extensions.find((e) => typeof e.onUnhandledEvent === 'function');
   }
 
   all(): readonly Extension[] {

@@ -1,11 +1,13 @@
 import { timingSafeEqual, createHash } from 'node:crypto';
 import type { IncomingMessage, ServerResponse } from 'node:http';
-import { ChorusError, ErrorCode, isValidChannelName } from '../protocol/index.js';
+import { ChorusError, ErrorCode, disconnectByServer, isValidChannelName } from '../protocol/index.js';
+import { Unpackr } from 'msgpackr';
 import type { Logger } from 'pino';
 import type { PublishResult } from '../engines/types.js';
+import type { ClusterView } from './cluster.js';
 import { safePath } from './logger.js';
 import type { Metrics } from './metrics.js';
-import type { BroadcastResult, ServerPublishOptions } from './publisher.js';
+import { checkKey, type BroadcastResult, type ServerPublishOptions } from './publisher.js';
 
 /** What the HTTP API needs from the server (ChorusServer implements it). */
 export interface HttpApiHost {
@@ -18,10 +20,8 @@ export interface HttpApiHost {
   start(): Promise<void>;
   publish(channel: string, data: unknown, options: ServerPublishOptions): Promise<PublishResult>;
   broadcast(channels: string[], data: unknown, options: ServerPublishOptions): Promise<BroadcastResult[]>;
-  disconnectUser(user: string, options: { reconnect?: boolean; reason?: string }): Promise<number>;
-  subscribeUser(user: string, channel: string): Promise<number>;
-  unsubscribeUser(user: string, channel: string): Promise<number>;
-  channels(): Array<{ channel: string; subscribers: number }>;
+  /** Cluster-wide channels, and user commands answered by every node (disconnect, subscribe, unsubscribe). */
+  readonly cluster: Pick<ClusterView, 'channels' | 'request'>;
   presence(channel: string): Promise<unknown>;
   history(channel: string, options: { since?: { offset: number; epoch: string }; limit?: number; reverse?: boolean }): Promise<unknown>;
 }
@@ -37,6 +37,8 @@ const STATUS: Record<string, number> = {
   [ErrorCode.TOO_LARGE]: 413,
   [ErrorCode.RATE_LIMITED]: 429,
   [ErrorCode.UNAVAILABLE]: 503,
+  // Not 503: a publish that may have been applied must not look like "not applied, retry".
+  [ErrorCode.OUTCOME_UNKNOWN]: 504,
   [ErrorCode.SHUTTING_DOWN]: 503,
 };
 
@@ -62,7 +64,40 @@ function apiKeyMatches(req: IncomingMessage, apiKey: string | undefined): boolea
   return timingSafeEqual(digest(header.slice(7).trim()), digest(apiKey));
 }
 
-function readJson(req: IncomingMessage, maxBytes: number): Promise<Record<string, unknown>> {
+const msgpack = new Unpackr({ useRecords: false, moreTypes: false, mapsAsObjects: true, int64AsType: 'number' });
+
+/** Whether the request body is MessagePack (`Content-Type: application/msgpack`, parameters ignored). */
+function isMsgpack(req: IncomingMessage): boolean {
+  const type = (req.headers['content-type'] ?? '').split(';')[0]!.trim().toLowerCase();
+  return type === 'application/msgpack' || type === 'application/x-msgpack' || type === 'application/vnd.msgpack';
+}
+
+/** Decode a body as JSON, or as one MessagePack map when the content type says so. */
+function parseBody(body: Buffer, binary: boolean): Record<string, unknown> {
+  let value: unknown;
+  if (binary) {
+    try {
+      const values = body.length === 0 ? [{}] : (msgpack.unpackMultiple(body) as unknown[]);
+      if (values.length !== 1) throw new Error('not one value');
+      value = values[0];
+    } catch {
+      throw new ChorusError(ErrorCode.BAD_REQUEST, 'body is not one valid MessagePack value');
+    }
+  } else {
+    const text = body.toString('utf8');
+    try {
+      value = text.length === 0 ? {} : JSON.parse(text);
+    } catch {
+      throw new ChorusError(ErrorCode.BAD_REQUEST, 'body is not valid JSON');
+    }
+  }
+  if (typeof value !== 'object' || value === null || Array.isArray(value) || value instanceof Uint8Array) {
+    throw new ChorusError(ErrorCode.BAD_REQUEST, binary ? 'body must be a MessagePack map' : 'body must be a JSON object');
+  }
+  return value as Record<string, unknown>;
+}
+
+function readBody(req: IncomingMessage, maxBytes: number): Promise<Record<string, unknown>> {
   return new Promise((resolve, reject) => {
     const chunks: Buffer[] = [];
     let size = 0;
@@ -84,19 +119,11 @@ function readJson(req: IncomingMessage, maxBytes: number): Promise<Record<string
     });
     req.on('end', () => {
       if (failed) return;
-      const text = Buffer.concat(chunks).toString('utf8');
-      let value: unknown;
       try {
-        value = text.length === 0 ? {} : JSON.parse(text);
-      } catch {
-        reject(new ChorusError(ErrorCode.BAD_REQUEST, 'body is not valid JSON'));
-        return;
+        resolve(parseBody(Buffer.concat(chunks), isMsgpack(req)));
+      } catch (err) {
+        reject(err);
       }
-      if (typeof value !== 'object' || value === null || Array.isArray(value)) {
-        reject(new ChorusError(ErrorCode.BAD_REQUEST, 'body must be a JSON object'));
-        return;
-      }
-      resolve(value as Record<string, unknown>);
     });
   });
 }
@@ -114,6 +141,11 @@ function optionalKey(body: Record<string, unknown>): string | undefined {
     throw new ChorusError(ErrorCode.BAD_REQUEST, 'idempotencyKey must be a string of 1 to 128 characters');
   }
   return key;
+}
+
+/** The optional `key` of a publication (latest-per-key queues). */
+function publicationKey(body: Record<string, unknown>): { key?: string } {
+  return body.key === undefined || body.key === null ? {} : { key: checkKey(body.key) };
 }
 
 function channelFromPath(path: string, prefix: string): string {
@@ -172,13 +204,17 @@ async function serveApi(server: HttpApiHost, req: IncomingMessage, res: ServerRe
   const method = req.method ?? 'GET';
   const maxBytes = server.options.limits.maxMessageBytes;
   if (method === 'POST') {
-    const body = await readJson(req, maxBytes);
+    const body = await readBody(req, maxBytes);
     switch (path) {
       case '/api/publish': {
         const channel = requireString(body, 'channel');
         if (!('data' in body)) throw new ChorusError(ErrorCode.BAD_REQUEST, 'data is required');
         const key = optionalKey(body);
-        const result = await server.publish(channel, body.data, { source: 'api', ...(key ? { idempotencyKey: `api\u0000${key}` } : {}) });
+        const result = await server.publish(channel, body.data, {
+          source: 'api',
+          ...(key ? { idempotencyKey: `api\u0000${key}` } : {}),
+          ...publicationKey(body),
+        });
         return send(res, 200, result);
       }
       case '/api/broadcast': {
@@ -190,6 +226,7 @@ async function serveApi(server: HttpApiHost, req: IncomingMessage, res: ServerRe
         const key = optionalKey(body);
         const results = await server.broadcast(channels as string[], body.data, {
           source: 'api',
+          ...publicationKey(body),
           ...(key ? { idempotencyKey: `api\u0000${key}` } : {}),
         });
         return send(res, 200, { results });
@@ -199,22 +236,23 @@ async function serveApi(server: HttpApiHost, req: IncomingMessage, res: ServerRe
         if (body.reconnect !== undefined && typeof body.reconnect !== 'boolean') {
           throw new ChorusError(ErrorCode.BAD_REQUEST, 'reconnect must be a boolean');
         }
-        const disconnected = await server.disconnectUser(user, { reconnect: body.reconnect === true, reason: 'disconnected by the API' });
-        server.logger.info({ user, reconnect: body.reconnect === true }, 'user disconnected through the API');
-        return send(res, 200, { disconnected });
+        const { code, reason } = disconnectByServer(body.reconnect === true, 'disconnected by the API');
+        const answer = await server.cluster.request({ type: 'disconnect', user, code, reason });
+        server.logger.info({ user, reconnect: body.reconnect === true, disconnected: answer.count }, 'user disconnected through the API');
+        return send(res, 200, { disconnected: answer.count, nodes: answer.nodes, missing: answer.missing });
       }
-      case '/api/subscribe': {
-        const subscribed = await server.subscribeUser(requireString(body, 'user'), requireString(body, 'channel'));
-        return send(res, 200, { subscribed });
-      }
+      case '/api/subscribe':
       case '/api/unsubscribe': {
-        const unsubscribed = await server.unsubscribeUser(requireString(body, 'user'), requireString(body, 'channel'));
-        return send(res, 200, { unsubscribed });
+        const user = requireString(body, 'user');
+        const channel = requireString(body, 'channel');
+        const type = path === '/api/subscribe' ? 'subscribe' : 'unsubscribe';
+        const answer = await server.cluster.request({ type, user, channel });
+        return send(res, 200, { [`${type}d`]: answer.count, nodes: answer.nodes, missing: answer.missing });
       }
     }
   } else if (method === 'GET') {
     req.resume();
-    if (path === '/api/channels') return send(res, 200, { channels: server.channels() });
+    if (path === '/api/channels') return send(res, 200, await server.cluster.channels());
     if (path.startsWith('/api/presence/')) return send(res, 200, await server.presence(channelFromPath(path, '/api/presence/')));
     if (path.startsWith('/api/history/')) {
       const channel = channelFromPath(path, '/api/history/');

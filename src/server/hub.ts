@@ -3,9 +3,11 @@ import {
   ChorusError,
   Disconnect,
   ErrorCode,
+  JSON_CODEC,
   ServerEvent,
   type MessageData,
   type StreamPosition,
+  type Codec,
   type SubscribeResult,
 } from '../protocol/index.js';
 import type { BrokerEvent, Engine, Publication } from '../engines/types.js';
@@ -13,6 +15,8 @@ import type { Connection, SubscriptionState } from './connection.js';
 import type { LimitReporter } from './limit-reporter.js';
 import type { ResolvedNamespace } from './options.js';
 import type { Metrics } from './metrics.js';
+import { OutgoingFrame } from './outgoing.js';
+import type { FramePosition } from './transport.js';
 
 export interface SubscribeRequestOptions {
   since?: StreamPosition;
@@ -30,10 +34,17 @@ export interface HubSettings {
   maxRecoveryBytes: number;
   /** Told when a limit is hit (subscriptions per connection, recovery bytes). */
   reporter: LimitReporter;
+  /** Called when a channel gets its first local subscriber (`occupied: true`) or loses its last. */
+  onLocalChannel?(channel: string, occupied: boolean): void;
+  /** Called after a join/leave event was published (once in the cluster: by the node that made the change). */
+  onPresenceEvent?(event: { type: 'join' | 'leave'; channel: string; user: string; info?: Record<string, unknown> }): void;
 }
 
-/** Sends the subscribe result to the client (ack, `subscribed` event or `connected` frame). */
-export type Announce = (result: SubscribeResult) => void;
+/**
+ * Sends the subscribe result to the client (ack, `subscribed` event or `connected` frame). May return a promise: live publications stay held
+ * until it settles (so several subscriptions can be announced in one frame before any goes live).
+ */
+export type Announce = (result: SubscribeResult) => void | Promise<void>;
 
 /** Encode a publication as the `message` frame every subscriber receives. */
 export function messageData(publication: Publication): MessageData {
@@ -44,16 +55,28 @@ export function messageData(publication: Publication): MessageData {
   }
   if (publication.publisher) data.publisher = publication.publisher;
   if (publication.ephemeral) data.ephemeral = true;
+  if (publication.key !== undefined) data.key = publication.key;
   return data;
 }
 
-export function encodeMessage(publication: Publication): Buffer {
-  return Buffer.from(JSON.stringify({ event: ServerEvent.MESSAGE, data: messageData(publication) }));
+/** The `message` frame of a publication, to be encoded once per codec in use. */
+export function messageFrame(publication: Publication): OutgoingFrame {
+  return new OutgoingFrame({ event: ServerEvent.MESSAGE, data: messageData(publication) });
+}
+
+/** The `message` frame of a publication in JSON (tests and tools; the hub encodes per codec). */
+export function encodeMessage(publication: Publication): Uint8Array {
+  return messageFrame(publication).encode(JSON_CODEC);
+}
+
+/** Where a publication leaves its channel's stream (undefined for ephemeral publications). */
+export function positionOf(publication: Publication): FramePosition | undefined {
+  return publication.offset === undefined ? undefined : { channel: publication.channel, offset: publication.offset, epoch: publication.epoch! };
 }
 
 /**
  * The hub of local channels: which connections on this node subscribe to what, fan-out of the
- * engine's publications (each encoded once, written to every subscriber's bounded queue),
+ * engine's publications (each encoded once per codec in use, written to every subscriber's bounded queue),
  * subscription set-up with recovery, and presence with once-per-user join/leave.
  */
 export class Hub {
@@ -136,7 +159,10 @@ export class Hub {
     const state: SubscriptionState = { namespace, pending: [], presence: false };
     connection.subscriptions.set(channel, state);
     let subscribers = this.channels.get(channel);
-    if (!subscribers) this.channels.set(channel, (subscribers = new Set()));
+    if (!subscribers) {
+      this.channels.set(channel, (subscribers = new Set()));
+      this.settings.onLocalChannel?.(channel, true);
+    }
     subscribers.add(connection);
     this.metrics.subscriptions.inc();
     const cancelled = () => connection.closing || connection.subscriptions.get(channel) !== state;
@@ -146,7 +172,7 @@ export class Hub {
       await this.brokerSubscription(channel, namespace);
       const { position, recovered, frames } = await this.catchUp(channel, namespace, options, connection);
       if (cancelled()) throw new ChorusError(ErrorCode.NOT_SUBSCRIBED, 'the subscription was cancelled');
-      for (const frame of frames) connection.sendEncoded(frame, 'reply');
+      for (const { frame, publication } of frames) connection.sendEncoded(frame, 'reply', positionOf(publication));
       const result: SubscribeResult = {
         channel,
         offset: position.offset,
@@ -162,7 +188,8 @@ export class Hub {
           const offset = publication?.offset;
           // Already covered by the recovered publications or the starting position.
           if (offset !== undefined && publication!.epoch === position.epoch && offset <= position.offset) continue;
-          connection.sendEncoded(frame, publication?.ephemeral === true ? 'ephemeral' : 'live');
+          if (publication) connection.sendPublication(frame.encode(connection.codec), publication, namespace.backpressure, positionOf(publication));
+          else connection.sendShared(frame, 'live');
         }
       };
       if (namespace.presence) {
@@ -172,12 +199,15 @@ export class Hub {
         if (firstForUser && namespace.joinLeave) await this.presenceEvent('join', channel, namespace, connection);
         if (cancelled()) throw new ChorusError(ErrorCode.NOT_SUBSCRIBED, 'the subscription was cancelled');
       }
-      announce(result);
+      const announced = announce(result);
+      if (announced) await announced;
       goLive();
       return result;
     } catch (err) {
-      // Undo only this attempt: a newer subscription to the same channel may exist by now.
-      if (connection.subscriptions.get(channel) === state) await this.unsubscribe(connection, channel).catch(() => {});
+      // Undo only this attempt: a newer subscription to the same channel may exist by now. The
+      // local undo is synchronous; its engine calls (presence removal) run in the background, so
+      // the error answers within the subscribe's own wait, not one more engine timeout later.
+      if (connection.subscriptions.get(channel) === state) void this.unsubscribe(connection, channel).catch(() => {});
       throw err;
     }
   }
@@ -188,7 +218,7 @@ export class Hub {
     namespace: ResolvedNamespace,
     options: SubscribeRequestOptions,
     connection: Connection,
-  ): Promise<{ position: StreamPosition; recovered: boolean | undefined; frames: Buffer[] }> {
+  ): Promise<{ position: StreamPosition; recovered: boolean | undefined; frames: EncodedPublication[] }> {
     const history = this.engine.history;
     let recovered: boolean | undefined;
     if (options.since) {
@@ -210,7 +240,7 @@ export class Hub {
             pubs.length === read.position.offset - since.offset;
           if (contiguous && pubs.length <= namespace.recoveryMaxMissed) {
             // Bounded by bytes too: the whole recovery is queued at once.
-            const frames = encodeWithin(pubs, this.settings.maxRecoveryBytes - connection.pendingBytes);
+            const frames = encodeWithin(pubs, this.settings.maxRecoveryBytes - connection.pendingBytes, connection.codec);
             if (frames) return { position: read.position, recovered: true, frames };
             this.settings.reporter.limitHit('recovery_bytes', connection, { channel });
           }
@@ -223,7 +253,8 @@ export class Hub {
     }
     if (options.snapshot && namespace.historySize > 0) {
       const read = await history.read(channel, { limit: 1, reverse: true });
-      return { position: read.position, recovered, frames: read.publications.map(encodeMessage) };
+      const frames = read.publications.map((publication) => ({ publication, frame: messageFrame(publication).encode(connection.codec) }));
+      return { position: read.position, recovered, frames };
     }
     return { position: await history.position(channel), recovered, frames: [] };
   }
@@ -246,6 +277,7 @@ export class Hub {
         this.channels.delete(channel);
         this.brokerReady.delete(channel);
         last = true;
+        this.settings.onLocalChannel?.(channel, false);
       }
     }
     if (state.presence) {
@@ -287,6 +319,7 @@ export class Hub {
     };
     if (member.info) event.info = member.info;
     await this.engine.broker.publishPresenceEvent(event);
+    this.settings.onPresenceEvent?.(event);
   }
 
   /**
@@ -338,8 +371,8 @@ export class Hub {
       const publication = event.publication;
       const subscribers = this.channels.get(publication.channel);
       if (!subscribers) return;
-      const frame = encodeMessage(publication);
-      const ephemeral = publication.ephemeral === true;
+      const frame = messageFrame(publication);
+      const position = positionOf(publication);
       for (const connection of subscribers) {
         if (connection.id === event.exceptClient) continue;
         const state = connection.subscriptions.get(publication.channel);
@@ -348,7 +381,7 @@ export class Hub {
           state.pending.push({ publication, frame });
           continue;
         }
-        connection.sendEncoded(frame, ephemeral ? 'ephemeral' : 'live');
+        connection.sendPublication(frame.encode(connection.codec), publication, state.namespace.backpressure, position);
       }
       return;
     }
@@ -356,25 +389,30 @@ export class Hub {
     if (!subscribers) return;
     const data: Record<string, unknown> = { channel: event.channel, user: event.user };
     if (event.info) data.info = event.info;
-    const frame = Buffer.from(JSON.stringify({ event: event.type, data }));
+    const frame = new OutgoingFrame({ event: event.type, data });
     for (const connection of subscribers) {
       const state = connection.subscriptions.get(event.channel);
       if (!state) continue;
       if (state.pending) state.pending.push({ frame });
-      else connection.sendEncoded(frame, 'live');
+      else connection.sendShared(frame, 'live');
     }
   }
 }
 
-/** Encode publications as message frames, or undefined if they exceed `maxBytes` together. */
-function encodeWithin(publications: Publication[], maxBytes: number): Buffer[] | undefined {
-  const frames: Buffer[] = [];
+interface EncodedPublication {
+  publication: Publication;
+  frame: Uint8Array;
+}
+
+/** Encode publications as message frames in `codec`, or undefined if they exceed `maxBytes` together. */
+function encodeWithin(publications: Publication[], maxBytes: number, codec: Codec): EncodedPublication[] | undefined {
+  const frames: EncodedPublication[] = [];
   let total = 0;
   for (const publication of publications) {
-    const frame = encodeMessage(publication);
+    const frame = messageFrame(publication).encode(codec);
     total += frame.length;
     if (total > maxBytes) return undefined;
-    frames.push(frame);
+    frames.push({ publication, frame });
   }
   return frames;
 }

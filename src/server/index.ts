@@ -1,6 +1,18 @@
 export { ChorusServer, type ServerPublishOptions } from './server.js';
 export { Connection } from './connection.js';
-export type { Extension, UpgradeContext, ConnectContext, SubscribeContext, PublishContext, AfterPublishContext, DisconnectContext, PublishSource } from './hooks.js';
+export type {
+  Extension,
+  UpgradeContext,
+  ConnectContext,
+  SubscribeContext,
+  PublishContext,
+  AfterPublishContext,
+  DisconnectContext,
+  UnhandledEventContext,
+  PresenceEventContext,
+  LocalChannelContext,
+  PublishSource,
+} from './hooks.js';
 export type { HandlerContext, EventHandler, HandlerOptions } from './server.js';
 export type { StandardSchemaV1 } from './schema.js';
 export {

@@ -4,10 +4,25 @@ import type { Registry } from 'prom-client';
 import type { Engine } from '../engines/types.js';
 import { DEFAULT_ADMISSION, type AdmissionOptions } from './admission.js';
 
+import { resolveCompression, type CompressionOptions, type CompressionSettings } from './compression.js';
+import { bool, fail, oneOf, positiveInt, positiveNumber } from './option-checks.js';
+
+export { DEFAULT_COMPRESSION, type CompressionOptions } from './compression.js';
+
 /** Who may subscribe to channels of a namespace. */
 export type SubscribePolicy = 'any' | 'none';
 /** Who may publish from a client: any user, only current subscribers, or nobody (server/API only). */
 export type PublishPolicy = 'any' | 'subscribers' | 'none';
+/**
+ * What happens to a subscriber whose send queue is past `limits.maxQueuedBytes` when a
+ * publication of the namespace arrives (docs/PROTOCOL.md, "Backpressure"):
+ * - `'disconnect'`: it is disconnected as a slow consumer (4003);
+ * - `'latest-per-key'`: its queued publications of the namespace are compacted to the newest per
+ *   `key` (a publication without a key is never dropped) and it is told what it skipped;
+ * - `'drop-oldest'`: its oldest queued publications of the namespace are dropped until the new
+ *   one fits (or the new one itself, when none is queued) and it is told what it skipped.
+ */
+export type BackpressurePolicy = 'disconnect' | 'latest-per-key' | 'drop-oldest';
 
 /** Per-namespace channel configuration. The first namespace whose pattern matches a channel name applies. */
 export interface NamespaceOptions {
@@ -41,6 +56,8 @@ export interface NamespaceOptions {
   ephemeral?: boolean;
   /** Ephemeral publications allowed per user per channel, per second (burst equal). Default 10. */
   ephemeralPerSecond?: number;
+  /** What a slow subscriber's queue does (see `BackpressurePolicy`). Default `'disconnect'`. */
+  backpressure?: BackpressurePolicy;
 }
 
 export type ResolvedNamespace = Required<NamespaceOptions>;
@@ -71,6 +88,12 @@ export interface Identity {
   info?: Record<string, unknown>;
   /** Expiry in ms since the Unix epoch; absent if it never expires. */
   expiresAt?: number;
+  /**
+   * Channels the connection is subscribed to server-side when it connects (after its personal
+   * channel); they are in the `connected` frame's `subscriptions`. Namespace rules are not
+   * checked (like any server-side subscribe); `onSubscribe` hooks run with `serverSide: true`.
+   */
+  channels?: string[];
 }
 
 /** What `authorize` is asked about. */
@@ -124,6 +147,17 @@ export interface ShutdownOptions {
 export interface ServerOptions {
   /** WebSocket endpoint path. Default `/ws`. */
   path?: string;
+  /**
+   * Server-Sent Events endpoint path (`GET <ssePath>?channel=...`, docs/PROTOCOL.md section 13),
+   * answered by `handleRequest`/`attach`; `false` turns it off. Default `/sse`.
+   */
+  ssePath?: string | false;
+  /**
+   * HTTP streaming endpoint path: `GET <streamPath>` opens a bidirectional session,
+   * `POST <streamPath>/<session>?seq=<n>` sends (docs/PROTOCOL.md section 15); `false` turns it
+   * off. In a cluster every node must have a unique `nodeId`. Default `/stream`.
+   */
+  streamPath?: string | false;
   /** JWT verification. Ignored when `authenticate` is given. */
   auth?: AuthOptions;
   /**
@@ -144,6 +178,12 @@ export interface ServerOptions {
   allowedOrigins?: string[];
   /** Bearer key for the HTTP API. Without it the API answers 401. */
   apiKey?: string;
+  /**
+   * permessage-deflate for WebSocket clients that offer it: `true` for the defaults of
+   * `CompressionOptions`, or the options. Default `false` (off). Config key `compression`,
+   * env `CHORUS_COMPRESSION=on`.
+   */
+  compression?: boolean | CompressionOptions;
   /** Channel namespaces, first match wins. Default `DEFAULT_NAMESPACES` (`user:*` personal, `chat:*`). */
   namespaces?: NamespaceOptions[];
   /** Subscribe every connection to its personal channel `user:<sub>` on connect. Default `true`. */
@@ -152,13 +192,7 @@ export interface ServerOptions {
   limits?: Partial<Limits>;
   heartbeat?: Partial<HeartbeatOptions>;
   shutdown?: Partial<ShutdownOptions>;
-  /**
-   * Server-paced admission (reconnect storms): over `ratePerSecond` handshakes a second (bucket
-   * of `burst`) or `maxPending` in admission at once, an upgrade is answered at once with HTTP
-   * 503 and `Retry-After` (seconds, at most `maxRetryAfterSec`) instead of being queued until it
-   * times out. Defaults: 1000/s, burst 1000, 1000 pending, 30 s; 0 turns the rate or the pending
-   * cap off. See `AdmissionOptions`.
-   */
+  /** Server-paced admission: over the rate, HTTP 503 with `Retry-After` (defaults and units: `AdmissionOptions`). */
   admission?: Partial<AdmissionOptions>;
   /** Window in which a retried publish with the same id is applied once, in ms. Default 120000. */
   idempotencyWindowMs?: number;
@@ -178,6 +212,13 @@ export interface ServerOptions {
   processMetrics?: boolean;
   /** Node id shown in `connected` and logs. Default: random. */
   nodeId?: string;
+  /**
+   * Cluster-wide answers (HTTP API `/api/channels`, `/api/disconnect`, ..., the admin console):
+   * how often this node reports its figures to the engine's node directory, in ms (reports
+   * expire after three intervals), and how long a cluster-wide command waits for the other
+   * nodes' answers, in ms. Defaults `{ reportIntervalMs: 2000, replyTimeoutMs: 1000 }`.
+   */
+  cluster?: Partial<ClusterOptions>;
   /** Answer `/healthz`, `/metrics` and `/api/*` on the attached HTTP server. Default `true`. */
   http?: boolean;
   /**
@@ -187,13 +228,26 @@ export interface ServerOptions {
   clock?: () => number;
 }
 
+export interface ClusterOptions {
+  reportIntervalMs: number;
+  replyTimeoutMs: number;
+}
+
+export const DEFAULT_CLUSTER: ClusterOptions = { reportIntervalMs: 2000, replyTimeoutMs: 1000 };
+
 export interface ResolvedOptions {
   path: string;
+  /** undefined: no SSE endpoint. */
+  ssePath: string | undefined;
+  /** undefined: no HTTP streaming endpoint. */
+  streamPath: string | undefined;
   auth: AuthOptions;
   authenticate: ServerOptions['authenticate'];
   authorize: ServerOptions['authorize'];
   allowedOrigins: string[] | undefined;
   apiKey: string | undefined;
+  /** undefined: compression off. */
+  compression: CompressionSettings | undefined;
   namespaces: ResolvedNamespace[];
   personalChannel: boolean;
   limits: Limits;
@@ -203,6 +257,7 @@ export interface ResolvedOptions {
   idempotencyWindowMs: number;
   presenceTtlMs: number;
   nodeId: string;
+  cluster: ClusterOptions;
   http: boolean;
   clock: () => number;
 }
@@ -240,6 +295,7 @@ const NAMESPACE_DEFAULTS: Omit<ResolvedNamespace, 'pattern' | 'joinLeave'> = {
   joinLeaveMaxMembers: 1000,
   ephemeral: true,
   ephemeralPerSecond: 10,
+  backpressure: 'disconnect',
 };
 
 const NAMESPACE_KEYS = new Set<string>([
@@ -247,36 +303,6 @@ const NAMESPACE_KEYS = new Set<string>([
   'joinLeave',
   ...Object.keys(NAMESPACE_DEFAULTS),
 ]);
-
-function fail(key: string, message: string): never {
-  throw new TypeError(`invalid option ${key}: ${message}`);
-}
-
-function positiveInt(key: string, value: unknown, allowZero = false): number {
-  if (typeof value !== 'number' || !Number.isSafeInteger(value) || value < (allowZero ? 0 : 1)) {
-    fail(key, `must be ${allowZero ? 'a non-negative' : 'a positive'} integer, got ${JSON.stringify(value)}`);
-  }
-  return value;
-}
-
-function positiveNumber(key: string, value: unknown): number {
-  if (typeof value !== 'number' || !Number.isFinite(value) || value <= 0) {
-    fail(key, `must be a positive number, got ${JSON.stringify(value)}`);
-  }
-  return value;
-}
-
-function oneOf<T extends string>(key: string, value: unknown, allowed: readonly T[]): T {
-  if (typeof value !== 'string' || !allowed.includes(value as T)) {
-    fail(key, `must be one of ${allowed.map((a) => JSON.stringify(a)).join(', ')}, got ${JSON.stringify(value)}`);
-  }
-  return value as T;
-}
-
-function bool(key: string, value: unknown): boolean {
-  if (typeof value !== 'boolean') fail(key, `must be true or false, got ${JSON.stringify(value)}`);
-  return value;
-}
 
 export function resolveNamespace(ns: NamespaceOptions, key: string): ResolvedNamespace {
   if (typeof ns !== 'object' || ns === null) fail(key, 'must be an object');
@@ -317,6 +343,10 @@ export function resolveNamespace(ns: NamespaceOptions, key: string): ResolvedNam
       ns.ephemeralPerSecond === undefined
         ? NAMESPACE_DEFAULTS.ephemeralPerSecond
         : positiveNumber(`${key}.ephemeralPerSecond`, ns.ephemeralPerSecond),
+    backpressure:
+      ns.backpressure === undefined
+        ? NAMESPACE_DEFAULTS.backpressure
+        : oneOf(`${key}.backpressure`, ns.backpressure, ['disconnect', 'latest-per-key', 'drop-oldest'] as const),
   };
   if (resolved.personal && !resolved.pattern.endsWith('*')) {
     fail(`${key}.personal`, 'needs a pattern ending in * (e.g. "user:*")');
@@ -345,6 +375,14 @@ function resolveNumbers<T extends object>(
 export function resolveOptions(options: ServerOptions = {}): ResolvedOptions {
   const path = options.path ?? '/ws';
   if (typeof path !== 'string' || !path.startsWith('/')) fail('path', 'must start with "/"');
+  const ssePath = options.ssePath === false ? undefined : options.ssePath ?? '/sse';
+  if (ssePath !== undefined && (typeof ssePath !== 'string' || !ssePath.startsWith('/'))) fail('ssePath', 'must start with "/" (or be false)');
+  if (ssePath === path) fail('ssePath', 'must differ from path');
+  const streamPath = options.streamPath === false ? undefined : options.streamPath ?? '/stream';
+  if (streamPath !== undefined && (typeof streamPath !== 'string' || !streamPath.startsWith('/') || streamPath.length < 2)) {
+    fail('streamPath', 'must start with "/" (or be false)');
+  }
+  if (streamPath === path || streamPath === ssePath) fail('streamPath', 'must differ from path and ssePath');
   const auth = options.auth ?? {};
   if (auth.secret !== undefined && (typeof auth.secret !== 'string' || auth.secret.length === 0)) {
     fail('auth.secret', 'must be a non-empty string');
@@ -368,6 +406,7 @@ export function resolveOptions(options: ServerOptions = {}): ResolvedOptions {
   if (options.apiKey !== undefined && (typeof options.apiKey !== 'string' || options.apiKey.length === 0)) {
     fail('apiKey', 'must be a non-empty string');
   }
+  const compression = resolveCompression(options.compression);
   const namespaces = (options.namespaces ?? DEFAULT_NAMESPACES).map((ns, i) => resolveNamespace(ns, `namespaces[${i}]`));
   const limits = resolveNumbers('limits', options.limits, DEFAULT_LIMITS);
   const heartbeat = resolveNumbers('heartbeat', options.heartbeat, DEFAULT_HEARTBEAT);
@@ -382,11 +421,14 @@ export function resolveOptions(options: ServerOptions = {}): ResolvedOptions {
   const presenceTtlMs = options.presenceTtlMs === undefined ? 60000 : positiveInt('presenceTtlMs', options.presenceTtlMs);
   return {
     path,
+    ssePath,
+    streamPath,
     auth,
     authenticate: options.authenticate,
     authorize: options.authorize,
     allowedOrigins: options.allowedOrigins,
     apiKey: options.apiKey,
+    compression,
     namespaces,
     personalChannel: options.personalChannel ?? true,
     limits,
@@ -396,6 +438,7 @@ export function resolveOptions(options: ServerOptions = {}): ResolvedOptions {
     idempotencyWindowMs,
     presenceTtlMs,
     nodeId: options.nodeId ?? `n_${Math.random().toString(36).slice(2, 10)}`,
+    cluster: resolveNumbers('cluster', options.cluster, DEFAULT_CLUSTER),
     http: options.http ?? true,
     clock: options.clock ?? Date.now,
   };

@@ -1,5 +1,5 @@
 import type { Logger } from 'pino';
-import { ChorusError, ErrorCode } from '../protocol/index.js';
+import { ChorusError, ErrorCode, binaryToJson } from '../protocol/index.js';
 import type { Broker, PublishResult, RateLimiter } from '../engines/types.js';
 import type { Connection } from './connection.js';
 import type { Hooks, PublishSource } from './hooks.js';
@@ -16,6 +16,8 @@ export interface ServerPublishOptions {
   idempotencyKey?: string;
   /** Not stored, no offset. */
   ephemeral?: boolean;
+  /** Key of what the publication updates (1-128 characters); see the namespace option `backpressure`. */
+  key?: string;
   /** Recorded as the source in metrics. Default `'server'`. */
   source?: PublishSource;
 }
@@ -39,7 +41,7 @@ export interface PublisherSettings {
  * The one publish pipeline, for client frames, the HTTP API and the server's `publish` /
  * `broadcast`: permission and ephemeral rate (clients only), `beforePublish` hooks,
  * `Broker.publish` (offset, history, fan-out), metrics, `afterPublish` hooks. Engine failures
- * become UNAVAILABLE. Message size is bounded before this, where the bytes arrive (the
+ * are UNAVAILABLE (not applied) or OUTCOME_UNKNOWN (may have been applied). Message size is bounded before this, where the bytes arrive (the
  * transport's `maxMessageBytes`, the HTTP API's body limit).
  */
 export class Publisher {
@@ -51,7 +53,7 @@ export class Publisher {
     channel: string,
     namespace: ResolvedNamespace,
     data: unknown,
-    options: { ephemeral: boolean; frameId: string | undefined },
+    options: { ephemeral: boolean; frameId: string | undefined; key?: string | undefined },
   ): Promise<PublishResult> {
     const { permissions, rateLimiter, reporter } = this.settings;
     await permissions.checkPublish(connection, channel, namespace);
@@ -68,6 +70,7 @@ export class Publisher {
       source: 'client',
       connection,
       ...(ephemeral ? { ephemeral } : {}),
+      ...(options.key !== undefined ? { key: options.key } : {}),
       ...(options.frameId !== undefined && !ephemeral ? { idempotencyKey: `${connection.user}\u0000${options.frameId}` } : {}),
     });
   }
@@ -75,6 +78,7 @@ export class Publisher {
   /** Publish from the server side or the HTTP API (no permission checks beyond the namespace existing). */
   async publish(channel: string, data: unknown, options: ServerPublishOptions = {}): Promise<PublishResult> {
     const namespace = this.settings.permissions.rules.resolve(channel);
+    if (options.key !== undefined) checkKey(options.key);
     return this.run(channel, namespace, data, { ...options, source: options.source ?? 'server' });
   }
 
@@ -105,9 +109,11 @@ export class Publisher {
     const connection = options.connection;
     const ctx = { channel, data, source: options.source, ephemeral, ...(connection ? { connection } : {}) };
     const finalData = await hooks.beforePublish(ctx);
+    // Stored and fanned out in the JSON-safe form: binary as {"$bin": base64} (protocol/binary.ts).
+    const storedData = binaryToJson(finalData, true);
     let result: PublishResult;
     try {
-      result = await broker.publish(channel, finalData, {
+      result = await broker.publish(channel, storedData, {
         ...(namespace.historySize > 0 ? { history: { size: namespace.historySize, ttlMs: namespace.historyTtlMs } } : {}),
         ...(options.idempotencyKey !== undefined ? { idempotencyKey: options.idempotencyKey, idempotencyWindowMs } : {}),
         ...(connection
@@ -118,12 +124,16 @@ export class Publisher {
             }
           : {}),
         ...(ephemeral ? { ephemeral: true } : {}),
+        ...(options.key !== undefined ? { key: options.key } : {}),
         ...(options.exceptClient !== undefined ? { exceptClient: options.exceptClient } : {}),
       });
     } catch (err) {
+      // Engine errors are coded: UNAVAILABLE (not applied) or OUTCOME_UNKNOWN (may have been
+      // applied; retry with the same idempotency key). Anything else cannot say whether the
+      // publication was applied, so it must not be reported as "not applied".
       if (err instanceof ChorusError) throw err;
       logger.error({ err, channel }, 'engine publish failed');
-      throw new ChorusError(ErrorCode.UNAVAILABLE, 'the engine is unavailable; the publication was not applied');
+      throw new ChorusError(ErrorCode.OUTCOME_UNKNOWN, 'the engine failed during the publish; it may or may not have been applied');
     }
     metrics.publishDuration.observe({ source: options.source }, Number(process.hrtime.bigint() - started) / 1e9);
     if (!result.duplicate) {
@@ -135,4 +145,12 @@ export class Publisher {
     const { duplicate: _duplicate, ...position } = result;
     return position;
   }
+}
+
+/** A publication key is 1 to 128 characters (BAD_REQUEST otherwise). */
+export function checkKey(key: unknown): string {
+  if (typeof key !== 'string' || key.length === 0 || key.length > 128) {
+    throw new ChorusError(ErrorCode.BAD_REQUEST, 'key must be a string of 1 to 128 characters');
+  }
+  return key;
 }

@@ -7,6 +7,7 @@ import type { BrokerEvent, ControlCommand, Engine, PublishResult } from '../engi
 import { AdmissionPacer } from './admission.js';
 import { Authenticator } from './auth.js';
 import { ChannelRules } from './channels.js';
+import { affectedBy, clusterView, type ClusterView } from './cluster.js';
 import { Connection, type ConnectionHost } from './connection.js';
 import { FlushLoop } from './flush.js';
 import { FrameHandler, assertHandlerName, type EventHandlerOf, type HandlerContextOf, type HandlerEntry, type HandlerOptions } from './frame-handler.js';
@@ -14,7 +15,8 @@ import { rejectUpgrade } from './handshake.js';
 import { Heartbeat } from './heartbeat.js';
 import { Hooks, type Extension } from './hooks.js';
 import { handleHttpRequest } from './http-api.js';
-import { Hub, messageData } from './hub.js';
+import { historyPage } from './history-page.js';
+import { Hub } from './hub.js';
 import { LimitLog } from './limit-reporter.js';
 import { createLogger, safePath } from './logger.js';
 import { Metrics, closeCodeLabel } from './metrics.js';
@@ -23,8 +25,9 @@ import { Permissions } from './permissions.js';
 import { Publisher, type BroadcastResult, type ServerPublishOptions } from './publisher.js';
 import type { StandardSchemaV1 } from './schema.js';
 import type { Transport } from './transport.js';
-import { WebSocketAcceptor } from './transports/websocket.js';
-import { Gate, WebSocketUpgrade, type Admitted } from './upgrade.js';
+import { applyControl } from './control.js';
+import { Endpoints } from './endpoints.js';
+import { Gate, type Admitted } from './upgrade.js';
 
 export type { ServerPublishOptions } from './publisher.js';
 export type { HandlerOptions } from './frame-handler.js';
@@ -52,6 +55,7 @@ export class ChorusServer {
   /** Connections on this node. */
   readonly connections = new Set<Connection>();
   readonly hub: Hub;
+  readonly cluster: ClusterView;
   /** Application event handlers by event name. */
   readonly handlers = new Map<string, HandlerEntry<ChorusServer>>();
   /** True once `close()` was called. */
@@ -61,8 +65,7 @@ export class ChorusServer {
   private readonly flushes: FlushLoop;
   private readonly publisher: Publisher;
   private readonly frames: FrameHandler<ChorusServer>;
-  private readonly acceptor: WebSocketAcceptor;
-  private readonly websocket: WebSocketUpgrade;
+  private readonly endpoints: Endpoints;
   private readonly heartbeat: Heartbeat;
   private readonly host: ConnectionHost;
   private started: Promise<void> | undefined;
@@ -86,6 +89,8 @@ export class ChorusServer {
       presenceTtlMs: this.options.presenceTtlMs,
       maxRecoveryBytes: this.options.limits.maxQueuedBytes / 2,
       reporter: this.reporter,
+      onLocalChannel: (channel, occupied) => this.hooks.notify('onLocalChannel', { channel, occupied }, (err) => this.logger.warn({ err, hook: 'onLocalChannel' }, 'extension hook failed')),
+      onPresenceEvent: (event) => this.hooks.notify('onPresence', event, (err) => this.logger.warn({ err, hook: 'onPresence' }, 'extension hook failed')),
     });
     const permissions = new Permissions(this.rules, this.options.authorize);
     this.publisher = new Publisher({
@@ -137,8 +142,20 @@ export class ChorusServer {
       logger: this.logger,
       pacer: new AdmissionPacer(this.options.admission, now),
     });
-    this.acceptor = new WebSocketAcceptor(this.options.limits.maxMessageBytes);
-    this.websocket = new WebSocketUpgrade(gate, this.acceptor, this, (transport, admitted) => this.accept(transport, admitted));
+    this.endpoints = new Endpoints(gate, {
+      get closing() {
+        return server.closing;
+      },
+      logger: this.logger,
+      broker: this.engine.broker,
+      options: this.options,
+      accept: (transport, admitted) => void this.accept(transport, admitted),
+      // An SSE stream: a connection, then its channels subscribed (resumed from Last-Event-ID).
+      acceptStream: (transport, admitted, request) => {
+        const connection = this.accept(transport, admitted);
+        if (connection) this.frames.subscribeStream(connection, request);
+      },
+    });
     this.heartbeat = new Heartbeat({
       connections: this.connections,
       options: this.options,
@@ -149,6 +166,8 @@ export class ChorusServer {
       logger: this.logger,
       now,
     });
+    const { nodeId, cluster } = this.options;
+    this.cluster = clusterView({ ...cluster, nodeId, engine: this.engine, logger: this.logger, now, checkChannel: (c) => void this.rules.resolve(c) }, this);
     this.engine.broker.setHandler((event) => this.onBrokerEvent(event));
   }
 
@@ -160,7 +179,10 @@ export class ChorusServer {
   /** Start the engine and the heartbeat timer (done automatically on the first upgrade or request). */
   start(): Promise<void> {
     if (!this.started) {
-      this.started = this.engine.start().then(() => this.heartbeat.start());
+      this.started = this.engine
+        .start()
+        .then(() => this.endpoints.start())
+        .then(() => void (this.heartbeat.start(), this.closing || this.cluster.start()));
       this.started.catch((err) => this.logger.error({ err }, 'engine failed to start'));
     }
     return this.started;
@@ -197,23 +219,27 @@ export class ChorusServer {
     return this;
   }
 
-  /** Answer `/healthz`, `/metrics` and `/api/*`; returns false for any other request. */
+  /** Answer `/healthz`, `/metrics`, `/api/*`, the SSE and the HTTP streaming endpoints; returns false for any other request. */
   handleRequest(req: IncomingMessage, res: ServerResponse): boolean {
+    if (this.endpoints.handleRequest(req, res)) {
+      void this.start();
+      return true;
+    }
     return handleHttpRequest(this, req, res);
   }
 
   /** Handle an upgrade request (noServer embedding). The path is not checked here. */
   handleUpgrade(req: IncomingMessage, socket: Duplex, head: Buffer): void {
-    this.websocket.handle(req, socket, head);
+    this.endpoints.handleUpgrade(req, socket, head);
   }
 
   /** A new transport whose request was admitted: it becomes a connection. */
-  private accept(transport: Transport, admitted: Admitted): void {
+  private accept(transport: Transport, admitted: Admitted): Connection | undefined {
     const connection = new Connection(transport, admitted.identity, this.host, admitted.clientId);
     if (this.closing) {
       admitted.release();
       connection.terminate(Disconnect.shutdown);
-      return;
+      return undefined;
     }
     this.connections.add(connection);
     this.hub.addConnection(connection);
@@ -235,8 +261,9 @@ export class ChorusServer {
       },
       close: (code, reason) => this.onClose(connection, admitted, code, reason),
     });
-    this.logger.info({ client: connection.id, user: connection.user }, 'connected');
-    this.frames.start(connection);
+    this.logger.info({ client: connection.id, user: connection.user, transport: transport.kind, codec: transport.codec.name }, 'connected');
+    this.frames.start(connection, admitted.identity.channels);
+    return connection;
   }
 
   private onClose(connection: Connection, admitted: Admitted, peerCode: number, peerReason: string): void {
@@ -257,26 +284,19 @@ export class ChorusServer {
   }
 
   private onBrokerEvent(event: BrokerEvent): void {
+    if (event.type === 'publication' && this.endpoints.nodeMessage(event.publication)) return;
     if (event.type === 'control') this.onControl(event.command);
     else this.hub.deliver(event);
   }
 
   private onControl(command: ControlCommand): void {
-    const connections = this.hub.users.get(command.user);
-    if (!connections) return;
-    for (const connection of [...connections]) {
-      if (command.type === 'disconnect') {
-        connection.close({ code: command.code, reason: command.reason });
-      } else if (command.type === 'subscribe') {
-        void this.subscribeConnection(connection, command.channel).catch((err) =>
-          this.logger.warn({ err: { message: (err as Error).message }, client: connection.id, channel: command.channel }, 'server-side subscribe failed'),
-        );
-      } else {
-        void this.unsubscribeConnection(connection, command.channel, 'unsubscribed by the server').catch((err) =>
-          this.logger.warn({ err: { message: (err as Error).message }, client: connection.id, channel: command.channel }, 'server-side unsubscribe failed'),
-        );
-      }
-    }
+    if (this.cluster.receive(command, affectedBy(command, this.hub.users))) return;
+    applyControl(command, {
+      users: this.hub.users,
+      logger: this.logger,
+      subscribe: (connection, channel) => this.subscribeConnection(connection, channel),
+      unsubscribe: (connection, channel, reason) => this.unsubscribeConnection(connection, channel, reason),
+    });
   }
 
   /** Heartbeats, dead-peer detection, token expiry and presence refresh, for all connections in one timer. */
@@ -284,13 +304,11 @@ export class ChorusServer {
     this.heartbeat.tick(now);
   }
 
-  /**
-   * Count a limit hit (`chorus_limit_hits_total{limit}`) and log it (`limit hit`), at most once
-   * every 10 s per connection and limit so that a misbehaving client cannot flood the logs.
-   */
+  /** Count a limit hit (`chorus_limit_hits_total{limit}`) and log it, at most every 10 s per connection and limit. */
   limitHit(limit: string, connection?: Connection, details: Record<string, unknown> = {}): void {
     this.reporter.limitHit(limit, connection, details);
   }
+
 
   /** Register an application event handler. Its return value is the ack; a coded throw is the error reply. */
   on<S extends StandardSchemaV1>(
@@ -313,7 +331,8 @@ export class ChorusServer {
 
   /**
    * Publish from the server side (no permission checks beyond the namespace existing). Runs
-   * `beforePublish`/`afterPublish` hooks. Returns the position the publication got.
+   * `beforePublish`/`afterPublish` hooks. Returns the publication's position. Rejects with
+   * `UNAVAILABLE` (surely not applied) or `OUTCOME_UNKNOWN` (retry with the same `idempotencyKey`).
    */
   publish(channel: string, data: unknown, options: ServerPublishOptions = {}): Promise<PublishResult> {
     return this.publisher.publish(channel, data, options);
@@ -341,27 +360,19 @@ export class ChorusServer {
     return removed;
   }
 
-  /** Subscribe every connection of a user (on every node) to a channel. Returns local connections affected. */
+  /** Subscribe every connection of a user (on every node) to a channel. Returns the cluster's connections affected. */
   async subscribeUser(user: string, channel: string): Promise<number> {
-    this.rules.resolve(channel);
-    const local = this.hub.users.get(user)?.size ?? 0;
-    await this.engine.broker.publishControl({ type: 'subscribe', user, channel });
-    return local;
+    return (await this.cluster.request({ type: 'subscribe', user, channel })).count;
   }
 
+  /** Unsubscribe every connection of a user (on every node). Returns the cluster's connections that were subscribed. */
   async unsubscribeUser(user: string, channel: string): Promise<number> {
-    this.rules.resolve(channel);
-    const local = [...(this.hub.users.get(user) ?? [])].filter((c) => c.subscriptions.has(channel)).length;
-    await this.engine.broker.publishControl({ type: 'unsubscribe', user, channel });
-    return local;
+    return (await this.cluster.request({ type: 'unsubscribe', user, channel })).count;
   }
 
-  /** Disconnect every connection of a user (on every node). Returns local connections closed. */
+  /** Disconnect every connection of a user (on every node). Returns the cluster's connections closed. */
   async disconnectUser(user: string, options: { reconnect?: boolean; reason?: string } = {}): Promise<number> {
-    const local = this.hub.users.get(user)?.size ?? 0;
-    const { code, reason } = disconnectByServer(options.reconnect === true, options.reason);
-    await this.engine.broker.publishControl({ type: 'disconnect', user, code, reason });
-    return local;
+    return (await this.cluster.request({ type: 'disconnect', user, ...disconnectByServer(options.reconnect === true, options.reason) })).count;
   }
 
   /** Presence of a channel: one member per user. */
@@ -382,18 +393,8 @@ export class ChorusServer {
       ...(options.since ? { since: options.since } : {}),
       ...(options.reverse ? { reverse: true } : {}),
     });
-    // One page is one frame: keep it within half the send queue (and well under the 1 MiB that
-    // common WebSocket clients accept by default); the client pages on from the last offset.
-    const maxBytes = this.options.limits.maxQueuedBytes / 2;
-    const publications = [];
-    let bytes = 0;
-    for (const publication of read.publications) {
-      const data = messageData(publication);
-      bytes += Buffer.byteLength(JSON.stringify(data));
-      if (publications.length > 0 && bytes > maxBytes) break;
-      publications.push(data);
-    }
-    return { channel, publications, offset: read.position.offset, epoch: read.position.epoch };
+    // One page is one frame: within half the send queue (the client pages on from the last offset).
+    return historyPage(channel, read, this.options.limits.maxQueuedBytes / 2);
   }
 
   /** Channels with subscribers on this node, with their local subscriber counts. */
@@ -414,6 +415,7 @@ export class ChorusServer {
   private async shutdown(): Promise<void> {
     this.closing = true;
     this.heartbeat.stop();
+    await this.cluster.stop();
     const { drainTimeoutMs, reconnectSpreadMs } = this.options.shutdown;
     this.logger.info({ connections: this.connections.size }, 'shutting down');
     const closed = [...this.connections].map((connection) => {
@@ -434,7 +436,7 @@ export class ChorusServer {
       // Terminated sockets emit 'close' on a later tick; wait (briefly) so cleanup has run on return.
       await Promise.race([Promise.all(closed), new Promise<void>((resolve) => setTimeout(resolve, 1000).unref())]);
     }
-    await this.acceptor.close();
+    await this.endpoints.close();
     for (const extension of this.hooks.all()) {
       try {
         await extension.onDestroy?.();

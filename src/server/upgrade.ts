@@ -146,6 +146,8 @@ export class Gate {
     } catch (err) {
       const e = err instanceof ChorusError ? err : new ChorusError(ErrorCode.UNAUTHORIZED, 'authentication failed');
       if (e.code === ErrorCode.TIMEOUT) return this.authFailure(req, 503, e.code, e.message, 'timeout');
+      if (e.code === ErrorCode.UNAVAILABLE) return this.authFailure(req, 503, e.code, e.message, 'unavailable');
+      if (e.code === ErrorCode.PERMISSION_DENIED) return this.authFailure(req, 403, e.code, e.message, 'denied');
       return this.authFailure(req, 401, ErrorCode.UNAUTHORIZED, e.message, 'token');
     }
     if (identity.expiresAt !== undefined && identity.expiresAt + host.clockToleranceMs <= host.now()) {

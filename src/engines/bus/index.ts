@@ -3,7 +3,8 @@
  * (streams and history, presence, the connection registry, rate limits: a MemoryEngine) and a
  * bus that carries publications, presence events and control commands between them, like Redis
  * pub/sub does between Chorus nodes. Fault switches drop, delay, reorder or duplicate a
- * publication on its way to a node; a node can be disconnected from the bus and reconnected
+ * publication on its way to a node, or hold a node's whole backlog back and release it; a node
+ * can lose publish replies (applied, answered OUTCOME_UNKNOWN) or fail history reads; a node can be disconnected from the bus and reconnected
  * (its pub/sub connection dropped) or lost for good (a crash: its presence entries and
  * connection slots expire by TTL because nobody refreshes them). Multi-node behaviour is
  * tested in milliseconds, without Redis.
@@ -27,6 +28,8 @@ export class TestBus {
   readonly store: MemoryEngine;
   readonly faults = new FaultSwitches();
   private readonly nodes = new Map<string, BusNode>();
+  /** Publications held back by `holdBacklog`, per node id, in arrival order. */
+  private readonly backlogs = new Map<string, Array<Extract<BrokerEvent, { type: 'publication' }>>>();
   /** Publications held back by `reorder`, per node and channel. */
   private readonly held = new Map<string, BrokerEvent[]>();
   private readonly timers = new Set<NodeJS.Timeout>();
@@ -65,6 +68,23 @@ export class TestBus {
   }
 
   /**
+   * Hold back every publication on its way to `node` (a stalled pub/sub link: nothing is lost,
+   * nothing arrives) until `releaseBacklog`, while the node's commands (history reads, publishes)
+   * still work.
+   */
+  holdBacklog(node: BusNode): void {
+    if (!this.backlogs.has(node.id)) this.backlogs.set(node.id, []);
+  }
+
+  /** Deliver everything held back for `node`, in order, at once (the link resumed). Returns how many. */
+  releaseBacklog(node: BusNode): number {
+    const backlog = this.backlogs.get(node.id) ?? [];
+    this.backlogs.delete(node.id);
+    for (const event of backlog) node.receive(event);
+    return backlog.length;
+  }
+
+  /**
    * Lose a node for good, as if its process died: it receives nothing more and every operation
    * it tries fails with UNAVAILABLE, so its presence entries and connection slots are no longer
    * refreshed and expire by their TTL (another node's presence sweep then sends their `leave`).
@@ -88,6 +108,7 @@ export class TestBus {
     for (const timer of this.timers) clearTimeout(timer);
     this.timers.clear();
     this.held.clear();
+    this.backlogs.clear();
     await this.store.close();
   }
 
@@ -106,6 +127,11 @@ export class TestBus {
 
   /** A publication on its way to one node, through the fault switches. */
   private route(node: BusNode, event: Extract<BrokerEvent, { type: 'publication' }>): void {
+    const backlog = this.backlogs.get(node.id);
+    if (backlog) {
+      backlog.push(event);
+      return;
+    }
     const action = this.faults.next(node.id, event.publication);
     const key = `${node.id}\u0000${event.publication.channel}`;
     const deliver = () => {

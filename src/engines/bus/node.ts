@@ -9,6 +9,7 @@ import type {
   HistoryReadOptions,
   HistoryReadResult,
   HistoryStore,
+  NodeDirectory,
   PresenceStore,
   PublishOptions,
   PublishResult,
@@ -22,11 +23,14 @@ export interface BusHost {
   readonly presence: PresenceStore;
   readonly connections: ConnectionRegistry;
   readonly rateLimiter: RateLimiter;
+  readonly nodes: NodeDirectory;
 }
 
 export interface BusNodeOptions {
   /** Publications read per history page when the node backfills a gap. Default 1000. */
   backfillPageSize?: number;
+  /** Most publications held per channel while history is unreadable before the channel is reported lost. Default 10000. */
+  maxHeldPublications?: number;
 }
 
 function unavailable(): ChorusError {
@@ -55,6 +59,7 @@ export class BusNode implements Engine, Broker, HistoryStore {
   readonly presence: PresenceStore;
   readonly connections: ConnectionRegistry;
   readonly rateLimiter: RateLimiter;
+  readonly nodes: NodeDirectory;
   private handler: (event: BrokerEvent) => void = () => {};
   private readonly sequencer: Sequencer;
   private readonly subscribed = new Set<string>();
@@ -62,6 +67,10 @@ export class BusNode implements Engine, Broker, HistoryStore {
   private partitioned = false;
   /** Lost for good: receives nothing and every operation fails with UNAVAILABLE. */
   private gone = false;
+  /** Publishes still to be applied and then failed with OUTCOME_UNKNOWN (`loseReplies`). */
+  private repliesToLose = 0;
+  /** History reads still to fail with UNAVAILABLE (`failHistoryReads`). */
+  private readsToFail = 0;
 
   constructor(
     /** The node's name on the bus (fault switches address nodes by it). */
@@ -73,12 +82,13 @@ export class BusNode implements Engine, Broker, HistoryStore {
     this.presence = guarded(bus.presence, down);
     this.connections = guarded(bus.connections, down);
     this.rateLimiter = guarded(bus.rateLimiter, down);
+    this.nodes = guarded(bus.nodes, down);
     this.sequencer = new Sequencer(
       (channel, since, limit) => this.read(channel, { since, limit }),
       (publication, exceptClient) =>
         this.handler(exceptClient === undefined ? { type: 'publication', publication } : { type: 'publication', publication, exceptClient }),
       (channel) => this.handler({ type: 'lost', channel }),
-      options.backfillPageSize ?? 1000,
+      { backfillPageSize: options.backfillPageSize ?? 1000, maxHeldPublications: options.maxHeldPublications ?? 10000 },
     );
   }
 
@@ -133,6 +143,25 @@ export class BusNode implements Engine, Broker, HistoryStore {
     return this.sequencer.audit((channel) => this.position(channel));
   }
 
+  /**
+   * The next `count` publishes through this node are applied (stored, fanned out) but answered
+   * with OUTCOME_UNKNOWN, as the Redis engine does when a publish's reply is lost and it cannot
+   * learn the outcome in time.
+   */
+  loseReplies(count = 1): void {
+    this.repliesToLose += count;
+  }
+
+  /** History reads still to fail (see failHistoryReads). */
+  get pendingReadFailures(): number {
+    return this.readsToFail;
+  }
+
+  /** The next `count` history reads of this node (backfills, recovery) fail with UNAVAILABLE, as when Redis is slow. */
+  failHistoryReads(count = 1): void {
+    this.readsToFail += count;
+  }
+
   /** Lose the node for good (see TestBus.lose). */
   markLost(): void {
     this.gone = true;
@@ -144,7 +173,12 @@ export class BusNode implements Engine, Broker, HistoryStore {
 
   async publish(channel: string, data: unknown, options: PublishOptions): Promise<PublishResult> {
     this.check();
-    return this.bus.broker.publish(channel, data, options);
+    const result = await this.bus.broker.publish(channel, data, options);
+    if (this.repliesToLose > 0) {
+      this.repliesToLose--;
+      throw new ChorusError(ErrorCode.OUTCOME_UNKNOWN, 'the publish was sent but its reply was lost (test bus); retry with the same idempotency key');
+    }
+    return result;
   }
 
   async publishPresenceEvent(event: { type: 'join' | 'leave'; channel: string; user: string; info?: Record<string, unknown> }): Promise<void> {
@@ -171,6 +205,10 @@ export class BusNode implements Engine, Broker, HistoryStore {
 
   async read(channel: string, options: HistoryReadOptions): Promise<HistoryReadResult> {
     this.check();
+    if (this.readsToFail > 0) {
+      this.readsToFail--;
+      throw unavailable();
+    }
     return this.bus.history.read(channel, options);
   }
 

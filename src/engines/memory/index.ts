@@ -11,10 +11,12 @@ import type {
   PublishResult,
 } from '../types.js';
 import { systemClock, type Clock } from '../clock.js';
+import { MemoryNodeDirectory } from './nodes.js';
 import { MemoryPresenceStore } from './presence.js';
 import { MemoryConnectionRegistry, MemoryRateLimiter } from './registry.js';
 import { StreamTable } from './streams.js';
 
+export { MemoryNodeDirectory } from './nodes.js';
 export { MemoryPresenceStore } from './presence.js';
 export { StreamTable, STREAM_META_TTL_MS } from './streams.js';
 export { MemoryConnectionRegistry, MemoryRateLimiter } from './registry.js';
@@ -38,6 +40,7 @@ export class MemoryEngine implements Engine, Broker, HistoryStore {
   readonly streams: StreamTable;
   readonly connections: MemoryConnectionRegistry;
   readonly rateLimiter: MemoryRateLimiter;
+  readonly nodes: MemoryNodeDirectory;
   private handler: (event: BrokerEvent) => void = () => {};
   private readonly idempotency = new Map<string, { result: PublishResult; expiresAt: number }>();
   private readonly now: Clock;
@@ -51,6 +54,7 @@ export class MemoryEngine implements Engine, Broker, HistoryStore {
     this.presence = new MemoryPresenceStore(this.now);
     this.connections = new MemoryConnectionRegistry(this.now);
     this.rateLimiter = new MemoryRateLimiter(this.now);
+    this.nodes = new MemoryNodeDirectory(this.now);
   }
 
   get broker(): Broker {
@@ -90,6 +94,7 @@ export class MemoryEngine implements Engine, Broker, HistoryStore {
     const time = this.now();
     const base: Publication = { channel, data, time };
     if (options.publisher) base.publisher = options.publisher;
+    if (options.key !== undefined) base.key = options.key;
     if (options.ephemeral) {
       base.ephemeral = true;
       this.deliver({ type: 'publication', publication: base, ...except(options) });

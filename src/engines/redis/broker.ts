@@ -1,6 +1,9 @@
+import { randomBytes } from 'node:crypto';
 import type { Cluster, Redis } from 'ioredis';
 import type { Logger } from 'pino';
+import { ChorusError, ErrorCode } from '../../protocol/index.js';
 import type { Clock } from '../clock.js';
+import { Deadline } from '../deadline.js';
 import { newEpoch, STREAM_META_TTL_MS } from '../memory/streams.js';
 import { Sequencer } from '../sequencer.js';
 import type { Broker, BrokerEvent, ControlCommand, HistoryStore, PublishOptions, PublishResult } from '../types.js';
@@ -9,6 +12,7 @@ import type { RedisClockSync } from './clock-sync.js';
 import type { RedisHistoryStore } from './history.js';
 import { toPublication, type Envelope, type PublicationBody } from './envelope.js';
 import type { ResolvedRedisOptions } from './options.js';
+import { classifySendFailure, outcomeUnknown, PublishOutcomes } from './outcome.js';
 
 /** What the broker needs from its engine. */
 export interface RedisBrokerContext {
@@ -43,9 +47,17 @@ export class RedisBroker implements Broker {
   private resubscribeTimer: NodeJS.Timeout | undefined;
   private gapCheckTimer: NodeJS.Timeout | undefined;
   private auditing = false;
+  private readonly outcomes: PublishOutcomes;
+  /**
+   * How long the node's own idempotency key of a publish without a caller key lives, in ms:
+   * long enough that a lookup within the publish's time budget always finds it if it ran.
+   */
+  private readonly ownKeyWindowMs: number;
 
   constructor(private readonly context: RedisBrokerContext) {
     const { subscriber, options, logger, history } = context;
+    this.outcomes = new PublishOutcomes(context.client, options.outcomeTimeoutMs, context.now);
+    this.ownKeyWindowMs = 2 * (options.commandTimeoutMs + options.outcomeTimeoutMs) + 5000;
     this.publishCommand = options.shardedPubSub ? 'SPUBLISH' : 'PUBLISH';
     this.sequencer = new Sequencer(
       (channel, since, limit) => history.read(channel, { since, limit }),
@@ -55,7 +67,7 @@ export class RedisBroker implements Broker {
         logger?.warn({ channel, reason }, 'pub/sub gap could not be backfilled');
         this.handler({ type: 'lost', channel });
       },
-      options.backfillPageSize,
+      { backfillPageSize: options.backfillPageSize, maxHeldPublications: options.maxHeldPublications },
     );
     // Both kinds: with sharded pub/sub, channels arrive as `smessage` but the control channel
     // (classic SUBSCRIBE, cluster-wide) still arrives as `message`.
@@ -165,42 +177,75 @@ export class RedisBroker implements Broker {
     }
   }
 
+  /**
+   * One Lua script per publication. What the caller is told is always true:
+   * - `{offset, epoch}`: applied (also when learned by looking the publish up after its reply
+   *   was lost or late);
+   * - UNAVAILABLE: definitely not applied (never sent, refused by Redis, or past its deadline);
+   * - OUTCOME_UNKNOWN: it may have been applied; a retry with the same idempotency key is
+   *   applied at most once. Every publish is recorded under an idempotency key (the caller's, or
+   *   the node's own for a short window), so a lost reply can be looked up.
+   * An ephemeral publish (no history, no key) cannot be looked up: a lost reply gives OUTCOME_UNKNOWN
+   * at once (it may have been delivered; retrying it may deliver it twice).
+   */
   async publish(channel: string, data: unknown, options: PublishOptions): Promise<PublishResult> {
     const { client, keys, clock, now } = this.context;
     const body: PublicationBody = { channel, data, time: now() };
     if (options.publisher) body.publisher = options.publisher;
-    try {
-      if (options.ephemeral) {
-        body.ephemeral = true;
-        const envelope: Envelope = { t: 'p', p: body };
-        if (options.exceptClient) envelope.x = options.exceptClient;
+    if (options.key !== undefined) body.key = options.key;
+    if (options.ephemeral) {
+      body.ephemeral = true;
+      const envelope: Envelope = { t: 'p', p: body };
+      if (options.exceptClient) envelope.x = options.exceptClient;
+      try {
         await client.call(this.publishCommand, this.key(channel), JSON.stringify(envelope));
         return {};
+      } catch (err) {
+        throw this.publishFailed(err, channel);
       }
-      const idempotent = options.idempotencyKey !== undefined;
-      const sentAt = now();
-      const [status, offset, epoch, redisNow] = await client.chorusPublish(
+    }
+    const attempt = randomBytes(9).toString('base64url');
+    const callerKey = options.idempotencyKey;
+    const key = keys.channel(channel, callerKey !== undefined ? `i:${callerKey}` : `n:${attempt}`);
+    const windowMs = callerKey !== undefined ? (options.idempotencyWindowMs ?? 120000) : this.ownKeyWindowMs;
+    const sentAt = now();
+    const deadline = clock.publishDeadline(sentAt);
+    let reply: [number, number, string, number];
+    try {
+      reply = await client.chorusPublish(
         keys.channel(channel, 'm'),
         keys.channel(channel, 'h'),
-        keys.channel(channel, idempotent ? `i:${options.idempotencyKey}` : 'i'),
+        key,
         JSON.stringify(body),
         options.history?.size ?? 0,
         options.history?.ttlMs ?? STREAM_META_TTL_MS,
         STREAM_META_TTL_MS,
         newEpoch(),
         this.key(channel),
-        idempotent ? (options.idempotencyWindowMs ?? 120000) : 0,
+        windowMs,
         options.exceptClient ?? '',
         this.publishCommand,
-        clock.publishDeadline(sentAt),
+        deadline,
+        attempt,
       );
-      clock.observe(Number(redisNow), sentAt);
-      if (status === 2) throw new Error('the publish reached Redis after its deadline; nothing was applied');
-      return status === 1 ? { offset: Number(offset), epoch, duplicate: true } : { offset: Number(offset), epoch };
     } catch (err) {
-      this.context.logger?.warn({ err: { message: (err as Error).message }, channel }, 'redis publish failed');
-      throw unavailable(err);
+      if (classifySendFailure(err) !== 'unknown') throw this.publishFailed(err, channel);
+      this.context.logger?.warn({ err: { message: (err as Error).message }, channel }, 'redis publish reply lost or late; looking it up');
+      // The key of a publish that ran (at the latest at its deadline, at the earliest when sent)
+      // lives `windowMs` from then on: absent before that proves it did not run.
+      const keyAliveUntil = deadline === 0 ? 0 : deadline - this.context.options.commandTimeoutMs + windowMs - 1000;
+      return this.outcomes.resolve({ channel, key, attempt, deadline, keyAliveUntil });
     }
+    const [status, offset, epoch, redisNow] = reply;
+    clock.observe(Number(redisNow), sentAt);
+    if (status === 2) throw new ChorusError(ErrorCode.UNAVAILABLE, 'the publish reached Redis after its deadline; nothing was applied');
+    return status === 1 ? { offset: Number(offset), epoch, duplicate: true } : { offset: Number(offset), epoch };
+  }
+
+  /** The error for a publish that failed: UNAVAILABLE when surely not applied, else OUTCOME_UNKNOWN. */
+  private publishFailed(err: unknown, channel: string): ChorusError {
+    this.context.logger?.warn({ err: { message: (err as Error).message }, channel }, 'redis publish failed');
+    return classifySendFailure(err) === 'unknown' ? outcomeUnknown(channel) : unavailable(err);
   }
 
   async publishPresenceEvent(event: { type: 'join' | 'leave'; channel: string; user: string; info?: Record<string, unknown> }): Promise<void> {
@@ -231,26 +276,42 @@ export class RedisBroker implements Broker {
     return next;
   }
 
+  /**
+   * SUBSCRIBE, then read the stream's position (anything published between the two is
+   * backfilled). Both waits share one budget of `commandTimeoutMs`, counted from the call.
+   */
   subscribe(channel: string, options: { recoverable?: boolean } = {}): Promise<void> {
-    const { subscriber, history } = this.context;
-    return this.serialize(channel, async () => {
+    const { subscriber, history, now } = this.context;
+    const deadline = new Deadline(this.context.options.commandTimeoutMs, now);
+    const op = this.serialize(channel, async () => {
+      // Waited behind this channel's earlier operations for the whole budget: give up untouched.
+      if (deadline.expired) throw unavailable(new Error('subscribe: no time left'));
       this.subscribed.add(channel);
       this.sequencer.track(channel, options.recoverable ?? true);
       try {
-        if (this.context.options.shardedPubSub) await subscriber.ssubscribe(this.key(channel));
-        else await subscriber.subscribe(this.key(channel));
-        await this.sequencer.advanceTo(channel, await history.positionAfterSubscribe(channel));
+        const key = this.key(channel);
+        await deadline.race(this.context.options.shardedPubSub ? subscriber.ssubscribe(key) : subscriber.subscribe(key), 'SUBSCRIBE');
+        const position = await deadline.race(history.positionAfterSubscribe(channel), 'stream position');
+        await deadline.race(this.sequencer.advanceTo(channel, position), 'backfill after subscribe');
       } catch (err) {
         this.subscribed.delete(channel);
         this.sequencer.untrack(channel);
         throw unavailable(err);
       }
     });
+    return deadline.race(op, 'subscribe').catch((err: unknown) => {
+      throw unavailable(err);
+    });
   }
 
+  /**
+   * Stop receiving the channel. The UNSUBSCRIBE is sent in order with this channel's other
+   * operations but not waited for: nothing depends on its reply, and during a Redis stall the
+   * caller (e.g. a failed subscribe's cleanup) would wait for nothing.
+   */
   unsubscribe(channel: string): Promise<void> {
     const { subscriber } = this.context;
-    return this.serialize(channel, async () => {
+    void this.serialize(channel, async () => {
       this.subscribed.delete(channel);
       this.sequencer.untrack(channel);
       try {
@@ -259,6 +320,7 @@ export class RedisBroker implements Broker {
       } catch {
         // Not subscribed server-side any more after a reconnect anyway (we resubscribe only what is tracked).
       }
-    });
+    }).catch(() => {});
+    return Promise.resolve();
   }
 }

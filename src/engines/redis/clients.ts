@@ -6,6 +6,7 @@ import * as scripts from './scripts.js';
 /** The engine's Lua scripts, defined as commands on the command connection. */
 type Scripted = {
   chorusPublish(...args: Array<string | number>): Promise<[number, number, string, number]>;
+  chorusOutcome(...args: Array<string | number>): Promise<[number, number, string, string, number]>;
   chorusRead(...args: Array<string | number>): Promise<Array<string | number>>;
   chorusPresenceAdd(...args: Array<string | number>): Promise<number>;
   chorusPresenceRemove(...args: Array<string | number>): Promise<[number, string]>;
@@ -26,7 +27,8 @@ export function unavailable(err: unknown): ChorusError {
 
 /**
  * The two connections of a node: commands (scripts defined) and pub/sub. Commands fail fast
- * (no offline queue, no retries) after `commandTimeoutMs`; connections retry with backoff.
+ * (no offline queue, no retries, never re-sent on a new connection) after `commandTimeoutMs`;
+ * connections retry with backoff.
  */
 export function createClients(options: RedisEngineOptions, resolved: ResolvedRedisOptions): { client: Client; subscriber: Redis | Cluster } {
   const timeout = resolved.commandTimeoutMs;
@@ -35,6 +37,9 @@ export function createClients(options: RedisEngineOptions, resolved: ResolvedRed
     connectTimeout: Math.max(timeout, 2000),
     enableOfflineQueue: false,
     maxRetriesPerRequest: 0,
+    // Never re-send a command of a closed connection on the next one: a publish whose reply was
+    // lost is resolved by looking it up (outcome.ts), not by running it again.
+    autoResendUnfulfilledCommands: false,
     retryStrategy: (times: number) => Math.min(50 * 2 ** Math.min(times, 6), 2000),
     // Sentinel: drop the connection as soon as a sentinel announces +switch-master. Without it
     // the old master keeps accepting our writes until Sentinel demotes it (about 8-10 s later),
@@ -67,6 +72,7 @@ export function createClients(options: RedisEngineOptions, resolved: ResolvedRed
   const subscriber = make('pubsub');
   for (const [name, lua, keys] of [
     ['chorusPublish', scripts.PUBLISH, 3],
+    ['chorusOutcome', scripts.OUTCOME, 1],
     ['chorusRead', scripts.READ, 2],
     ['chorusPresenceAdd', scripts.PRESENCE_ADD, 3],
     ['chorusPresenceRemove', scripts.PRESENCE_REMOVE, 3],
@@ -87,7 +93,10 @@ export function createClients(options: RedisEngineOptions, resolved: ResolvedRed
 export class RedisKeys {
   constructor(readonly prefix: string) {}
 
-  /** A channel's key: `m` meta, `h` history, `p` pub/sub channel, `i:<key>` idempotency. */
+  /**
+   * A channel's key: `m` meta, `h` history, `p` pub/sub channel, `i:<key>` the caller's
+   * idempotency key, `n:<id>` the node's own key for a publish without one (a separate namespace).
+   */
   channel(channel: string, suffix: string): string {
     return `${this.prefix}:{${channel}}:${suffix}`;
   }

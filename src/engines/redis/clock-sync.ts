@@ -35,9 +35,10 @@ export class RedisClockSync {
 
   /**
    * The Redis time after which a publish sent at `sentAt` must not be applied: by then the
-   * command has timed out here and the caller was told UNAVAILABLE ("nothing was applied"). A
-   * margin before the timeout leaves room for the reply of a script that ran just in time.
-   * 0 (no deadline) until there is a clock sample.
+   * command has timed out here, and once Redis's clock is past it a lookup that does not find
+   * the publication proves it was never applied (outcome.ts). A margin before the timeout
+   * leaves room for the reply of a script that ran just in time. 0 (no deadline) until there is
+   * a clock sample: a publish whose reply is lost then can only be found, never ruled out.
    */
   publishDeadline(sentAt: number): number {
     if (!Number.isFinite(this.uncertaintyMs)) return 0;

@@ -27,6 +27,7 @@ export interface PublicationBody {
   time: number;
   publisher?: Publication['publisher'];
   ephemeral?: boolean;
+  key?: string;
 }
 
 export function toPublication(envelope: Envelope): Publication {
@@ -38,5 +39,6 @@ export function toPublication(envelope: Envelope): Publication {
   }
   if (body.publisher) publication.publisher = body.publisher;
   if (body.ephemeral) publication.ephemeral = true;
+  if (typeof body.key === 'string') publication.key = body.key;
   return publication;
 }

@@ -6,9 +6,11 @@
  *   clients.ts     the two ioredis connections (commands + pub/sub), key names
  *   clock-sync.ts  our estimate of Redis's clock (publish deadlines)
  *   broker.ts      publish and fan-out over pub/sub, ordered and backfilled by ../sequencer.ts
+ *   outcome.ts     the truth about a publish whose reply was lost or late (looked up by its key)
  *   history.ts     streams: epoch, offsets, bounded history
  *   presence.ts    presence entries with TTL
  *   registry.ts    the per-user connection cap and token buckets
+ *   nodes.ts       each node's report (figures) with a TTL
  *   scripts.ts     the Lua scripts (one atomic step each)
  */
 import type { Cluster, Redis } from 'ioredis';
@@ -31,11 +33,13 @@ import { createClients, RedisKeys, type Client } from './clients.js';
 import { RedisClockSync } from './clock-sync.js';
 import { RedisHistoryStore } from './history.js';
 import { validateRedisEngineOptions, type RedisEngineOptions } from './options.js';
+import { RedisNodeDirectory } from './nodes.js';
 import { RedisPresenceStore } from './presence.js';
 import { RedisConnectionRegistry, RedisRateLimiter } from './registry.js';
 
 export { validateRedisEngineOptions, type RedisEngineOptions } from './options.js';
 export { EngineOptionError } from '../errors.js';
+export { RedisNodeDirectory } from './nodes.js';
 export { RedisPresenceStore } from './presence.js';
 export { RedisConnectionRegistry, RedisRateLimiter } from './registry.js';
 
@@ -50,6 +54,7 @@ export class RedisEngine implements Engine, Broker, HistoryStore {
   readonly presence: RedisPresenceStore;
   readonly connections: RedisConnectionRegistry;
   readonly rateLimiter: RedisRateLimiter;
+  readonly nodes: RedisNodeDirectory;
   readonly client: Client;
   readonly subscriber: Redis | Cluster;
   private readonly streams: RedisHistoryStore;
@@ -69,6 +74,7 @@ export class RedisEngine implements Engine, Broker, HistoryStore {
     this.presence = new RedisPresenceStore(this.client, resolved.prefix);
     this.connections = new RedisConnectionRegistry(this.client, resolved.prefix);
     this.rateLimiter = new RedisRateLimiter(this.client, resolved.prefix);
+    this.nodes = new RedisNodeDirectory(this.client, resolved.prefix, now);
     this.fanout = new RedisBroker({
       client: this.client,
       subscriber: this.subscriber,

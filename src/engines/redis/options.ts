@@ -16,14 +16,36 @@ export interface RedisEngineOptions {
   shardedPubSub?: boolean;
   /** Prefix of every key and pub/sub channel: 1-64 characters of A-Z a-z 0-9 _ . : -. Default `chorus`. */
   prefix?: string;
-  /** A command (publish included) not answered within this is failed with UNAVAILABLE, in ms. Default 2000. */
+  /**
+   * The budget of one engine operation, in ms: each wait on Redis that one operation makes
+   * (a command; a subscribe's SUBSCRIBE and position read together) shares it, so the operation
+   * answers within it. A command not answered in time fails with UNAVAILABLE ("not applied"),
+   * except a publish that may have been applied (see `outcomeTimeoutMs`). Default 2000.
+   */
   commandTimeoutMs?: number;
+  /**
+   * After a publish whose reply was lost or late (timeout, connection closed after the script
+   * was sent), how long the node keeps trying to learn its outcome, in ms: it looks the
+   * publication's idempotency key up as soon as Redis answers again and answers the real
+   * `{offset, epoch}` or UNAVAILABLE (definitely not applied); when it still cannot tell, the
+   * publish fails with OUTCOME_UNKNOWN. A publish thus answers within
+   * `commandTimeoutMs + outcomeTimeoutMs`; 0 answers OUTCOME_UNKNOWN at once, without a lookup.
+   * Default 2000.
+   */
+  outcomeTimeoutMs?: number;
+  /**
+   * Most publications a node holds per channel while it waits to backfill a gap from history
+   * that cannot be read (Redis slow or down); one more and the channel's subscribers are closed
+   * with 4005 (they recover by position). Default 10000.
+   */
+  maxHeldPublications?: number;
   /** Publications read per history page when a node backfills a pub/sub gap. Default 1000. */
   backfillPageSize?: number;
   /**
    * How often a node compares its channels with their streams to backfill publications pub/sub
    * dropped silently, in ms; 0 turns it off. One read per channel with local subscribers per
-   * round. Default 10000.
+   * round. A publication counts as dropped when it was in the stream at the previous round and
+   * has still not arrived, so a dropped tail is backfilled within two intervals. Default 10000.
    */
   gapCheckIntervalMs?: number;
   /** Shown in Redis' CLIENT LIST as `chorus-<name>-commands` / `chorus-<name>-pubsub` (e.g. the node id). */
@@ -39,6 +61,8 @@ export interface ResolvedRedisOptions {
   prefix: string;
   shardedPubSub: boolean;
   commandTimeoutMs: number;
+  outcomeTimeoutMs: number;
+  maxHeldPublications: number;
   backfillPageSize: number;
   gapCheckIntervalMs: number;
 }
@@ -88,6 +112,8 @@ export function validateRedisEngineOptions(options: RedisEngineOptions): Resolve
     fail('prefix', 'must be 1-64 characters of A-Z a-z 0-9 _ . : -');
   }
   integer('commandTimeoutMs', options.commandTimeoutMs, 1, 'positive integer');
+  integer('outcomeTimeoutMs', options.outcomeTimeoutMs, 0, 'non-negative integer');
+  integer('maxHeldPublications', options.maxHeldPublications, 1, 'positive integer');
   integer('gapCheckIntervalMs', options.gapCheckIntervalMs, 0, 'non-negative integer');
   integer('backfillPageSize', options.backfillPageSize, 1, 'positive integer');
   if (options.name !== undefined && (typeof options.name !== 'string' || !options.name)) fail('name', 'must be a non-empty string');
@@ -113,6 +139,8 @@ export function validateRedisEngineOptions(options: RedisEngineOptions): Resolve
     prefix: options.prefix ?? 'chorus',
     shardedPubSub: options.shardedPubSub === true,
     commandTimeoutMs: options.commandTimeoutMs ?? 2000,
+    outcomeTimeoutMs: options.outcomeTimeoutMs ?? 2000,
+    maxHeldPublications: options.maxHeldPublications ?? 10000,
     backfillPageSize: options.backfillPageSize ?? 1000,
     gapCheckIntervalMs: options.gapCheckIntervalMs ?? 10000,
   };

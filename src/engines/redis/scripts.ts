@@ -10,13 +10,16 @@
  */
 
 /**
- * KEYS: 1 meta hash, 2 history list, 3 idempotency key
+ * KEYS: 1 meta hash, 2 history list, 3 idempotency key (the caller's, or the node's own for a
+ *       publish without one: every publish is recorded, so a lost reply can be looked up, see OUTCOME)
  * ARGV: 1 publication JSON (channel, data, time, publisher), 2 history size (0 = none),
  *       3 history TTL ms, 4 position (meta) TTL ms, 5 epoch to create with, 6 pub/sub channel,
  *       7 idempotency window ms (0 = none), 8 client id to exclude ('' = none), 9 'PUBLISH' or 'SPUBLISH',
  *       10 deadline in Redis time, ms ('0' = none): a script that runs later (the caller already gave
- *          up, e.g. Redis was paused) applies nothing, so a publish that failed with a timeout never
- *          appears afterwards
+ *          up, e.g. Redis was paused) applies nothing, so once Redis's clock is past it the
+ *          publication can never appear; the deadline is checked FIRST,
+ *       11 attempt id, recorded with the result so a lookup tells this attempt from an earlier
+ *          one with the same key
  * Returns: { status (0 applied, 1 duplicate, 2 past the deadline: nothing applied), offset, epoch, Redis time ms }
  */
 export const PUBLISH = `
@@ -49,10 +52,27 @@ local message = '{"t":"p",' .. body
 if ARGV[8] ~= '' then message = '{"t":"p","x":' .. cjson.encode(ARGV[8]) .. ',' .. body end
 redis.call(ARGV[9], ARGV[6], message)
 if ARGV[7] ~= '0' then
-  redis.call('HSET', KEYS[3], 'o', offset, 'e', epoch)
+  redis.call('HSET', KEYS[3], 'o', offset, 'e', epoch, 'a', ARGV[11])
   redis.call('PEXPIRE', KEYS[3], ARGV[7])
 end
 return {0, offset, epoch, now}
+`;
+
+/**
+ * The outcome of a publish whose reply was lost or late, by its idempotency key.
+ * KEYS: 1 idempotency key. ARGV: 1 the publish's deadline in Redis time, ms ('0' = none),
+ *       2 until when (Redis time, ms) the key of a publish applied in time is surely not expired yet
+ * Returns: { status, offset, epoch, attempt id, Redis time ms } where status is 1 applied (found),
+ *          2 not applied (absent, Redis's clock is past the deadline so the script can never apply
+ *          it, and the key could not have expired yet), 0 cannot tell yet
+ */
+export const OUTCOME = `
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+local seen = redis.call('HMGET', KEYS[1], 'o', 'e', 'a')
+if seen[1] then return {1, tonumber(seen[1]), seen[2], seen[3] or '', now} end
+if ARGV[1] ~= '0' and now > tonumber(ARGV[1]) and now < tonumber(ARGV[2]) then return {2, 0, '', '', now} end
+return {0, 0, '', '', now}
 `;
 
 /**

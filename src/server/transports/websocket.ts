@@ -1,15 +1,22 @@
 import type { IncomingMessage } from 'node:http';
 import type { Duplex } from 'node:stream';
-import { WebSocketServer, type WebSocket } from 'ws';
+import { WebSocketServer, type PerMessageDeflateOptions, type WebSocket } from 'ws';
+import { JSON_CODEC, chooseSubprotocol, type Codec } from '../../protocol/index.js';
+import { codecForSubprotocol } from '../../protocol/msgpack.js';
 import type { Transport, TransportListener } from '../transport.js';
 
 /** The `ws` WebSocket as a Chorus transport. */
 export class WebSocketTransport implements Transport {
   readonly kind = 'websocket';
   readonly canPing = true;
+  readonly bidirectional = true;
+  /** Chosen by the subprotocol the handshake answered (`chorus.v1.msgpack`); JSON otherwise. */
+  readonly codec: Codec;
 
   /** @param socket an open `ws` WebSocket */
-  constructor(readonly socket: WebSocket) {}
+  constructor(readonly socket: WebSocket) {
+    this.codec = codecForSubprotocol(socket.protocol) ?? JSON_CODEC;
+  }
 
   get isOpen(): boolean {
     return this.socket.readyState === this.socket.OPEN;
@@ -36,7 +43,7 @@ export class WebSocketTransport implements Transport {
     socket.once('close', (code: number, reason: Buffer) => listener.close(code, reason.toString()));
   }
 
-  send(message: Buffer, binary: boolean): void {
+  send(message: Uint8Array, binary: boolean): void {
     this.socket.send(message, { binary });
   }
 
@@ -69,13 +76,49 @@ export class WebSocketTransport implements Transport {
   }
 }
 
-/** Completes WebSocket handshakes (noServer `ws`) and wraps each socket as a transport. */
+/** permessage-deflate settings, resolved (documented on `CompressionOptions` in options.ts). */
+export interface DeflateSettings {
+  threshold: number;
+  concurrency: number;
+  contextTakeover: boolean;
+  level: number;
+  memLevel: number;
+  windowBits: number;
+}
+
+/** The `ws` permessage-deflate options for our settings. */
+export function deflateOptions(settings: DeflateSettings): PerMessageDeflateOptions {
+  return {
+    threshold: settings.threshold,
+    concurrencyLimit: settings.concurrency,
+    serverNoContextTakeover: !settings.contextTakeover,
+    clientNoContextTakeover: !settings.contextTakeover,
+    serverMaxWindowBits: settings.windowBits,
+    zlibDeflateOptions: { level: settings.level, memLevel: settings.memLevel },
+  };
+}
+
+/**
+ * Completes WebSocket handshakes (noServer `ws`) and wraps each socket as a transport. The
+ * subprotocol answered is the first one the client offers that Chorus speaks
+ * (`chorus.v1.json`, `chorus.v1.msgpack`), or none (then JSON): never one it does not speak.
+ */
 export class WebSocketAcceptor {
   private readonly wss: WebSocketServer;
 
-  /** @param maxMessageBytes largest message accepted from a client; larger ones close with 1009 */
-  constructor(maxMessageBytes: number) {
-    this.wss = new WebSocketServer({ noServer: true, maxPayload: maxMessageBytes, perMessageDeflate: false, clientTracking: false });
+  /**
+   * @param maxMessageBytes largest message accepted from a client (after decompression);
+   *   larger ones close with 1009
+   * @param deflate permessage-deflate settings, or undefined for none
+   */
+  constructor(maxMessageBytes: number, deflate?: DeflateSettings) {
+    this.wss = new WebSocketServer({
+      noServer: true,
+      maxPayload: maxMessageBytes,
+      perMessageDeflate: deflate ? deflateOptions(deflate) : false,
+      clientTracking: false,
+      handleProtocols: (offered) => chooseSubprotocol(offered) ?? false,
+    });
   }
 
   /** Finish the handshake; `accepted` gets the transport (not called if `ws` refuses the socket). */

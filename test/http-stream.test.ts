@@ -1,0 +1,282 @@
+/**
+ * Bidirectional HTTP streaming (`GET /stream` down, `POST /stream/<session>?seq=n` up): the same
+ * frames, acks and limits as a WebSocket (size, rate, heartbeat, slow consumer, token expiry),
+ * POSTs applied in seq order, and a cluster without sticky sessions: two nodes behind a
+ * per-request round-robin HTTP proxy, POSTs reaching the other node forwarded to the stream's.
+ */
+import assert from 'node:assert/strict';
+import { once } from 'node:events';
+import http from 'node:http';
+import type { AddressInfo } from 'node:net';
+import { afterEach, describe, test } from 'node:test';
+import { TestBus } from '../src/engines/bus/index.js';
+import { RedisEngine } from '../src/engines/redis/index.js';
+import type { Engine } from '../src/engines/types.js';
+import { RedisProcess } from './redis-helpers.js';
+import { newSessionId, sessionNode } from '../src/server/transports/http-stream.js';
+import { SECRET, signToken, startServer, until, withServer, withTimeout, type TestServer } from './helpers.js';
+
+/** A raw HTTP streaming client: reads frames line by line, POSTs messages with seq numbers. */
+class StreamClient {
+  readonly frames: any[] = [];
+  session = '';
+  status = 0;
+  ended = false;
+  body = '';
+  private seq = 0;
+  private buffer = '';
+  private waiters: Array<() => void> = [];
+  private req: http.ClientRequest | undefined;
+  res: http.IncomingMessage | undefined;
+
+  static async open(base: string, token: string, options: { paused?: boolean } = {}): Promise<StreamClient> {
+    const client = new StreamClient(base);
+    await new Promise<void>((resolve, reject) => {
+      client.req = http.get(`${base}/stream?token=${token}`, (res) => {
+        client.res = res;
+        client.status = res.statusCode ?? 0;
+        client.session = String(res.headers['chorus-session'] ?? '');
+        if (options.paused) res.pause();
+        res.setEncoding('utf8');
+        res.on('data', (chunk: string) => (client.status === 200 ? client.feed(chunk) : (client.body += chunk)));
+        const end = () => {
+          client.ended = true;
+          client.wake();
+        };
+        res.on('end', end);
+        res.on('close', end);
+        resolve();
+      });
+      client.req.on('error', reject);
+    });
+    return client;
+  }
+
+  constructor(readonly base: string) {}
+
+  private feed(chunk: string): void {
+    this.buffer += chunk;
+    let end: number;
+    while ((end = this.buffer.indexOf('\n')) >= 0) {
+      const line = this.buffer.slice(0, end);
+      this.buffer = this.buffer.slice(end + 1);
+      if (line) this.frames.push(JSON.parse(line));
+    }
+    this.wake();
+  }
+
+  private wake(): void {
+    const waiters = this.waiters;
+    this.waiters = [];
+    for (const w of waiters) w();
+  }
+
+  async find(match: (f: any) => boolean, what = 'frame', ms = 10_000): Promise<any> {
+    return withTimeout(
+      (async () => {
+        for (;;) {
+          const found = this.frames.find(match);
+          if (found) return found;
+          if (this.ended) throw new Error(`stream ended while waiting for ${what}`);
+          await new Promise<void>((resolve) => this.waiters.push(resolve));
+        }
+      })(),
+      ms,
+      what,
+    );
+  }
+
+  async until(what: string, check: () => boolean, ms = 10_000): Promise<void> {
+    await this.find(() => check(), what, ms).catch(async (err) => {
+      if (!check()) throw err;
+    });
+  }
+
+  /** POST one message (frames joined with newlines) with the next seq, or a given one. */
+  async post(frames: unknown[] | string, seq = this.seq++, base = this.base): Promise<{ status: number; body: string }> {
+    const body = typeof frames === 'string' ? frames : frames.map((f) => JSON.stringify(f)).join('\n');
+    const res = await fetch(`${base}/stream/${this.session}?seq=${seq}`, { method: 'POST', headers: { 'content-type': 'text/plain' }, body });
+    return { status: res.status, body: await res.text() };
+  }
+
+  close(): void {
+    this.req?.destroy();
+  }
+}
+
+describe('session ids', () => {
+  test('name their node; anything else is not a session', () => {
+    const sid = newSessionId('node a/1');
+    assert.equal(sessionNode(sid), 'node a/1');
+    for (const bad of ['', 'abc', 'n1.xyz', `.${'0'.repeat(32)}`, `%E0%A4%A.${'0'.repeat(32)}`]) assert.equal(sessionNode(bad), undefined, bad);
+  });
+});
+
+describe('HTTP streaming', () => {
+  test('the same frames and acks as a WebSocket; POSTs applied in seq order, repeats dropped', async () => {
+    await withServer({}, async (s) => {
+      const client = await StreamClient.open(s.url, await signToken('ada'));
+      assert.equal(client.status, 200);
+      assert.match(client.session, /\.[0-9a-f]{32}$/);
+      const connected = await client.find((f) => f.event === 'connected');
+      assert.equal(connected.data.user, 'ada');
+      assert.equal((await client.post([{ event: 'subscribe', id: 's', data: { channel: 'chat:hs' } }])).status, 204);
+      await client.find((f) => f.id === 's' && f.event === 'ack');
+      await client.post([{ event: 'publish', id: 'p', data: { channel: 'chat:hs', data: { bin: { $bin: 'AQI=' } } } }]);
+      const ack = await client.find((f) => f.id === 'p');
+      const message = await client.find((f) => f.event === 'message');
+      assert.equal(message.data.offset, ack.data.offset);
+      assert.deepEqual(message.data.data, { bin: { $bin: 'AQI=' } });
+      // seq 3 before seq 2: both applied, in seq order; a repeat of seq 2 is dropped.
+      assert.equal((await client.post([{ event: 'ping', id: 'x3' }], 3)).status, 204);
+      assert.equal((await client.post([{ event: 'ping', id: 'x2' }], 2)).status, 204);
+      assert.equal((await client.post([{ event: 'ping', id: 'x2' }], 2)).status, 204);
+      await client.find((f) => f.id === 'x3');
+      const acks = client.frames.filter((f) => f.id === 'x2' || f.id === 'x3').map((f) => f.id);
+      assert.deepEqual(acks, ['x2', 'x3']);
+      // Bad requests.
+      assert.equal((await client.post('{}', -1)).status, 400);
+      assert.equal((await client.post('{}', 100_000)).status, 400, 'too far ahead');
+      const missing = await fetch(`${s.url}/stream/${newSessionId(s.chorus.options.nodeId)}?seq=0`, { method: 'POST', body: '{}' });
+      assert.equal(missing.status, 404);
+      assert.equal(((await missing.json()) as any).error.code, 'NOT_FOUND');
+      const refused = await StreamClient.open(s.url, 'not-a-token');
+      assert.equal(refused.status, 401);
+      client.close();
+      await until('session gone', () => s.chorus.connections.size === 0);
+    });
+  });
+
+  test('limits: a message over maxMessageBytes closes 1009; a flood is rate limited', async () => {
+    await withServer({ limits: { maxMessageBytes: 1024, ratePerSecond: 1, rateBurst: 10 } }, async (s) => {
+      const client = await StreamClient.open(s.url, await signToken('ada'));
+      await client.find((f) => f.event === 'connected');
+      // 15 frames in one POST: past the burst of 10, but fewer than maxFaults (10) limited ones.
+      await client.post(Array.from({ length: 15 }, (_, i) => ({ event: 'ping', id: `f${i}` })));
+      const limited = await client.find((f) => f.event === 'error' && f.data.code === 'RATE_LIMITED');
+      assert.ok(limited.data.retryAfterMs > 0);
+      const big = await client.post([{ event: 'ping', id: 'big', data: 'x'.repeat(2000) }]);
+      assert.equal(big.status, 413);
+      const disconnect = await client.find((f) => f.event === 'disconnect');
+      assert.equal(disconnect.data.code, 1009);
+      await until('closed', () => s.chorus.connections.size === 0);
+    });
+  });
+
+  test('heartbeat: a client that never answers pings is closed (4002); token expiry closes 4001', async () => {
+    await withServer({ heartbeat: { intervalMs: 50, timeoutMs: 200 } }, async (s) => {
+      const client = await StreamClient.open(s.url, await signToken('ada'));
+      await client.find((f) => f.event === 'ping');
+      await client.until('stream end', () => client.ended);
+      assert.equal([...s.chorus.connections].length, 0);
+      const log = s.logs.find((l) => l.msg === 'disconnected');
+      assert.equal(log?.code, 4002);
+    });
+    await withServer({ auth: { secret: SECRET, clockToleranceSec: 0 }, heartbeat: { intervalMs: 100, timeoutMs: 5000 } }, async (s) => {
+      const client = await StreamClient.open(s.url, await signToken('ada', { expSeconds: 1 }));
+      // Answering pings keeps it alive until the token expires.
+      let answered = 0;
+      const pong = setInterval(() => void client.post([{ event: 'pong' }]).then(() => answered++), 100);
+      try {
+        const disconnect = await client.find((f) => f.event === 'disconnect', 'disconnect', 5000);
+        assert.equal(disconnect.data.code, 4001);
+      } finally {
+        clearInterval(pong);
+      }
+      assert.ok(answered > 0);
+    });
+  });
+
+  test('a stream that is not read is a slow consumer (4003)', async () => {
+    await withServer({ limits: { maxQueuedBytes: 64 * 1024 } }, async (s) => {
+      const client = await StreamClient.open(s.url, await signToken('ada'), { paused: true });
+      await until('connected', () => s.chorus.connections.size === 1);
+      await s.chorus.subscribeConnection([...s.chorus.connections][0]!, 'chat:slow');
+      const big = 'x'.repeat(16 * 1024);
+      for (let i = 0; i < 2000 && s.chorus.connections.size > 0; i++) await s.chorus.publish('chat:slow', { i, big });
+      await until('closed', () => s.chorus.connections.size === 0);
+      assert.equal(s.logs.find((l) => l.msg === 'disconnected')?.code, 4003);
+      client.close();
+    });
+  });
+});
+
+describe('HTTP streaming across a cluster without sticky sessions', () => {
+  let nodes: TestServer[] = [];
+  let proxy: http.Server | undefined;
+  let bus: TestBus | undefined;
+
+  afterEach(async () => {
+    proxy?.closeAllConnections();
+    await new Promise<void>((resolve) => (proxy ? proxy.close(() => resolve()) : resolve()));
+    await Promise.allSettled(nodes.map((n) => n.close()));
+    await bus?.close();
+    nodes = [];
+    proxy = undefined;
+  });
+
+  /** Two nodes on these engines behind a per-request round-robin HTTP proxy; returns the proxy's URL. */
+  async function roundRobin(engines: [Engine, Engine]): Promise<{ base: string; routed: { a: number; b: number } }> {
+    nodes = await Promise.all(['a', 'b'].map((id, i) => startServer({ nodeId: id, engine: engines[i]! })));
+    // A per-request round-robin HTTP proxy (like nginx upstream without ip_hash/sticky).
+    let next = 0;
+    const routed = { a: 0, b: 0 };
+    proxy = http.createServer((req, res) => {
+      const target = nodes[next++ % 2]!;
+      routed[target.chorus.options.nodeId as 'a' | 'b']++;
+      const upstream = http.request({ host: '127.0.0.1', port: target.port, path: req.url, method: req.method, headers: req.headers }, (up) => {
+        res.writeHead(up.statusCode ?? 502, up.headers);
+        up.pipe(res);
+      });
+      upstream.on('error', () => res.destroy());
+      req.pipe(upstream);
+    });
+    proxy.listen(0, '127.0.0.1');
+    await once(proxy, 'listening');
+    return { base: `http://127.0.0.1:${(proxy.address() as AddressInfo).port}`, routed };
+  }
+
+  /** A session through the proxy: subscribe and ten publishes, each POST on the next node. */
+  async function chatThrough(base: string, routed: { a: number; b: number }): Promise<void> {
+    const client = await StreamClient.open(base, await signToken('ada'));
+    const home = sessionNode(client.session)!;
+    await client.find((f) => f.event === 'connected' && f.data.node === home);
+    await client.post([{ event: 'subscribe', id: 's', data: { channel: 'chat:rr' } }]);
+    await client.find((f) => f.id === 's');
+    for (let i = 0; i < 10; i++) {
+      const res = await client.post([{ event: 'publish', id: `p${i}`, data: { channel: 'chat:rr', data: { i } } }]);
+      assert.equal(res.status, 204);
+    }
+    await client.find((f) => f.id === 'p9');
+    const acks = client.frames.filter((f) => f.event === 'ack' && /^p\d$/.test(f.id));
+    assert.deepEqual(acks.map((f) => f.id), [...Array(10).keys()].map((i) => `p${i}`), 'applied in order');
+    const offsets = acks.map((f) => f.data.offset);
+    offsets.forEach((o, i) => i > 0 && assert.equal(o, offsets[i - 1] + 1));
+    await client.until('messages', () => client.frames.filter((f) => f.event === 'message').length === 10);
+    assert.ok(routed.a >= 5 && routed.b >= 5, `both nodes got requests: ${JSON.stringify(routed)}`);
+    const other = nodes.find((n) => n.chorus.options.nodeId !== home)!;
+    assert.equal(other.chorus.connections.size, 0, 'the stream lives on one node only');
+    client.close();
+  }
+
+  test('POSTs reaching the other node are forwarded to the node holding the stream (test bus)', async () => {
+    bus = new TestBus();
+    await bus.start();
+    const { base, routed } = await roundRobin([bus.node('a'), bus.node('b')]);
+    await chatThrough(base, routed);
+  });
+
+  test('the same over a real Redis (two engines, one redis-server)', async () => {
+    const redis = await RedisProcess.start();
+    const engines: [RedisEngine, RedisEngine] = [new RedisEngine({ url: redis.url }), new RedisEngine({ url: redis.url })];
+    try {
+      const { base, routed } = await roundRobin(engines);
+      await chatThrough(base, routed);
+    } finally {
+      await Promise.allSettled(nodes.map((n) => n.close()));
+      nodes = [];
+      await Promise.allSettled(engines.map((e) => e.close()));
+      await redis.stop();
+    }
+  });
+});
