@@ -51,18 +51,33 @@ export async function sectionStorm(tokens: string[], config: StormConfig, result
     const Balanced = function (url: string) {
       return new WebSocket(url.replace(/:\d+\//, `:${target}/`), { localAddress: load.localAddress!(source++) });
     } as unknown as typeof WebSocket;
+    const balancedFetch = (url: string, init?: RequestInit) => fetch(url.replace(/:\d+\//, `:${target}/`), init);
     const stats = { paced503: 0, otherErrors: 0, connectTimeouts: 0, connected: 0, recoveredTrue: 0, recoveredFalse: 0, lost: 0 };
     let phase: 'setup' | 'storm' = 'setup';
+    /** Client 'error' events during the storm other than 503s, by message. */
+    const errorKinds = new Map<string, number>();
     const back = new Set<number>();
     const subscribed = new Set<number>();
     const stormStartedAt = { t: 0 };
     let lastBackAt = 0;
     console.log(`perf2: storm: connecting ${fmt(CONFIG.stormClients)} Chorus clients to node A ...`);
     for (let i = 0; i < CONFIG.stormClients; i++) {
-      const client = new ChorusClient({ url: `ws://127.0.0.1:${a.port}/ws`, WebSocket: Balanced as never, token: tokens[i]!, minReconnectDelayMs: 500, maxReconnectDelayMs: 10_000 });
+      const client = new ChorusClient({
+        url: `ws://127.0.0.1:${a.port}/ws`,
+        WebSocket: Balanced as never,
+        // The HTTP-streaming fallback goes through the same "load balancer".
+        fetch: balancedFetch as never,
+        token: tokens[i]!,
+        minReconnectDelayMs: 500,
+        maxReconnectDelayMs: 10_000,
+      });
       client.on('error', (err) => {
         if (/Unexpected server response: 503/.test(err.message)) stats.paced503++;
-        else if (phase === 'storm') stats.otherErrors++;
+        else if (phase === 'storm') {
+          stats.otherErrors++;
+          const kind = err.message.replace(/\d+/g, 'N').slice(0, 60);
+          errorKinds.set(kind, (errorKinds.get(kind) ?? 0) + 1);
+        }
       });
       client.on('disconnected', (d) => {
         if (phase === 'storm' && d.code === 3001) stats.connectTimeouts++;
@@ -132,6 +147,7 @@ export async function sectionStorm(tokens: string[], config: StormConfig, result
       paced503: stats.paced503,
       connectTimeouts: stats.connectTimeouts,
       otherErrors: stats.otherErrors,
+      otherErrorKinds: Object.fromEntries(errorKinds),
       allBackMs: stormMs,
       survivorCpuPct: (cpu.cpuMs / Math.max(1, performance.now() - stormStartedAt.t)) * 100,
       survivorLag: { baseline: baselineLag, storm: lag },
@@ -147,7 +163,7 @@ export async function sectionStorm(tokens: string[], config: StormConfig, result
       ['time until the last client was back, s', fmt(out.allBackMs / 1000, 1)],
       ['handshakes answered 503 + Retry-After', fmt(out.paced503)],
       ['client handshake timeouts (3001)', fmt(out.connectTimeouts)],
-      ['other client errors', fmt(out.otherErrors)],
+      ['other client errors', `${fmt(out.otherErrors)}${out.otherErrors ? `: ${[...errorKinds].map(([m, n]) => `${fmt(n)} "${m}"`).join(', ')}` : ''}`],
       ['survivor event-loop lag p99 / max ms: before', `${fmt(baselineLag.p99Ms, 1)} / ${fmt(baselineLag.maxMs, 1)}`],
       ['survivor event-loop lag p99 / max ms: storm', `${fmt(lag.p99Ms, 1)} / ${fmt(lag.maxMs, 1)}`],
       ['existing clients p50 / p99 ms: before', `${fmt(base50!, 1)} / ${fmt(base99!, 1)}`],
