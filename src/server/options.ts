@@ -2,6 +2,7 @@ import type { IncomingMessage } from 'node:http';
 import type { Logger } from 'pino';
 import type { Registry } from 'prom-client';
 import type { Engine } from '../engines/types.js';
+import { DEFAULT_ADMISSION, type AdmissionOptions } from './admission.js';
 
 import { resolveCompression, type CompressionOptions, type CompressionSettings } from './compression.js';
 import { bool, fail, oneOf, positiveInt, positiveNumber } from './option-checks.js';
@@ -191,6 +192,8 @@ export interface ServerOptions {
   limits?: Partial<Limits>;
   heartbeat?: Partial<HeartbeatOptions>;
   shutdown?: Partial<ShutdownOptions>;
+  /** Server-paced admission: over the rate, HTTP 503 with `Retry-After` (defaults and units: `AdmissionOptions`). */
+  admission?: Partial<AdmissionOptions>;
   /** Window in which a retried publish with the same id is applied once, in ms. Default 120000. */
   idempotencyWindowMs?: number;
   /**
@@ -250,6 +253,7 @@ export interface ResolvedOptions {
   limits: Limits;
   heartbeat: HeartbeatOptions;
   shutdown: ShutdownOptions;
+  admission: AdmissionOptions;
   idempotencyWindowMs: number;
   presenceTtlMs: number;
   nodeId: string;
@@ -410,6 +414,7 @@ export function resolveOptions(options: ServerOptions = {}): ResolvedOptions {
     fail('heartbeat.timeoutMs', 'must be greater than heartbeat.intervalMs');
   }
   const shutdown = resolveNumbers('shutdown', options.shutdown, DEFAULT_SHUTDOWN, new Set(['reconnectSpreadMs']));
+  const admission = resolveNumbers('admission', options.admission, DEFAULT_ADMISSION, new Set(['ratePerSecond', 'maxPending']));
   const idempotencyWindowMs =
     options.idempotencyWindowMs === undefined ? 120000 : positiveInt('idempotencyWindowMs', options.idempotencyWindowMs);
   if (options.clock !== undefined && typeof options.clock !== 'function') fail('clock', 'must be a function returning ms since the Unix epoch');
@@ -429,6 +434,7 @@ export function resolveOptions(options: ServerOptions = {}): ResolvedOptions {
     limits,
     heartbeat,
     shutdown,
+    admission,
     idempotencyWindowMs,
     presenceTtlMs,
     nodeId: options.nodeId ?? `n_${Math.random().toString(36).slice(2, 10)}`,
