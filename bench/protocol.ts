@@ -26,6 +26,8 @@ export type PublishPlan =
       padBytes?: number;
       max: number;
       durationMs: number;
+      /** Publish round-robin to these channels instead of the fan-out channel (Chorus only). */
+      channels?: string[];
     };
 
 export type ToServer =
@@ -35,6 +37,8 @@ export type ToServer =
   | { type: 'cpu-read' }
   | { type: 'publish'; plan: PublishPlan }
   | { type: 'credit'; upTo: number }
+  | { type: 'lag-start' }
+  | { type: 'lag-read' }
   | { type: 'exit' };
 
 export type FromServer =
@@ -43,4 +47,5 @@ export type FromServer =
   | { type: 'memory'; heapUsed: number; rss: number }
   | { type: 'ok' }
   | { type: 'cpu'; cpuMs: number }
+  | { type: 'lag'; p50Ms: number; p99Ms: number; maxMs: number }
   | { type: 'published'; count: number; elapsedMs: number; cpuMs: number; stalledMs: number };

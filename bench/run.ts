@@ -14,10 +14,10 @@
 import { writeFileSync } from 'node:fs';
 import os from 'node:os';
 import { SignJWT } from 'jose';
-import { Counters, LatencyRecorder, WireClient, nowMs, openMany } from './wire.js';
-import { BENCH_CHANNEL, type PublishPlan, type ServerKind } from './protocol.js';
+import { type PublishPlan, type ServerKind } from './protocol.js';
 import { JWT_SECRET, PIN, ServerProcess, sleep } from './server-process.js';
 import { LABEL, bestRound, printConnect, printFanout, type ConnectResult, type FanoutResult } from './report.js';
+import { closeAll, measureConnections, prepareFanout, runScenario, type FanoutSetup } from './fanout.js';
 
 const argv = process.argv.slice(2);
 const quick = argv.includes('--quick');
@@ -61,147 +61,6 @@ const CONFIG = {
 };
 
 
-function pathFor(kind: ServerKind, token: string): string {
-  if (kind === 'chorus') return `/ws?token=${token}`;
-  if (kind === 'socketio') return '/socket.io/?EIO=4&transport=websocket';
-  return '/';
-}
-
-/** Socket.IO needs a namespace connect ("40") before it has a socket. */
-function afterOpen(kind: ServerKind): ((c: WireClient) => void) | undefined {
-  return kind === 'socketio' ? (c) => c.sendText('40') : undefined;
-}
-
-const SUBSCRIBE: Record<ServerKind, string> = {
-  chorus: JSON.stringify({ event: 'subscribe', data: { channel: BENCH_CHANNEL } }),
-  ws: 'subscribe',
-  socketio: '42["sub"]',
-};
-
-async function closeAll(server: ServerProcess, clients: WireClient[]): Promise<void> {
-  for (const c of clients) c.destroy();
-  await server.waitFor('connections', (n) => n === 0, 15000);
-}
-
-async function measureConnections(server: ServerProcess, tokens: string[]): Promise<ConnectResult> {
-  const kind = server.kind;
-  const counters = new Counters();
-  const before = await server.request({ type: 'memory' }, 'memory');
-  await server.request({ type: 'cpu-start' }, 'ok');
-  const opened = await openMany(
-    CONFIG.idle,
-    CONFIG.concurrency,
-    (i) => new WireClient({ port: server.port, path: pathFor(kind, tokens[i]!), counters, engineIo: kind === 'socketio' }),
-    CONFIG.connectDeadlineMs,
-    afterOpen(kind),
-  );
-  const cpu = await server.request({ type: 'cpu-read' }, 'cpu');
-  const n = opened.clients.length;
-  await server.waitFor('connections', (c) => c >= n, 10000);
-  await sleep(500); // let per-connection set-up (Chorus: personal channel) settle
-  const after = await server.request({ type: 'memory' }, 'memory', 20000);
-  await closeAll(server, opened.clients);
-  return {
-    idle: n,
-    failed: opened.failed,
-    handshakesPerSec: (n / opened.elapsedMs) * 1000,
-    serverCpuMsPerHandshake: cpu.cpuMs / Math.max(1, n),
-    heapBytesPerConn: (after.heapUsed - before.heapUsed) / Math.max(1, n),
-    rssBytesPerConn: (after.rss - before.rss) / Math.max(1, n),
-    ...(opened.firstError ? { error: opened.firstError } : {}),
-  };
-}
-
-/** Subscribers connected to one server, ready for fan-out scenarios. */
-interface FanoutSetup {
-  server: ServerProcess;
-  clients: WireClient[];
-  counters: Counters;
-  latency: LatencyRecorder;
-  subscribers: number;
-}
-
-async function prepareFanout(server: ServerProcess, tokens: string[]): Promise<FanoutSetup> {
-  const kind = server.kind;
-  const counters = new Counters();
-  const latency = new LatencyRecorder();
-  const opened = await openMany(
-    CONFIG.subscribers,
-    CONFIG.concurrency,
-    (i) =>
-      new WireClient({
-        port: server.port,
-        path: pathFor(kind, tokens[i]!),
-        counters,
-        engineIo: kind === 'socketio',
-        ...(i % CONFIG.latencyEvery === 0 ? { latency } : {}),
-      }),
-    CONFIG.connectDeadlineMs,
-    afterOpen(kind),
-  );
-  const clients = opened.clients;
-  if (opened.failed > 0) console.warn(`  ${kind}: ${opened.failed} subscriber connections failed (${opened.firstError})`);
-  await server.waitFor('connections', (c) => c >= clients.length);
-  for (const c of clients) c.sendText(SUBSCRIBE[kind]);
-  const subscribers = await server.waitFor('subscribers', (s) => s >= clients.length);
-  if (subscribers < clients.length) console.warn(`  ${kind}: only ${subscribers}/${clients.length} subscribed`);
-  return { server, clients, counters, latency, subscribers };
-}
-
-async function runScenario(setup: FanoutSetup, name: string, plan: PublishPlan, round: number): Promise<FanoutResult> {
-  const { server, counters, latency, subscribers } = setup;
-  counters.reset();
-  latency.reset();
-  const closedBefore = counters.closed;
-  let lastChunkAt = nowMs();
-  let lastCredit = plan.mode === 'window' ? plan.window : 0;
-  const creditStep = plan.mode === 'window' ? Math.max(1, Math.floor(plan.window / 8)) : 0;
-  counters.onChunk = () => {
-    lastChunkAt = nowMs();
-    if (plan.mode !== 'window') return;
-    // Credit: publications fully delivered (on average over subscribers) + the window.
-    const upTo = Math.floor(counters.deliveries / subscribers) + plan.window;
-    if (upTo >= lastCredit + creditStep) {
-      lastCredit = upTo;
-      server.send({ type: 'credit', upTo });
-    }
-  };
-  await server.request({ type: 'cpu-start' }, 'ok');
-  const loadCpu = process.cpuUsage();
-  const started = nowMs();
-  const published = await server.request({ type: 'publish', plan }, 'published', plan.durationMs + 10000);
-  const expected = published.count * subscribers;
-  const drainStart = performance.now();
-  while (counters.deliveries < expected && performance.now() - drainStart < CONFIG.drainMs) await sleep(5);
-  counters.onChunk = undefined;
-  const elapsedMs = lastChunkAt - started;
-  const serverCpu = await server.request({ type: 'cpu-read' }, 'cpu');
-  const load = process.cpuUsage(loadCpu);
-  const wallMs = nowMs() - started;
-  const [p50, p99, max] = latency.percentiles([50, 99, 100]);
-  await sleep(200);
-  return {
-    scenario: name,
-    round,
-    subscribers,
-    publications: published.count,
-    deliveries: counters.deliveries,
-    expected,
-    elapsedMs,
-    publishMs: published.elapsedMs,
-    deliveriesPerSec: (counters.deliveries / elapsedMs) * 1000,
-    serverCpuUsPerDelivery: (serverCpu.cpuMs * 1000) / Math.max(1, counters.deliveries),
-    loadCpuUsPerDelivery: (load.user + load.system) / Math.max(1, counters.deliveries),
-    latencyMs: { p50: p50!, p99: p99!, max: max!, samples: latency.count },
-    bytesPerDelivery: counters.bytes / Math.max(1, counters.deliveries),
-    deliveriesPerMessage: counters.deliveries / Math.max(1, counters.messages),
-    serverCpuPct: (serverCpu.cpuMs / wallMs) * 100,
-    loadCpuPct: ((load.user + load.system) / 1000 / wallMs) * 100,
-    stalledPct: (published.stalledMs / Math.max(1, published.elapsedMs)) * 100,
-    closedConnections: counters.closed - closedBefore,
-  };
-}
-
 async function main(): Promise<void> {
   const watchdog = setTimeout(() => {
     console.error(`bench: over the ${CONFIG.globalLimitMs / 1000} s limit, giving up`);
@@ -238,7 +97,7 @@ async function main(): Promise<void> {
       const server = await ServerProcess.start(kind);
       try {
         console.log(`bench: ${LABEL[kind]}: ${CONFIG.idle} idle connections ...`);
-        connect[kind] = await measureConnections(server, tokens);
+        connect[kind] = await measureConnections(server, tokens, CONFIG.idle, CONFIG);
       } catch (err) {
         console.error(`bench: ${kind} idle connections failed:`, err);
       } finally {
@@ -255,7 +114,7 @@ async function main(): Promise<void> {
       for (const kind of KINDS) {
         const server = await ServerProcess.start(kind);
         console.log(`bench: ${LABEL[kind]}: connecting ${CONFIG.subscribers} subscribers ...`);
-        setups.push(await prepareFanout(server, tokens));
+        setups.push(await prepareFanout(server, tokens, CONFIG.subscribers, CONFIG));
       }
       await sleep(300);
       const scenarios = CONFIG.scenarios.filter((s) => !scenarioFilter || s.name.includes(scenarioFilter));
@@ -263,7 +122,7 @@ async function main(): Promise<void> {
         console.log(`bench: fan-out round ${round}/${CONFIG.rounds} ...`);
         for (const { name, plan } of scenarios) {
           for (const setup of setups) {
-            const result = await runScenario(setup, name, plan, round);
+            const result = await runScenario(setup, name, plan, round, CONFIG);
             (rounds[setup.server.kind] ??= []).push(result);
           }
         }

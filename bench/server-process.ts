@@ -32,7 +32,7 @@ export class ServerProcess {
     readonly port: number,
   ) {}
 
-  /** @param env extra environment for the server process (e.g. BENCH_COMPRESSION=1) */
+  /** @param env extra environment for the server process (e.g. BENCH_COMPRESSION=1, BENCH_REDIS_URL, BENCH_CHORUS_OPTIONS) */
   static async start(kind: ServerKind, env: Record<string, string> = {}): Promise<ServerProcess> {
     // BENCH_SERVER_NODE_ARGS: extra flags for the server process, e.g. "--cpu-prof --cpu-prof-dir=/tmp/prof".
     const extra = (process.env.BENCH_SERVER_NODE_ARGS ?? '').split(' ').filter(Boolean);
@@ -96,6 +96,14 @@ export class ServerProcess {
       if (done(value) || performance.now() - started > timeoutMs) return value;
       await sleep(50);
     }
+  }
+
+  /** SIGKILL the server (a node dying) and wait for it to exit. */
+  async kill(): Promise<void> {
+    if (this.exited) return;
+    const exited = new Promise<void>((resolve) => this.child.once('exit', () => resolve()));
+    this.child.kill('SIGKILL');
+    await Promise.race([exited, sleep(3000)]);
   }
 
   async stop(): Promise<void> {

@@ -8,15 +8,33 @@
  */
 import http from 'node:http';
 import type { AddressInfo } from 'node:net';
+import { monitorEventLoopDelay, type IntervalHistogram } from 'node:perf_hooks';
+import { Redis } from 'ioredis';
+import { createAdapter } from '@socket.io/redis-adapter';
 import { WebSocketServer } from 'ws';
 import { Server as SocketIoServer } from 'socket.io';
-import { ChorusServer } from '../src/server/index.js';
+import { existsSync } from 'node:fs';
+import type { ServerOptions } from '../src/server/index.js';
 import { nowMs } from './wire.js';
 import type { ServerKind, ToServer, FromServer, PublishPlan } from './protocol.js';
 import { BENCH_CHANNEL, BENCH_ROOM } from './protocol.js';
 
 const kind = process.argv[2] as ServerKind;
+/**
+ * Chorus as users run it: the compiled dist/ (`npm run build`), unless BENCH_SOURCE=src or there
+ * is no build. Under tsx, src/ is transformed with esbuild's keepNames, which gives every named
+ * closure a property dictionary (~250 B each, measured): it would count against Chorus's memory.
+ */
+const fromDist = process.env.BENCH_SOURCE !== 'src' && existsSync(new URL('../dist/server/index.js', import.meta.url));
+const root = fromDist ? '../dist' : '../src';
+const { ChorusServer } = (await import(`${root}/server/index.js`)) as typeof import('../src/server/index.js');
+const { RedisEngine } = (await import(`${root}/engines/redis/index.js`)) as typeof import('../src/engines/redis/index.js');
+if (kind === 'chorus' && process.env.BENCH_QUIET !== '1') console.log(`bench server: Chorus from ${fromDist ? 'dist/' : 'src/ (tsx)'}`);
 const secret = process.env.BENCH_JWT_SECRET ?? '';
+/** BENCH_REDIS_URL: run on Redis (Chorus: RedisEngine; Socket.IO: @socket.io/redis-adapter). */
+const redisUrl = process.env.BENCH_REDIS_URL;
+/** BENCH_CHORUS_OPTIONS: JSON merged over the Chorus bench options (e.g. admission, heartbeat). */
+const chorusOverrides = JSON.parse(process.env.BENCH_CHORUS_OPTIONS ?? '{}') as Partial<ServerOptions>;
 
 function send(message: FromServer): void {
   process.send?.(message);
@@ -24,7 +42,7 @@ function send(message: FromServer): void {
 
 interface Target {
   /** Publish one message whose payload carries the publish time `t` and sequence `s`. */
-  publish(data: { t: number; s: number; p: string }): void;
+  publish(data: { t: number; s: number; p: string }, channel?: string): void;
   subscribers(): number;
   connections(): number;
 }
@@ -45,13 +63,17 @@ function chorusTarget(): Target {
     namespaces: [
       { pattern: 'user:*', personal: true, publish: 'none' },
       { pattern: 'bench:*', publish: 'none' },
+      // The reconnect storm: channels with history, recovered after the node dies.
+      { pattern: 'storm:*', publish: 'none', historySize: 1000 },
     ],
+    ...(redisUrl ? { engine: new RedisEngine({ url: redisUrl }) } : {}),
+    ...chorusOverrides,
   });
   chorus.attach(httpServer);
   let errors = 0;
   return {
-    publish(data) {
-      chorus.publish(BENCH_CHANNEL, data).catch((err: unknown) => {
+    publish(data, channel = BENCH_CHANNEL) {
+      chorus.publish(channel, data).catch((err: unknown) => {
         if (errors++ === 0) console.error('bench server: publish failed', err);
       });
     },
@@ -83,6 +105,10 @@ function wsTarget(): Target {
 
 function socketIoTarget(): Target {
   const io = new SocketIoServer(httpServer, { transports: ['websocket'], serveClient: false });
+  if (redisUrl) {
+    const pub = new Redis(redisUrl);
+    io.adapter(createAdapter(pub, pub.duplicate()));
+  }
   io.on('connection', (socket) => {
     socket.on('sub', () => void socket.join(BENCH_ROOM));
   });
@@ -138,7 +164,11 @@ function runPublisher(plan: PublishPlan): void {
   };
   const stopTimer = setTimeout(finish, plan.durationMs + 50);
   const pad = padding(plan.padBytes ?? 64);
-  const publishOne = () => target.publish({ t: nowMs(), s: seq++, p: pad });
+  const channels = plan.mode === 'rate' ? plan.channels : undefined;
+  const publishOne = () => {
+    const s = seq++;
+    target.publish({ t: nowMs(), s, p: pad }, channels ? channels[s % channels.length] : undefined);
+  };
 
   if (plan.mode === 'window') {
     credit = plan.window;
@@ -197,6 +227,17 @@ process.on('message', (message: ToServer) => {
     case 'publish':
       runPublisher(message.plan);
       break;
+    case 'lag-start':
+      lag?.disable();
+      lag = monitorEventLoopDelay({ resolution: 10 });
+      lag.enable();
+      send({ type: 'ok' });
+      break;
+    case 'lag-read': {
+      const ms = (ns: number) => ns / 1e6;
+      send({ type: 'lag', p50Ms: ms(lag?.percentile(50) ?? 0), p99Ms: ms(lag?.percentile(99) ?? 0), maxMs: ms(lag?.max ?? 0) });
+      break;
+    }
     case 'credit':
       if (message.upTo > credit) {
         credit = message.upTo;
@@ -208,6 +249,7 @@ process.on('message', (message: ToServer) => {
   }
 });
 let cpuMark = process.cpuUsage();
+let lag: IntervalHistogram | undefined;
 process.on('disconnect', () => process.exit(0));
 
 httpServer.listen(0, '127.0.0.1', () => {

@@ -89,6 +89,8 @@ export interface WireOptions {
   countPattern?: Buffer;
   /** permessage-deflate: copy each compressed message and inflate it to count its newlines. */
   inflate?: boolean;
+  /** Local (source) address, e.g. one of several 127.0.0.x: each gives its own ~28k ephemeral ports. */
+  localAddress?: string;
 }
 
 /** One raw WebSocket connection. `open()` resolves when the 101 response has arrived. */
@@ -137,6 +139,7 @@ export class WireClient {
       const socket = net.connect({
         host: '127.0.0.1',
         port,
+        ...(this.options.localAddress ? { localAddress: this.options.localAddress } : {}),
         noDelay: true,
         onread: {
           buffer: SHARED_READ_BUFFER,

@@ -228,6 +228,15 @@ describe('loadConfig: precedence flags > env > file > defaults', () => {
     assert.deepEqual(c.redis, { outcomeTimeoutMs: 0, maxHeldPublications: 1 });
   });
 
+  it('reads admission (server-paced handshakes) at its edges', () => {
+    const load = (admission: unknown) => loadConfig(['--config', '/c.json'], {}, files({ '/c.json': JSON.stringify({ admission }) }));
+    assert.deepEqual(load({ ratePerSecond: 0, burst: 1, maxPending: 0, maxRetryAfterSec: 1 }).server.admission, { ratePerSecond: 0, burst: 1, maxPending: 0, maxRetryAfterSec: 1 });
+    assert.match(configError(() => load({ burst: 0 })), /admission\.burst.*positive integer/);
+    assert.match(configError(() => load({ maxRetryAfterSec: 0 })), /admission\.maxRetryAfterSec.*positive integer/);
+    assert.match(configError(() => load({ ratePerSecond: -1 })), /admission\.ratePerSecond.*non-negative integer/);
+    assert.match(configError(() => load({ rate: 5 })), /admission/);
+  });
+
   it('reads auth.publicKeyFile relative to the config file; no demo mode then', () => {
     const pem = '-----BEGIN PUBLIC KEY-----\nMFkw\n-----END PUBLIC KEY-----\n';
     const fsKey = files({

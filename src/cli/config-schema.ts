@@ -234,6 +234,17 @@ export const configFileSchema = z
       namespaces: z.array(namespaceSchema, { error: 'must be an array' }).optional().describe('Channel namespaces, first match wins'),
       personalChannel: trueOrFalse.optional().describe('Subscribe every connection to user:<sub>. Default true'),
       limits: limitsSchema.optional(),
+      admission: numbers(
+        {
+          ratePerSecond: 'Handshakes a node starts per second, sustained; over it HTTP 503 with Retry-After; 0 = unpaced. Default 1000',
+          burst: 'Handshakes admitted at once above the rate. Default 1000',
+          maxPending: 'Handshakes in admission at once; more get HTTP 503; 0 = no cap. Default 1000',
+          maxRetryAfterSec: 'Largest Retry-After sent, in seconds. Default 30',
+        },
+        ['ratePerSecond', 'maxPending'],
+      )
+        .optional()
+        .describe('Server-paced admission (reconnect storms): 503 OVER_CAPACITY with Retry-After instead of queueing handshakes'),
       heartbeat: numbers({
         intervalMs: 'How often the server pings each connection, in ms. Default 30000',
         timeoutMs: 'A connection silent this long is closed with 4002, in ms (> intervalMs). Default 90000',

@@ -22,6 +22,7 @@ import type {
 import { Backoff } from './backoff.js';
 import type * as Y from 'yjs';
 import type { ClientDocument, DocumentHost } from './document.js';
+import { watchRefusal, type Refusal } from './refusal.js';
 import { Emitter } from './emitter.js';
 import { ChorusClientError, disconnectedError } from './errors.js';
 import { Requests } from './requests.js';
@@ -505,6 +506,8 @@ export class ChorusClient<
     }
     this.#socket = socket;
     this.#disconnectFrame = undefined;
+    let refusal: Refusal | undefined;
+    watchRefusal(socket, (r) => (refusal = r));
     socket.onmessage = (event: { data: unknown }) => {
       if (this.#socket === socket) this.#onData(event.data);
     };
@@ -514,11 +517,14 @@ export class ChorusClient<
       const code = event.code ?? 1006;
       const frame = this.#disconnectFrame;
       const reconnect = shouldReconnect(code) && frame?.reconnect !== false;
-      this.#disconnect(code, event.reason || frame?.reason || '', reconnect, frame?.retryAfterMs);
+      // Server-paced admission: come back after Retry-After plus up to 1 s of jitter.
+      const paced = refusal?.retryAfterMs !== undefined ? refusal.retryAfterMs + Math.floor(this.#random() * 1000) : undefined;
+      this.#disconnect(code, event.reason || frame?.reason || '', reconnect, frame?.retryAfterMs ?? paced);
     };
     socket.onerror = (event: { error?: unknown; message?: string }) => {
       if (this.#socket !== socket) return;
-      this.#emit('error', asError(event?.error ?? new Error(event?.message ?? 'WebSocket error')));
+      const refused = refusal ? new Error(`Unexpected server response: ${refusal.status}`) : undefined;
+      this.#emit('error', asError(refused ?? event?.error ?? new Error(event?.message ?? 'WebSocket error')));
     };
     this.#connectTimer = setTimeout(() => {
       this.#connectTimer = undefined;

@@ -29,7 +29,8 @@ export class YjsEndpoint {
   readonly connections = new Set<YjsConnection>();
   private readonly wss: WebSocketServer;
   private readonly connectionHost: YjsConnectionHost;
-  private readonly releases = new Map<YjsConnection, () => void>();
+  /** Each connection's admission: its per-user slot is released when the connection closes. */
+  private readonly admissions = new Map<YjsConnection, { release(): void }>();
   private lastRegistryRefresh = 0;
 
   constructor(private readonly manager: YjsEndpointHost) {
@@ -81,7 +82,7 @@ export class YjsEndpoint {
     }
     const admitted = await host.admit(req);
     if (!admitted.ok) {
-      rejectUpgrade(socket, admitted.status, admitted.code, admitted.message);
+      rejectUpgrade(socket, admitted.status, admitted.code, admitted.message, admitted.retryAfterSec);
       return;
     }
     let access: DocumentAccess;
@@ -110,7 +111,7 @@ export class YjsEndpoint {
       upgraded = true;
       const connection = new YjsConnection(ws, admitted.identity, admitted.clientId, name, access, this.connectionHost);
       this.connections.add(connection);
-      this.releases.set(connection, admitted.release);
+      this.admissions.set(connection, admitted);
       manager.connectionsGauge.inc();
       host.logger.info({ client: connection.id, user: connection.user, document: name, access }, 'document connected');
       manager.acquire(name).then(
@@ -130,8 +131,8 @@ export class YjsEndpoint {
     if (!this.connections.delete(connection)) return;
     connection.closing = true;
     this.manager.connectionsGauge.dec();
-    this.releases.get(connection)?.();
-    this.releases.delete(connection);
+    this.admissions.get(connection)?.release();
+    this.admissions.delete(connection);
     const document = connection.document;
     if (document) {
       document.removePeer(connection);

@@ -50,6 +50,8 @@ export const ErrorCode = {
   NOT_FOUND: 'NOT_FOUND',
   /** The server is shutting down. */
   SHUTTING_DOWN: 'SHUTTING_DOWN',
+  /** The node is over its admission rate (HTTP 503 with `Retry-After` at the handshake): retry after that many seconds. */
+  OVER_CAPACITY: 'OVER_CAPACITY',
   /** An unexpected server fault; the message never includes internals. */
   INTERNAL: 'INTERNAL',
   /** Client-side only: no reply arrived within the timeout. */

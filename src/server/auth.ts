@@ -2,6 +2,7 @@ import { createPublicKey } from 'node:crypto';
 import type { IncomingMessage } from 'node:http';
 import { createRemoteJWKSet, importSPKI, jwtVerify, type JWTPayload, type JWTVerifyGetKey } from 'jose';
 import { ChorusError, ErrorCode } from '../protocol/index.js';
+import { verifyHmacJwt } from './jwt-hmac.js';
 import type { AuthOptions, Identity, ServerOptions } from './options.js';
 
 /** Largest `info` claim accepted, in bytes of JSON. */
@@ -26,10 +27,19 @@ export class Authenticator {
   private readonly options: AuthOptions;
   private readonly custom: ServerOptions['authenticate'];
   private keyPromise: Promise<CryptoKey | JWTVerifyGetKey> | undefined;
+  /** The shared secret's bytes when plain HMAC tokens can take the synchronous fast path. */
+  private readonly hmacKey: Buffer | undefined;
 
-  constructor(options: AuthOptions, custom?: ServerOptions['authenticate']) {
+  /** @param now the clock (ms since the Unix epoch) for the fast path's `exp`/`nbf` checks */
+  constructor(
+    options: AuthOptions,
+    custom?: ServerOptions['authenticate'],
+    private readonly now?: () => number,
+  ) {
     this.options = options;
     this.custom = custom;
+    const { secret, publicKey, jwksUrl, issuer, audience } = options;
+    this.hmacKey = secret && !publicKey && !jwksUrl && !issuer && !audience && now ? Buffer.from(secret, 'utf8') : undefined;
   }
 
   private key(): Promise<CryptoKey | JWTVerifyGetKey> {
@@ -89,6 +99,12 @@ export class Authenticator {
 
   /** Verify a JWT. Throws ChorusError(UNAUTHORIZED) naming the reason, never the token. */
   async verify(token: string): Promise<Identity> {
+    if (this.hmacKey && this.now) {
+      const tolerance = this.options.clockToleranceSec ?? 5;
+      const claims = verifyHmacJwt(token, this.hmacKey, this.algorithms(), Math.floor(this.now() / 1000), tolerance);
+      if (claims) return identityFromClaims(claims);
+      // Not a plain valid token: jose verifies it again and names the reason.
+    }
     let payload: JWTPayload;
     try {
       const key = await this.key();

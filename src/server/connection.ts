@@ -103,7 +103,8 @@ export class Connection {
    * with a backpressure policy was queued (see `sendPublication` and backpressure.ts).
    */
   private tags: QueueTag[] | undefined;
-  private readonly bucket: TokenBucket;
+  /** Made on the first frame from the client (an idle connection never needs one). */
+  private bucket: TokenBucket | undefined;
   private faultWindowStart = 0;
   private faults = 0;
   private terminateTimer: NodeJS.Timeout | undefined;
@@ -124,7 +125,6 @@ export class Connection {
     this.connectedAt = now;
     this.lastSeen = now;
     this.lastPing = now;
-    this.bucket = new TokenBucket(host.limits.ratePerSecond, host.limits.rateBurst, now);
     this.inbound = new InboundQueue(transport);
     if (transport.sendFrames) this.positions = [];
   }
@@ -149,6 +149,8 @@ export class Connection {
 
   /** Take one frame's worth from the rate bucket. */
   consumeRate() {
+    // Created full at connect time, exactly as if it had existed since then.
+    this.bucket ??= new TokenBucket(this.host.limits.ratePerSecond, this.host.limits.rateBurst, this.connectedAt);
     return this.bucket.consume(this.host.now());
   }
 

@@ -2,8 +2,11 @@ import type { IncomingMessage } from 'node:http';
 import type { Duplex } from 'node:stream';
 import { STATUS_CODES } from 'node:http';
 
-/** Answer an upgrade request with a plain HTTP error and close the socket (no WebSocket is opened). */
-export function rejectUpgrade(socket: Duplex, status: number, code: string, message: string): void {
+/**
+ * Answer an upgrade request with a plain HTTP error and close the socket (no WebSocket is opened);
+ * `retryAfterSec` adds a `Retry-After` header.
+ */
+export function rejectUpgrade(socket: Duplex, status: number, code: string, message: string, retryAfterSec?: number): void {
   if (!socket.writable || socket.destroyed) {
     socket.destroy();
     return;
@@ -14,6 +17,7 @@ export function rejectUpgrade(socket: Duplex, status: number, code: string, mess
     `HTTP/1.1 ${status} ${STATUS_CODES[status] ?? 'Error'}\r\n` +
       'Connection: close\r\n' +
       'Content-Type: application/json\r\n' +
+      (retryAfterSec !== undefined ? `Retry-After: ${retryAfterSec}\r\n` : '') +
       `Content-Length: ${Buffer.byteLength(body)}\r\n` +
       '\r\n' +
       body,

@@ -12,7 +12,8 @@ export const RESUME_PENDING_FRAMES = 32;
  * drains to RESUME_PENDING_FRAMES.
  */
 export class InboundQueue {
-  private tail: Promise<void> = Promise.resolve();
+  /** The last task's promise while any task is pending (none kept on an idle connection). */
+  private tail: Promise<void> | undefined;
   private pending = 0;
   private paused = false;
   /** Past `maxFaults`: reading stopped for good, a 1008 close is queued. */
@@ -27,16 +28,18 @@ export class InboundQueue {
       this.paused = true;
       this.transport.pause();
     }
-    this.tail = this.tail
+    const tail: Promise<void> = (this.tail ?? Promise.resolve())
       .then(task)
       .catch(failed)
       .finally(() => {
         this.pending--;
+        if (this.tail === tail) this.tail = undefined;
         if (this.pending <= RESUME_PENDING_FRAMES && this.paused && !this.abusive) {
           this.paused = false;
           this.transport.resume();
         }
       });
+    this.tail = tail;
   }
 
   /** Stop reading for good: the connection is being closed for abuse. */

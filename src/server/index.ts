@@ -30,6 +30,7 @@ export {
   type HeartbeatOptions,
   type ShutdownOptions,
 } from './options.js';
+export { DEFAULT_ADMISSION, type AdmissionOptions } from './admission.js';
 export { MemoryEngine, type MemoryEngineOptions } from '../engines/memory/index.js';
 export type { Engine, Broker, HistoryStore, PresenceStore, Publication } from '../engines/types.js';
 export { ChorusError, ErrorCode, CloseCode, Disconnect, shouldReconnect } from '../protocol/index.js';

@@ -4,6 +4,7 @@ import type { Logger } from 'pino';
 import { ChorusError, Disconnect, ErrorCode, ServerEvent, disconnectByServer, type StreamPosition, type SubscribeResult } from '../protocol/index.js';
 import { MemoryEngine } from '../engines/memory/index.js';
 import type { BrokerEvent, ControlCommand, Engine, PublishResult } from '../engines/types.js';
+import { AdmissionPacer } from './admission.js';
 import { Authenticator } from './auth.js';
 import { ChannelRules, notDocument } from './channels.js';
 import { affectedBy, clusterView, type ClusterView } from './cluster.js';
@@ -82,12 +83,12 @@ export class ChorusServer {
     this.ownsEngine = !options.engine;
     this.engine = options.engine ?? new MemoryEngine();
     this.rules = new ChannelRules(this.options.namespaces);
-    this.authenticator = new Authenticator(this.options.auth, this.options.authenticate);
+    this.authenticator = new Authenticator(this.options.auth, this.options.authenticate, now);
     this.reporter = new LimitLog(this.metrics, this.logger, now);
     this.flushes = new FlushLoop(this.logger, (totals) => {
       this.metrics.bytesOut.inc(totals.bytes);
       this.metrics.messagesOut.inc(totals.frames);
-    });
+    }, now);
     this.hub = new Hub(this.engine, this.metrics, this.logger, {
       presenceTtlMs: this.options.presenceTtlMs,
       maxRecoveryBytes: this.options.limits.maxQueuedBytes / 2,
@@ -144,6 +145,7 @@ export class ChorusServer {
       hooks: this.hooks,
       metrics: this.metrics,
       logger: this.logger,
+      pacer: new AdmissionPacer(this.options.admission, now),
     }));
     this.endpoints = new Endpoints(gate, {
       get closing() {

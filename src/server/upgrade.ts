@@ -11,6 +11,7 @@ import type { Duplex } from 'node:stream';
 import type { Logger } from 'pino';
 import { ChorusError, ErrorCode } from '../protocol/index.js';
 import type { ConnectionRegistry } from '../engines/types.js';
+import type { AdmissionPacer } from './admission.js';
 import type { Authenticator } from './auth.js';
 import { newClientId } from './connection.js';
 import { invalidUpgrade, originAllowed, rejectUpgrade } from './handshake.js';
@@ -39,6 +40,8 @@ export interface GateHost {
   readonly hooks: Pick<Hooks, 'run'>;
   readonly metrics: Pick<Metrics, 'authFailures' | 'limitHits'>;
   readonly logger: Logger;
+  /** Server-paced admission: over its rate the request is refused with 503 and `Retry-After`. */
+  readonly pacer?: Pick<AdmissionPacer, 'enter' | 'leave'>;
 }
 
 /** A request that may become a connection. Call `release` if it never does (the connection's close does it otherwise). */
@@ -56,12 +59,53 @@ export interface Refused {
   status: number;
   code: string;
   message: string;
+  /** Send `Retry-After` with this many seconds (server-paced admission). */
+  retryAfterSec?: number;
 }
 
 export type Admission = Admitted | Refused;
 
 function refused(status: number, code: string, message: string): Refused {
   return { ok: false, status, code, message };
+}
+
+/**
+ * An admitted request holding the user's reserved connection slot. A small object rather than a
+ * closure inside `admit`: a closure would keep admission's whole scope (its timer, the request's
+ * promises) alive for as long as the connection lives.
+ */
+class AdmittedSlot implements Admitted {
+  readonly ok = true;
+  private released = false;
+
+  constructor(
+    private readonly host: Pick<GateHost, 'registry' | 'logger'>,
+    readonly identity: Identity,
+    readonly clientId: string,
+  ) {}
+
+  /** Free the slot (idempotent). */
+  release(): void {
+    if (this.released) return;
+    this.released = true;
+    const user = this.identity.user;
+    this.host.registry
+      .release(user, this.clientId)
+      .catch((err) => this.host.logger.warn({ err: { message: (err as Error).message }, user }, 'connection registry release failed; the entry expires by TTL'));
+  }
+}
+
+/** `promise`, or a TIMEOUT ChorusError after `ms`; the timer is cleared either way. */
+async function withDeadline<T>(promise: Promise<T>, ms: number): Promise<T> {
+  let timer: NodeJS.Timeout | undefined;
+  const timeout = new Promise<never>((_, reject) => {
+    timer = setTimeout(() => reject(new ChorusError(ErrorCode.TIMEOUT, 'authentication timed out')), ms);
+  });
+  try {
+    return await Promise.race([promise, timeout]);
+  } finally {
+    clearTimeout(timer);
+  }
 }
 
 /** The admission checks shared by every endpoint. */
@@ -74,6 +118,22 @@ export class Gate {
    * for a 400, or undefined.
    */
   async admit(req: IncomingMessage, check?: (req: IncomingMessage) => string | undefined): Promise<Admission> {
+    const paced = this.host.pacer?.enter();
+    if (paced) return this.pacedOut(req, paced.reason, paced.retryAfterSec);
+    try {
+      return await this.admitNow(req, check);
+    } finally {
+      this.host.pacer?.leave();
+    }
+  }
+
+  private pacedOut(req: IncomingMessage, limit: string, retryAfterSec: number): Refused {
+    this.host.metrics.limitHits.inc({ limit });
+    this.host.logger.debug({ limit, retryAfterSec, path: safePath(req.url) }, 'handshake paced');
+    return { ...refused(503, ErrorCode.OVER_CAPACITY, 'over the admission rate; retry after Retry-After seconds'), retryAfterSec };
+  }
+
+  private async admitNow(req: IncomingMessage, check?: (req: IncomingMessage) => string | undefined): Promise<Admission> {
     const host = this.host;
     await host.start();
     if (host.closing) return refused(503, ErrorCode.SHUTTING_DOWN, 'server is shutting down');
@@ -81,20 +141,14 @@ export class Gate {
     if (invalid) return refused(400, ErrorCode.BAD_REQUEST, invalid);
     if (!originAllowed(req, host.allowedOrigins)) return this.authFailure(req, 403, ErrorCode.ORIGIN_NOT_ALLOWED, 'origin not allowed', 'origin');
     let identity: Identity;
-    let timer: NodeJS.Timeout | undefined;
     try {
-      const timeout = new Promise<never>((_, reject) => {
-        timer = setTimeout(() => reject(new ChorusError(ErrorCode.TIMEOUT, 'authentication timed out')), host.limits.handshakeTimeoutMs);
-      });
-      identity = await Promise.race([host.authenticator.authenticateRequest(req), timeout]);
+      identity = await withDeadline(host.authenticator.authenticateRequest(req), host.limits.handshakeTimeoutMs);
     } catch (err) {
       const e = err instanceof ChorusError ? err : new ChorusError(ErrorCode.UNAUTHORIZED, 'authentication failed');
       if (e.code === ErrorCode.TIMEOUT) return this.authFailure(req, 503, e.code, e.message, 'timeout');
       if (e.code === ErrorCode.UNAVAILABLE) return this.authFailure(req, 503, e.code, e.message, 'unavailable');
       if (e.code === ErrorCode.PERMISSION_DENIED) return this.authFailure(req, 403, e.code, e.message, 'denied');
       return this.authFailure(req, 401, ErrorCode.UNAUTHORIZED, e.message, 'token');
-    } finally {
-      clearTimeout(timer);
     }
     if (identity.expiresAt !== undefined && identity.expiresAt + host.clockToleranceMs <= host.now()) {
       return this.authFailure(req, 401, ErrorCode.UNAUTHORIZED, 'invalid token: expired', 'token');
@@ -113,22 +167,15 @@ export class Gate {
       host.metrics.limitHits.inc({ limit: 'connections_per_user' });
       return this.authFailure(req, 429, ErrorCode.TOO_MANY_CONNECTIONS, `at most ${max} connections per user`, 'connection_limit');
     }
-    let released = false;
-    const release = () => {
-      if (released) return;
-      released = true;
-      host.registry
-        .release(user, clientId)
-        .catch((err) => host.logger.warn({ err: { message: (err as Error).message }, user }, 'connection registry release failed; the entry expires by TTL'));
-    };
+    const admitted = new AdmittedSlot(host, identity, clientId);
     try {
       await host.hooks.run('onUpgrade', { req, identity });
     } catch (err) {
-      release();
+      admitted.release();
       const e = err instanceof ChorusError ? err : new ChorusError(ErrorCode.PERMISSION_DENIED, 'connection denied');
       return this.authFailure(req, 403, e.code, e.message, 'hook');
     }
-    return { ok: true, identity, clientId, release };
+    return admitted;
   }
 
   private authFailure(req: IncomingMessage, status: number, code: string, message: string, reason: string): Refused {
@@ -150,9 +197,11 @@ export class WebSocketUpgrade {
     private readonly accept: AcceptTransport,
   ) {}
 
+  private readonly onHandshakeError = (err: Error) => this.host.logger.debug({ err }, 'socket error during handshake');
+
   /** Handle an upgrade request (the path is not checked here). */
   handle(req: IncomingMessage, socket: Duplex, head: Buffer): void {
-    socket.on('error', (err) => this.host.logger.debug({ err }, 'socket error during handshake'));
+    socket.on('error', this.onHandshakeError);
     this.upgrade(req, socket, head).catch((err) => {
       this.host.logger.error({ err }, 'upgrade failed');
       rejectUpgrade(socket, 500, ErrorCode.INTERNAL, 'internal error');
@@ -162,7 +211,7 @@ export class WebSocketUpgrade {
   private async upgrade(req: IncomingMessage, socket: Duplex, head: Buffer): Promise<void> {
     const admission = await this.gate.admit(req, invalidUpgrade);
     if (!admission.ok) {
-      rejectUpgrade(socket, admission.status, admission.code, admission.message);
+      rejectUpgrade(socket, admission.status, admission.code, admission.message, admission.retryAfterSec);
       return;
     }
     let handedOver = false;
@@ -172,13 +221,13 @@ export class WebSocketUpgrade {
         return;
       }
       handedOver = true;
-      let upgraded = false;
       // ws may still refuse the socket without calling back: then the slot is released here.
-      socket.once('close', () => {
-        if (!upgraded) admission.release();
-      });
+      const refused = () => admission.release();
+      socket.once('close', refused);
       this.acceptor.accept(req, socket, head, (transport) => {
-        upgraded = true;
+        // The transport owns the socket now: these listeners would live as long as it does.
+        socket.off('close', refused);
+        socket.off('error', this.onHandshakeError);
         try {
           this.accept(transport, admission);
         } catch (err) {

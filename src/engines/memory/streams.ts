@@ -1,4 +1,4 @@
-import { randomBytes } from 'node:crypto';
+import { randomFillSync } from 'node:crypto';
 import { ChorusError, ErrorCode, type StreamPosition } from '../../protocol/index.js';
 import { systemClock, type Clock } from '../clock.js';
 import type { HistoryPolicy, HistoryReadOptions, HistoryReadResult, Publication } from '../types.js';
@@ -21,8 +21,18 @@ interface Stream {
   expiresAt: number;
 }
 
+/** Random bytes for epochs, refilled a few KB at a time: one `randomFillSync` per 1024 epochs, not one each. */
+const EPOCH_POOL = Buffer.alloc(6 * 1024);
+let epochPoolOffset = EPOCH_POOL.length;
+
 export function newEpoch(): string {
-  return randomBytes(6).toString('base64url');
+  if (epochPoolOffset + 6 > EPOCH_POOL.length) {
+    randomFillSync(EPOCH_POOL);
+    epochPoolOffset = 0;
+  }
+  const epoch = EPOCH_POOL.toString('base64url', epochPoolOffset, epochPoolOffset + 6);
+  epochPoolOffset += 6;
+  return epoch;
 }
 
 /**

@@ -9,6 +9,7 @@ import { Sequencer } from '../sequencer.js';
 import type { Broker, BrokerEvent, ControlCommand, HistoryStore, PublishOptions, PublishResult } from '../types.js';
 import { unavailable, type Client, type RedisKeys } from './clients.js';
 import type { RedisClockSync } from './clock-sync.js';
+import type { RedisHistoryStore } from './history.js';
 import { toPublication, type Envelope, type PublicationBody } from './envelope.js';
 import type { ResolvedRedisOptions } from './options.js';
 import { classifySendFailure, outcomeUnknown, PublishOutcomes } from './outcome.js';
@@ -18,7 +19,7 @@ export interface RedisBrokerContext {
   client: Client;
   subscriber: Redis | Cluster;
   keys: RedisKeys;
-  history: HistoryStore;
+  history: HistoryStore & Pick<RedisHistoryStore, 'positionAfterSubscribe'>;
   clock: RedisClockSync;
   now: Clock;
   options: ResolvedRedisOptions;
@@ -290,7 +291,7 @@ export class RedisBroker implements Broker {
       try {
         const key = this.key(channel);
         await deadline.race(this.context.options.shardedPubSub ? subscriber.ssubscribe(key) : subscriber.subscribe(key), 'SUBSCRIBE');
-        const position = await deadline.race(history.position(channel), 'stream position');
+        const position = await deadline.race(history.positionAfterSubscribe(channel), 'stream position');
         await deadline.race(this.sequencer.advanceTo(channel, position), 'backfill after subscribe');
       } catch (err) {
         this.subscribed.delete(channel);

@@ -62,7 +62,10 @@ export function createClients(options: RedisEngineOptions, resolved: ResolvedRed
         redisOptions: { ...common, ...options.clusterOptions?.redisOptions, connectionName: `chorus-${tag}${role}` },
       });
     }
-    const opts: RedisOptions = { ...common, connectionName: `chorus-${tag}${role}`, autoResubscribe: false };
+    // Commands issued in the same tick (a burst of handshakes: reserve, position, presence) go out
+    // as one pipeline, one write and one read, instead of one round trip each.
+    const pipelining = role === 'commands' ? { enableAutoPipelining: options.redis?.enableAutoPipelining ?? true } : {};
+    const opts: RedisOptions = { ...common, ...pipelining, connectionName: `chorus-${tag}${role}`, autoResubscribe: false };
     return options.url ? new Redis(options.url, opts) : new Redis(opts);
   };
   const client = make('commands') as Client;

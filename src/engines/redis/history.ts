@@ -6,10 +6,33 @@ import { toPublication, type Envelope } from './envelope.js';
 
 /** Channel streams in Redis: a meta hash (epoch, top offset) and a bounded history list per channel. */
 export class RedisHistoryStore implements HistoryStore {
+  /**
+   * Positions the broker read right after subscribing a channel, kept until the end of the
+   * event-loop turn: the subscribing hub's own read, which follows in the same turn, takes it
+   * instead of another round trip (a handshake's personal channel: one `chorusRead`, not two).
+   * Read after the SUBSCRIBE, it is as recent as the hub needs: later publications arrive live.
+   */
+  private readonly subscribedPositions = new Map<string, StreamPosition>();
+  private clearScheduled = false;
+
   constructor(
     private readonly client: Client,
     private readonly keys: RedisKeys,
   ) {}
+
+  /** The position read for a channel the broker has just subscribed (see `subscribedPositions`). */
+  async positionAfterSubscribe(channel: string): Promise<StreamPosition> {
+    const position = await this.read(channel, { limit: 0 }).then((r) => r.position);
+    this.subscribedPositions.set(channel, position);
+    if (!this.clearScheduled) {
+      this.clearScheduled = true;
+      setImmediate(() => {
+        this.clearScheduled = false;
+        this.subscribedPositions.clear();
+      });
+    }
+    return position;
+  }
 
   async read(channel: string, options: HistoryReadOptions): Promise<HistoryReadResult> {
     let reply: Array<string | number>;
@@ -42,6 +65,11 @@ export class RedisHistoryStore implements HistoryStore {
   }
 
   async position(channel: string): Promise<StreamPosition> {
+    const fresh = this.subscribedPositions.get(channel);
+    if (fresh) {
+      this.subscribedPositions.delete(channel);
+      return fresh;
+    }
     const read = await this.read(channel, { limit: 0 });
     return read.position;
   }

@@ -216,7 +216,7 @@ export class HttpStreamEndpoint {
 
   private async open(req: IncomingMessage, res: ServerResponse): Promise<void> {
     const admission = await this.gate.admit(req, (r) => (r.method === 'GET' ? undefined : 'open a stream with GET'));
-    if (!admission.ok) return reply(res, admission.status, admission.code, admission.message);
+    if (!admission.ok) return reply(res, admission.status, admission.code, admission.message, admission.retryAfterSec);
     if (this.host.closing || res.destroyed || req.socket.destroyed) {
       admission.release();
       if (!res.destroyed) reply(res, 503, ErrorCode.SHUTTING_DOWN, 'server is shutting down');
@@ -348,8 +348,13 @@ function preflight(req: IncomingMessage, res: ServerResponse, allowed: string[] 
   res.end();
 }
 
-function reply(res: ServerResponse, status: number, code: string, message: string): void {
+function reply(res: ServerResponse, status: number, code: string, message: string, retryAfterSec?: number): void {
   const body = JSON.stringify({ error: { code, message } });
-  res.writeHead(status, { 'content-type': 'application/json', 'content-length': Buffer.byteLength(body), 'cache-control': 'no-store' });
+  res.writeHead(status, {
+    'content-type': 'application/json',
+    'content-length': Buffer.byteLength(body),
+    'cache-control': 'no-store',
+    ...(retryAfterSec !== undefined ? { 'retry-after': String(retryAfterSec) } : {}),
+  });
   res.end(body);
 }

@@ -153,7 +153,7 @@ export class SseEndpoint {
   private async open(req: IncomingMessage, res: ServerResponse): Promise<void> {
     const parsed = parseStreamRequest(req);
     const admission = await this.gate.admit(req, () => ('error' in parsed ? parsed.error : undefined));
-    if (!admission.ok) return refuse(res, admission.status, admission.code, admission.message);
+    if (!admission.ok) return refuse(res, admission.status, admission.code, admission.message, admission.retryAfterSec);
     if (!('request' in parsed)) throw new Error('unreachable: a bad request is refused by admission');
     if (this.host.closing || res.destroyed || req.socket.destroyed) {
       admission.release();
@@ -187,8 +187,13 @@ export class SseEndpoint {
   }
 }
 
-function refuse(res: ServerResponse, status: number, code: string, message: string): void {
+function refuse(res: ServerResponse, status: number, code: string, message: string, retryAfterSec?: number): void {
   const body = JSON.stringify({ error: { code, message } });
-  res.writeHead(status, { 'content-type': 'application/json', 'content-length': Buffer.byteLength(body), 'cache-control': 'no-store' });
+  res.writeHead(status, {
+    'content-type': 'application/json',
+    'content-length': Buffer.byteLength(body),
+    'cache-control': 'no-store',
+    ...(retryAfterSec !== undefined ? { 'retry-after': String(retryAfterSec) } : {}),
+  });
   res.end(body);
 }
