@@ -13,7 +13,7 @@ import { loadConfig } from '../src/cli/config.js';
 import { startStandalone, type StandaloneHandle } from '../src/cli/standalone.js';
 import { DIST_ROOT } from '../src/cli/static.js';
 import { launchChromium, pageSet, screenshot, WAIT, type PageSet } from './browser-helpers.js';
-import { TestSocket, withTimeout } from './helpers.js';
+import { tempDir, TestSocket, withTimeout } from './helpers.js';
 
 const API_KEY = 'admin-test-api-key-0123456789';
 
@@ -24,7 +24,7 @@ describe('admin console', { timeout: 180_000 }, () => {
 
   before(async () => {
     assert.ok(existsSync(`${DIST_ROOT}/web/admin.js`), 'dist/web/admin.js is missing: run `npm run build` before this test');
-    const config = loadConfig(['--port', '0', '--host', '127.0.0.1', '--log-level', 'silent'], { CHORUS_API_KEY: API_KEY }, () => {
+    const config = loadConfig(['--port', '0', '--host', '127.0.0.1', '--log-level', 'silent'], { CHORUS_API_KEY: API_KEY, CHORUS_DATA_DIR: tempDir('chorus-admin-') }, () => {
       throw new Error('no config file in this test');
     });
     server = await startStandalone(config, { dashboardIntervalMs: 1000 });

@@ -14,7 +14,7 @@ const ROOT = resolve(dirname(fileURLToPath(import.meta.url)), '..');
 const SRC = join(ROOT, 'src');
 
 /** Folders where `Date.now()` is forbidden (time comes from the injected clock). Extend as folders comply. */
-const CLOCK_CHECKED_DIRS = ['src/server', 'src/engines'];
+const CLOCK_CHECKED_DIRS = ['src/server', 'src/engines', 'src/documents'];
 /** The one file per folder allowed to read the system clock: it defines the injectable default. */
 const CLOCK_SOURCES = new Set(['src/engines/clock.ts']);
 
@@ -117,6 +117,15 @@ describe('architecture', () => {
     const bad: string[] = [];
     for (const file of files.filter((f) => inDir(f, 'src/engines'))) {
       for (const target of graph.get(file)!) if (above.some((d) => inDir(target, d))) bad.push(`${rel(file)} imports ${rel(target)}`);
+    }
+    assert.deepEqual(bad, []);
+  });
+
+  test('src/server imports nothing from the parts beside or above it (documents, proxy, cli): they use its seams', () => {
+    const beside = ['src/documents', 'src/proxy', 'src/cli'];
+    const bad: string[] = [];
+    for (const file of files.filter((f) => inDir(f, 'src/server'))) {
+      for (const target of graph.get(file)!) if (beside.some((d) => inDir(target, d))) bad.push(`${rel(file)} imports ${rel(target)}`);
     }
     assert.deepEqual(bad, []);
   });

@@ -78,3 +78,15 @@ export async function signIn(page: Page, url: string, name: string): Promise<voi
   await page.click('#signin-button');
   await page.locator('#me-name', { hasText: name }).waitFor(WAIT);
 }
+
+/**
+ * The text of the standalone editor page's document as CodeMirror shows it: its lines without
+ * the other users' cursor widgets (name tags). For documents that fit in the editor's viewport.
+ */
+export function editorText(page: Page): Promise<string> {
+  return page.locator('#editor .cm-content').evaluate((content) => {
+    const copy = content.cloneNode(true) as HTMLElement;
+    copy.querySelectorAll('.cm-peer-caret').forEach((caret) => caret.remove());
+    return Array.from(copy.querySelectorAll('.cm-line'), (line) => line.textContent).join('\n');
+  });
+}

@@ -11,6 +11,7 @@ import { chromium, type Browser, type BrowserContext, type Page } from 'playwrig
 import { loadConfig } from '../src/cli/config.js';
 import { startStandalone, type StandaloneHandle } from '../src/cli/standalone.js';
 import { DIST_ROOT } from '../src/cli/static.js';
+import { tempDir } from './helpers.js';
 
 const CHROMIUM = '/usr/bin/chromium';
 const WAIT = { timeout: 15_000 };
@@ -45,7 +46,7 @@ describe('demo page in chromium', { timeout: 120_000 }, () => {
       existsSync(`${DIST_ROOT}/client/index.js`),
       'dist/client/index.js is missing: run `npm run build` before this test',
     );
-    const config = loadConfig(['--port', '0', '--host', '127.0.0.1', '--log-level', 'silent'], { CHORUS_API_KEY: API_KEY }, () => {
+    const config = loadConfig(['--port', '0', '--host', '127.0.0.1', '--log-level', 'silent'], { CHORUS_API_KEY: API_KEY, CHORUS_DATA_DIR: tempDir('chorus-browser-') }, () => {
       throw new Error('no config file in this test');
     });
     assert.equal(config.demo, true);

@@ -4,8 +4,14 @@ import { once } from 'node:events';
 import { request } from 'node:http';
 import { describe, it } from 'node:test';
 import { fileURLToPath } from 'node:url';
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { WebSocket } from 'ws';
 import { ConfigError, loadConfig, parseOrigins, type ReadFile } from '../src/cli/config.js';
+import { STANDALONE_NAMESPACES } from '../src/cli/namespaces.js';
+import { ChannelRules } from '../src/server/channels.js';
+import { resolveOptions } from '../src/server/options.js';
 import { staticPath, WEB_ROOT, DIST_ROOT } from '../src/cli/static.js';
 import { cleanName, demoUserId } from '../src/cli/demo.js';
 
@@ -87,6 +93,8 @@ describe('loadConfig: every env var', () => {
       (c) => assert.deepEqual(c.redis, { url: 'rediss://:pw@redis.internal:6380/2' }),
     ],
     ['no CHORUS_REDIS_URL: memory engine', {}, (c) => assert.equal(c.redis, undefined)],
+    ['CHORUS_DATA_DIR', { CHORUS_DATA_DIR: '/var/lib/chorus' }, (c) => assert.equal(c.dataDir, '/var/lib/chorus')],
+    ['no CHORUS_DATA_DIR: ./chorus-data', {}, (c) => assert.equal(c.dataDir, './chorus-data')],
     [
       'empty env vars count as unset',
       { PORT: '', HOST: ' ', CHORUS_JWT_SECRET: '', CHORUS_API_KEY: '', CHORUS_ALLOWED_ORIGINS: '', LOG_LEVEL: '' },
@@ -103,6 +111,17 @@ describe('loadConfig: every env var', () => {
   for (const [name, env, check] of cases) {
     it(name, () => check(loadConfig([], env, noFiles, fixedSecret)));
   }
+
+  it('dataDir: CHORUS_DATA_DIR over the file key over ./chorus-data', () => {
+    const fs = files({ '/c.json': '{"dataDir": "/srv/docs"}' });
+    assert.equal(loadConfig(['--config', '/c.json'], {}, fs).dataDir, '/srv/docs');
+    assert.equal(loadConfig(['--config', '/c.json'], { CHORUS_DATA_DIR: '/tmp/d' }, fs).dataDir, '/tmp/d');
+  });
+
+  it('namespaces may be document namespaces (document: true)', () => {
+    const fs = files({ '/c.json': '{"namespaces": [{"pattern": "notes:*", "document": true, "publish": "none"}]}' });
+    assert.deepEqual(loadConfig(['--config', '/c.json'], {}, fs).server.namespaces, [{ pattern: 'notes:*', document: true, publish: 'none' }]);
+  });
 
   it('CHORUS_CONFIG names the config file', () => {
     const c = loadConfig([], { CHORUS_CONFIG: '/etc/chorus.json' }, files({ '/etc/chorus.json': '{"port": 7000}' }));
@@ -251,6 +270,12 @@ describe('loadConfig: errors name the bad key', () => {
     ['stray argument', () => loadConfig(['serve'], {}, noFiles), /^invalid option "serve": unknown/],
     ['bad LOG_LEVEL', () => loadConfig([], { LOG_LEVEL: 'loud' }, noFiles), /^invalid option LOG_LEVEL: must be one of/],
     ['bad HOST', () => loadConfig([], { HOST: 'a b' }, noFiles), /^invalid option HOST: /],
+    ['bad dataDir', () => loadConfig(['--config', '/c.json'], {}, file({ dataDir: 7 })), /^invalid option dataDir: must be a directory path/],
+    [
+      'bad namespace document flag',
+      () => loadConfig(['--config', '/c.json'], {}, file({ namespaces: [{ pattern: 'd:*', document: 'yes' }] })),
+      /^invalid option namespaces\[0\]\.document: /,
+    ],
     [
       'bad CHORUS_ALLOWED_ORIGINS',
       () => loadConfig([], { CHORUS_ALLOWED_ORIGINS: 'https://ok.example,not a url' }, noFiles),
@@ -351,6 +376,12 @@ describe('loadConfig: errors name the bad key', () => {
 });
 
 describe('helpers', () => {
+  it('the standalone namespaces include doc:* as a document namespace', () => {
+    const rules = new ChannelRules(resolveOptions({ auth: { secret: SECRET }, namespaces: STANDALONE_NAMESPACES }).namespaces);
+    assert.equal(rules.resolve('doc:notes').document, true);
+    assert.equal(rules.resolve('chat:lobby').document, false);
+  });
+
   it('parseOrigins trims, drops empties and trailing slashes', () => {
     assert.deepEqual(parseOrigins('X', 'http://a.test/, ,https://b.test:444'), ['http://a.test', 'https://b.test:444']);
   });
@@ -408,10 +439,14 @@ interface Proc {
   kill(signal: NodeJS.Signals): void;
 }
 
+/** Documents' SQLite file of spawned servers: a temp dir, not ./chorus-data in the repository. */
+const CLI_DATA_DIR = mkdtempSync(join(tmpdir(), 'chorus-cli-data-'));
+process.once('exit', () => rmSync(CLI_DATA_DIR, { recursive: true, force: true }));
+
 function startCli(env: Record<string, string>, args: string[] = []): Proc {
   const child = spawn(process.execPath, ['--import', 'tsx', 'src/cli/main.ts', ...args], {
     cwd: ROOT,
-    env: { PATH: process.env.PATH ?? '', HOME: process.env.HOME ?? '', ...env },
+    env: { PATH: process.env.PATH ?? '', HOME: process.env.HOME ?? '', CHORUS_DATA_DIR: CLI_DATA_DIR, ...env },
     stdio: ['ignore', 'pipe', 'pipe'],
   });
   const lines: string[] = [];

@@ -12,6 +12,7 @@ import { loadConfig } from '../src/cli/config.js';
 import { startStandalone, type StandaloneHandle } from '../src/cli/standalone.js';
 import { DIST_ROOT } from '../src/cli/static.js';
 import { ARTIFACTS, chromiumMissing, launchChromium } from './page-helpers.js';
+import { tempDir } from './helpers.js';
 
 const WAIT = { timeout: 20_000 };
 
@@ -23,7 +24,7 @@ describe('chat demo with the WebSocket blocked', { skip: chromiumMissing, timeou
 
   before(async () => {
     assert.ok(existsSync(`${DIST_ROOT}/client/index.js`), 'dist/ is missing: run `npm run build` before this test');
-    const config = loadConfig(['--port', '0', '--host', '127.0.0.1', '--log-level', 'silent'], {}, () => {
+    const config = loadConfig(['--port', '0', '--host', '127.0.0.1', '--log-level', 'silent'], { CHORUS_DATA_DIR: tempDir('chorus-fallback-') }, () => {
       throw new Error('no config file in this test');
     });
     server = await startStandalone(config);

@@ -1,12 +1,22 @@
 import { once } from 'node:events';
+import { mkdtempSync, rmSync } from 'node:fs';
 import http from 'node:http';
 import type { AddressInfo } from 'node:net';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { Writable } from 'node:stream';
 import { SignJWT } from 'jose';
 import { pino } from 'pino';
 import WebSocket from 'ws';
 import { ChorusServer, type ServerOptions } from '../src/server/index.js';
 import type { Frame } from '../src/protocol/index.js';
+
+/** A temporary directory, removed when the test process exits (e.g. a standalone server's CHORUS_DATA_DIR). */
+export function tempDir(prefix: string): string {
+  const dir = mkdtempSync(join(tmpdir(), prefix));
+  process.once('exit', () => rmSync(dir, { recursive: true, force: true }));
+  return dir;
+}
 
 export const SECRET = 'test-secret-0123456789-abcdefghijklmnop';
 export const API_KEY = 'test-api-key-9876543210';

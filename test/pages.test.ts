@@ -2,19 +2,20 @@
  * The standalone server's pages in Chromium: the chat (two users, two rooms, presence, typing,
  * read receipts, history paging), the live dashboard (charts that move, a new viewer that starts
  * from history, a viewer that reconnects and fills the ticks it missed without a gap), and the
- * editor (bundles and loads; its /yjs endpoint is tested with the documents feature). Needs
+ * editor (CodeMirror on the server's real /yjs endpoint: two users, their cursors; the heavier
+ * editing cases are in editor.test.ts). Needs
  * `npm run build` first (the pages load dist/web/). Screenshots go to test-artifacts/.
  */
 import { strict as assert } from 'node:assert';
 import { existsSync } from 'node:fs';
 import { after, before, describe, it } from 'node:test';
-import type { Browser, Page, WebSocketRoute } from 'playwright-core';
+import type { Browser, Page } from 'playwright-core';
 import { loadConfig } from '../src/cli/config.js';
 import { DASHBOARD_CHANNEL } from '../src/cli/dashboard-feed.js';
 import { startStandalone, type StandaloneHandle } from '../src/cli/standalone.js';
 import { DIST_ROOT } from '../src/cli/static.js';
-import { launchChromium, pageSet, screenshot, signIn, WAIT, type PageSet } from './browser-helpers.js';
-import { api, until } from './helpers.js';
+import { editorText, launchChromium, pageSet, screenshot, signIn, WAIT, type PageSet } from './browser-helpers.js';
+import { api, tempDir, until } from './helpers.js';
 
 const API_KEY = 'pages-test-api-key';
 
@@ -25,13 +26,12 @@ describe('standalone pages in chromium', { timeout: 180_000 }, () => {
 
   before(async () => {
     assert.ok(existsSync(`${DIST_ROOT}/web/chat.js`), 'dist/web/chat.js is missing: run `npm run build` before this test');
-    const config = loadConfig(['--port', '0', '--host', '127.0.0.1', '--log-level', 'silent'], { CHORUS_API_KEY: API_KEY }, () => {
+    const config = loadConfig(['--port', '0', '--host', '127.0.0.1', '--log-level', 'silent'], { CHORUS_API_KEY: API_KEY, CHORUS_DATA_DIR: tempDir('chorus-pages-') }, () => {
       throw new Error('no config file in this test');
     });
     server = await startStandalone(config, { dashboardIntervalMs: 200 });
     browser = await launchChromium();
-    // The editor's y-websocket endpoint is not part of this server yet: its socket errors are expected.
-    pages = pageSet(browser, [/\/yjs\//]);
+    pages = pageSet(browser);
   });
 
   after(async () => {
@@ -176,23 +176,11 @@ describe('standalone pages in chromium', { timeout: 180_000 }, () => {
     assert.deepEqual(pages.errors, []);
   });
 
-  it('editor: two pages edit one document and see each other\'s cursors (through a y-websocket relay)', async () => {
-    // Until the server has its /yjs endpoint, the test stands in for it: a relay that passes
-    // every y-websocket message (sync, update, awareness) from one page to the other. Two
-    // y-websocket clients sync each other through it as they would through a server.
-    const sockets = new Set<WebSocketRoute>();
+  it('editor: two pages edit one document on the server\'s /yjs endpoint and see each other\'s cursors', async () => {
     const urls: string[] = [];
-    const relay = (ws: WebSocketRoute): void => {
-      urls.push(ws.url());
-      sockets.add(ws);
-      ws.onMessage((message) => {
-        for (const other of sockets) if (other !== ws) other.send(message);
-      });
-      ws.onClose(() => sockets.delete(ws));
-    };
     const open = async (name: string): Promise<Page> => {
       const page = await pages.open(`Editor ${name}`);
-      await page.routeWebSocket(/\/yjs\//, relay);
+      page.on('websocket', (ws) => urls.push(ws.url()));
       await signIn(page, `${server.url}/editor#doc:plans`, name);
       await page.locator('#editor .cm-content').waitFor(WAIT);
       await page.locator('#sync[data-state="connected"]').waitFor(WAIT);
@@ -200,6 +188,7 @@ describe('standalone pages in chromium', { timeout: 180_000 }, () => {
     };
     const ada = await open('Ada');
     const bob = await open('Bob');
+    assert.equal(urls.length, 2);
     for (const url of urls) assert.match(url, /\/yjs\/doc:plans\?token=ey/);
 
     await ada.locator('#editor .cm-content').click();
@@ -209,15 +198,13 @@ describe('standalone pages in chromium', { timeout: 180_000 }, () => {
     await bob.keyboard.press('End');
     // Both type at once; the texts converge.
     await Promise.all([ada.keyboard.type('ship it'), bob.keyboard.type(' soon')]);
-    // The document's text: the editor's lines without the other user's cursor widget.
-    const text = (page: Page) =>
-      page.locator('#editor .cm-content').evaluate((content) => {
-        const copy = content.cloneNode(true) as HTMLElement;
-        copy.querySelectorAll('.cm-peer-caret').forEach((caret) => caret.remove());
-        return Array.from(copy.querySelectorAll('.cm-line'), (line) => line.textContent).join('\n');
-      });
+    const text = editorText;
     await until('both editors show the same text', async () => (await text(ada)) === (await text(bob)), WAIT.timeout, 50);
     for (const word of ['Plans:', 'ship it', 'soon']) assert.ok((await text(ada)).includes(word), await text(ada));
+    // The server holds the same text (the documents API reads its live state).
+    const stored = await api(server.url, 'GET', '/api/documents/doc:plans?format=text&field=codemirror', undefined, API_KEY);
+    assert.equal(stored.status, 200);
+    assert.equal(stored.body, await text(ada));
 
     // Cursors with names and both peers listed, drawn without any style attribute.
     await ada.locator('#editor .cm-peer-caret .cm-peer-name', { hasText: 'Bob' }).waitFor(WAIT);

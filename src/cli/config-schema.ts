@@ -36,6 +36,9 @@ export const logLevelSchema = z.preprocess(
 const absoluteUrl = (what: string) =>
   z.string({ error: `must be ${what}` }).refine((v) => URL.canParse(v), { error: `must be ${what}` });
 
+/** The SQLite document store's directory (`CHORUS_DATA_DIR`, file `dataDir`). */
+export const dataDirSchema = z.string({ error: 'must be a directory path' }).trim().min(1, { error: 'must be a directory path' });
+
 export const redisUrlSchema = z
   .string({ error: 'must be a redis:// or rediss:// URL' })
   .refine((v) => URL.canParse(v) && ['redis:', 'rediss:'].includes(new URL(v).protocol), { error: 'must be a redis:// or rediss:// URL' });
@@ -159,6 +162,9 @@ const namespaceSchema = z.strictObject(
       .enum(['disconnect', 'latest-per-key', 'drop-oldest'], { error: got('must be one of "disconnect", "latest-per-key", "drop-oldest"') })
       .optional()
       .describe('A subscriber that does not keep up: disconnected (4003), or kept with the newest queued publication per key, or with the oldest dropped; told what it skipped. Default "disconnect"'),
+    document: trueOrFalse
+      .optional()
+      .describe('Channels are shared Yjs documents (/yjs/<name>, doc.* frames), never subscribed or published to; history defaults to 1000 / 3600000 ms. Default false'),
   },
   { error: 'must be an object' },
 );
@@ -257,6 +263,9 @@ export const configFileSchema = z
       redis: redisSchema.optional().describe('Run as one node of a cluster sharing Redis; absent means the in-memory engine'),
       proxy: proxySchema.optional().describe("Delegate decisions to the application's HTTP backend"),
       webhooks: webhooksSchema.optional().describe("Signed event notifications to the application's backend"),
+      dataDir: dataDirSchema
+        .optional()
+        .describe('Directory of the SQLite file that keeps documents when there is no redis.url. Default ./chorus-data (CHORUS_DATA_DIR overrides it)'),
     },
     { error: 'must hold a JSON object' },
   )

@@ -12,6 +12,7 @@ import type { z } from 'zod';
 import { resolveOptions, type AuthOptions, type ServerOptions } from '../server/options.js';
 import {
   configFileSchema,
+  dataDirSchema,
   fallbackMessage,
   hostSchema,
   issueMessage,
@@ -24,6 +25,9 @@ import {
 import type { ProxyConfig, WebhookConfig } from './proxy-schema.js';
 
 export { LOG_LEVELS, type LogLevel } from './config-schema.js';
+
+/** Where the SQLite document store lives when there is no Redis URL. */
+export const DEFAULT_DATA_DIR = './chorus-data';
 
 /** Every config problem is one of these; the message names the bad key. */
 export class ConfigError extends Error {
@@ -56,6 +60,11 @@ export interface StandaloneConfig {
   proxy: ProxyConfig | undefined;
   /** Signed webhooks (file key `webhooks`); empty means none. */
   webhooks: WebhookConfig[];
+  /**
+   * Directory of the SQLite document store, used when there is no Redis URL (with one, documents
+   * live in Redis). Default `./chorus-data` (`CHORUS_DATA_DIR`, file `dataDir`).
+   */
+  dataDir: string;
   /** `--help` was given: print usage and exit. Nothing else is meaningful then. */
   help: boolean;
 }
@@ -275,7 +284,7 @@ export function loadConfig(
 ): StandaloneConfig {
   const flags = parseFlags(argv);
   if (flags.help) {
-    return { port: 8080, host: '0.0.0.0', logLevel: 'info', server: {}, demo: false, configFile: undefined, redis: undefined, proxy: undefined, webhooks: [], help: true };
+    return { port: 8080, host: '0.0.0.0', logLevel: 'info', server: {}, demo: false, configFile: undefined, redis: undefined, proxy: undefined, webhooks: [], dataDir: DEFAULT_DATA_DIR, help: true };
   }
 
   const configFile = flags.config ?? envVar(env, 'CHORUS_CONFIG');
@@ -294,7 +303,8 @@ export function loadConfig(
     file.logLevel ?? 'info',
   );
 
-  const { $schema: _s, port: _p, host: _h, logLevel: _l, auth: rawAuth, redis: rawRedis, proxy, webhooks, ...rest } = file;
+  const { $schema: _s, port: _p, host: _h, logLevel: _l, auth: rawAuth, redis: rawRedis, proxy, webhooks, dataDir: fileDataDir, ...rest } = file;
+  const dataDir = pick([['CHORUS_DATA_DIR', envVar(env, 'CHORUS_DATA_DIR')]], (key, value) => checked(dataDirSchema, key, value), fileDataDir ?? DEFAULT_DATA_DIR);
   let redis = fileRedis(rawRedis, configFile ?? '.', readFile);
   const envRedis = envVar(env, 'CHORUS_REDIS_URL');
   if (envRedis !== undefined) redis = { ...redis, url: checked(redisUrlSchema, 'CHORUS_REDIS_URL', envRedis) };
@@ -327,5 +337,5 @@ export function loadConfig(
     if (err instanceof TypeError) throw new ConfigError(err.message);
     throw err;
   }
-  return { port, host, logLevel, server, demo, configFile, redis, proxy, webhooks: webhooks ?? [], help: false };
+  return { port, host, logLevel, server, demo, configFile, redis, proxy, webhooks: webhooks ?? [], dataDir, help: false };
 }

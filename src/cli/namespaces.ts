@@ -1,6 +1,7 @@
 /**
  * The standalone server's namespaces when the config file sets none: the library's defaults
- * (`user:*` personal, `chat:*` rooms with history and presence) plus what its pages need.
+ * (`user:*` personal, `chat:*` rooms with history and presence, `doc:*` documents for the
+ * editor page) plus what its other pages need.
  */
 import { DEFAULT_NAMESPACES, type NamespaceOptions } from '../server/index.js';
 

@@ -29,6 +29,8 @@ Environment:
                           default: only the server's own origin
   CHORUS_COMPRESSION      "on" turns on permessage-deflate for WebSocket clients that offer it
                           ("off" turns it off; default off; file key "compression")
+  CHORUS_DATA_DIR         directory of the SQLite file that keeps documents (/yjs/) when
+                          there is no Redis URL (file key dataDir, default ./chorus-data)
 `;
 
 async function serve(argv: readonly string[]): Promise<void> {

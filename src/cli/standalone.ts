@@ -6,10 +6,13 @@
 import { randomBytes } from 'node:crypto';
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
+import { join } from 'node:path';
+import { Redis } from 'ioredis';
 import { pino, type Logger } from 'pino';
 import { Registry } from 'prom-client';
 import { ChorusServer } from '../server/index.js';
 import { RedisEngine } from '../engines/redis/index.js';
+import { ChorusDocuments, RedisDocumentStore, SqliteDocumentStore, type DocumentStore } from '../documents/index.js';
 import { REDACT_PATHS } from '../server/logger.js';
 import { AdminConsole } from './admin.js';
 import { createBackendHooks } from './backend-hooks.js';
@@ -27,6 +30,8 @@ export interface StandaloneHandle {
   port: number;
   httpServer: Server;
   chorus: ChorusServer;
+  /** Shared Yjs documents (`/yjs/<name>`, `doc.*` frames, `/api/documents/`); absent without a document namespace. */
+  documents: ChorusDocuments | undefined;
   /** Publishes this node's figures for `/dashboard`. */
   dashboard: DashboardFeed;
   logger: Logger;
@@ -92,6 +97,15 @@ export async function startStandalone(config: StandaloneConfig, options: Standal
   logger.info({ engine: chorus.engine.name }, engine ? 'engine: redis (cluster mode)' : 'engine: memory (one process)');
   if (config.proxy) logger.info({ kinds: Object.keys(config.proxy).filter((k) => k !== 'maxInFlight' && k !== 'maxQueued') }, 'proxy hooks to the application backend');
   if (config.webhooks.length > 0) logger.info({ webhooks: config.webhooks.length }, 'webhooks on');
+  // Documents run when a namespace is a document namespace (the default `doc:*` is).
+  const documentStore = namespaces.some((ns) => ns.document) ? createDocumentStore(config, logger) : undefined;
+  const documents = documentStore && new ChorusDocuments(chorus, { store: documentStore.store });
+  if (documentStore && documents) {
+    const { name } = documentStore.store;
+    logger.info({ store: name, ...(name === 'sqlite' ? { dataDir: config.dataDir } : {}), path: documents.options.path }, 'documents: y-websocket endpoint on /yjs/<name>');
+  } else {
+    logger.info('documents: off (no namespace has document: true)');
+  }
   const demoSecret = config.demo ? config.server.auth?.secret : undefined;
   const claims = { issuer: config.server.auth?.issuer, audience: config.server.auth?.audience };
 
@@ -145,6 +159,7 @@ export async function startStandalone(config: StandaloneConfig, options: Standal
   }).catch(async (err: unknown) => {
     await chorus.close().catch(() => undefined);
     await engine?.close().catch(() => undefined);
+    documentStore?.redis?.disconnect();
     backend.close();
     throw err;
   });
@@ -171,6 +186,7 @@ export async function startStandalone(config: StandaloneConfig, options: Standal
         logger.error({ err }, 'chorus shutdown failed');
       }
       await engine?.close().catch((err: unknown) => logger.error({ err }, 'engine shutdown failed'));
+      await documentStore?.redis?.quit().catch(() => documentStore.redis?.disconnect());
       backend.close();
       await new Promise<void>((resolveClose) => {
         httpServer.close(() => resolveClose());
@@ -183,7 +199,24 @@ export async function startStandalone(config: StandaloneConfig, options: Standal
     return closing;
   }
 
-  return { url, port: address.port, httpServer, chorus, dashboard, logger, close };
+  return { url, port: address.port, httpServer, chorus, documents, dashboard, logger, close };
+}
+
+/**
+ * Where documents persist: in Redis with a `redis.url` (its own client, with the engine's TLS
+ * settings; closed after Chorus), else in `<dataDir>/documents.sqlite`.
+ */
+function createDocumentStore(config: StandaloneConfig, logger: Logger): { store: DocumentStore; redis?: Redis } {
+  const redisConfig = config.redis;
+  if (redisConfig?.url) {
+    const redis = new Redis(redisConfig.url, { ...(redisConfig.tls ? { tls: { ...redisConfig.tls } } : {}), maxRetriesPerRequest: 2 });
+    redis.on('error', (err: Error) => logger.warn({ err: { message: err.message } }, 'document store: redis connection error'));
+    return { store: new RedisDocumentStore({ redis, ...(redisConfig.prefix ? { prefix: redisConfig.prefix } : {}) }), redis };
+  }
+  if (redisConfig) {
+    logger.warn('documents are stored in SQLite on this node: the Redis document store needs a redis.url (Sentinel and Cluster are not supported for documents)');
+  }
+  return { store: new SqliteDocumentStore(join(config.dataDir, 'documents.sqlite')) };
 }
 
 /** The Redis engine from serializable settings (the URL, which may hold a password, is never logged). */

@@ -20,6 +20,8 @@ import type {
   SubscribeResult,
 } from '../protocol/index.js';
 import { Backoff } from './backoff.js';
+import type * as Y from 'yjs';
+import type { ClientDocument, DocumentHost } from './document.js';
 import { watchRefusal, type Refusal } from './refusal.js';
 import { Emitter } from './emitter.js';
 import { ChorusClientError, disconnectedError } from './errors.js';
@@ -56,7 +58,16 @@ export const ClientCloseCode = {
   RETRY_WEBSOCKET: 3004,
 } as const;
 
+/** The documents implementation (`ClientDocument` from `chorus/client/document`), injected so the client does not bundle Yjs unless used. */
+export type DocumentConstructor = new (host: DocumentHost, name: string, doc?: Y.Doc) => ClientDocument;
+
 export interface ChorusClientOptions {
+  /**
+   * Enables `client.document(name)`: pass `ClientDocument` from `chorus/client/document` (it
+   * imports yjs and y-protocols, which the rest of the client does not). Default: none
+   * (`document()` throws a TypeError).
+   */
+  Document?: DocumentConstructor;
   /** WebSocket URL including the path, e.g. `ws://127.0.0.1:8080/ws`. */
   url: string;
   /** The JWT, sent as the `?token=` query parameter. Used for the first connect (and every one when `getToken` is absent). */
@@ -184,6 +195,8 @@ export class ChorusClient<
   readonly #subscriptions = new Map<string, Subscription>();
   readonly #idPrefix: string;
   #idCounter = 0;
+  readonly #documents = new Map<string, ClientDocument>();
+  readonly #Document: DocumentConstructor | undefined;
 
   #state: ClientState = ClientState.DISCONNECTED;
   #socket: WebSocketLike | undefined;
@@ -209,6 +222,7 @@ export class ChorusClient<
       throw new TypeError('no WebSocket implementation: pass options.WebSocket (e.g. WebSocket from "ws")');
     }
     this.#url = options.url;
+    this.#Document = options.Document;
     this.#token = options.token;
     this.#getToken = options.getToken;
     this.#WebSocket = WebSocketImpl;
@@ -289,9 +303,10 @@ export class ChorusClient<
   /**
    * Stop for good: close the socket, stop reconnecting, reject every pending request and queued
    * publish with DISCONNECTED. Subscriptions are kept (state 'subscribing'); `connect()` again
-   * resubscribes them.
+   * resubscribes them. Documents (`document()`) are destroyed: their awareness timers stop.
    */
   close(): void {
+    for (const document of [...this.#documents.values()]) document.destroy();
     this.#disconnect(ClientCloseCode.CLIENT_CLOSED, 'client closed', false);
   }
 
@@ -373,6 +388,38 @@ export class ChorusClient<
   }
 
   // ---- requests ----
+
+  /**
+   * A shared Yjs document on this connection (a `document: true` namespace, e.g. `doc:notes`):
+   * its `doc` is kept in sync, its `awareness` carries cursors and names, and it re-syncs after
+   * every reconnect. The same name returns the same document until `destroy()`.
+   */
+  document(name: string, options: { doc?: Y.Doc } = {}): ClientDocument {
+    let document = this.#documents.get(name);
+    if (document === undefined) {
+      const Document = this.#Document;
+      if (Document === undefined) {
+        throw new TypeError('documents need options.Document: ClientDocument from "chorus/client/document" (it brings Yjs)');
+      }
+      const self = this;
+      document = new Document(
+        {
+          get ready() {
+            return self.#ready;
+          },
+          request: (event, data) => this.#request(event, data, 'request'),
+          on: (event, listener) => (this.on as (e: string, l: (d: unknown) => void) => () => void)(event, listener),
+          forget: (d) => {
+            if (this.#documents.get(d.name) === d) this.#documents.delete(d.name);
+          },
+        },
+        name,
+        options.doc,
+      );
+      this.#documents.set(name, document);
+    }
+    return document;
+  }
 
   #nextId(): string {
     return `${this.#idPrefix}-${(this.#idCounter++).toString(36)}`;

@@ -1,6 +1,9 @@
 export { ChorusClient, ClientState, ClientCloseCode } from './client.js';
+// Documents live in ./document.js (chorus/client/document): it imports Yjs, this entry does not.
+export type { ClientDocument, DocumentEvents, DocumentHost } from './document.js';
 export type {
   ChorusClientOptions,
+  DocumentConstructor,
   ClientEventMap,
   ClientEventsShape,
   ClientLifecycleEvents,

@@ -32,6 +32,20 @@ export const RESERVED_EVENTS: ReadonlySet<string> = new Set([
   ...Object.values(ServerEvent),
 ]);
 
+/**
+ * Events of shared documents (docs/PROTOCOL.md, documents over the Chorus protocol): `doc.open`
+ * and `doc.close` are requests; `doc.update` and `doc.awareness` go both ways. A server serves
+ * them when it runs documents; an application handler can never take these names.
+ */
+export const DocumentEvent = {
+  OPEN: 'doc.open',
+  UPDATE: 'doc.update',
+  AWARENESS: 'doc.awareness',
+  CLOSE: 'doc.close',
+} as const;
+
+export const DOCUMENT_EVENTS: ReadonlySet<string> = new Set(Object.values(DocumentEvent));
+
 /** `subscribe` request data. */
 export interface SubscribeRequest {
   channel: string;

@@ -54,6 +54,7 @@ export class ChannelRules {
 
   /** Throws PERMISSION_DENIED unless `user` may subscribe to `channel` under its namespace rules. */
   checkSubscribe(channel: string, namespace: ResolvedNamespace, user: string): void {
+    notDocument(channel, namespace);
     if (namespace.subscribe === 'none') {
       throw new ChorusError(ErrorCode.PERMISSION_DENIED, `subscribing to "${channel}" is not allowed`);
     }
@@ -64,6 +65,7 @@ export class ChannelRules {
 
   /** Throws PERMISSION_DENIED unless a client of `user` may publish to `channel`. */
   checkPublish(channel: string, namespace: ResolvedNamespace, user: string, subscribed: boolean): void {
+    notDocument(channel, namespace);
     if (namespace.publish === 'none') {
       throw new ChorusError(ErrorCode.PERMISSION_DENIED, `clients may not publish to "${channel}"`);
     }
@@ -73,5 +75,12 @@ export class ChannelRules {
     if (namespace.personal && this.ownerOf(channel) !== user) {
       throw new ChorusError(ErrorCode.PERMISSION_DENIED, `"${channel}" is another user's personal channel`);
     }
+  }
+}
+
+/** Document channels carry Yjs updates: they are opened as documents, never subscribed or published to directly. */
+export function notDocument(channel: string, namespace: ResolvedNamespace): void {
+  if (namespace.document) {
+    throw new ChorusError(ErrorCode.NOT_AVAILABLE, `"${channel}" is a document: open it at /yjs/ or with a document frame`);
   }
 }

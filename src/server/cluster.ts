@@ -35,7 +35,7 @@ export interface ClusterSettings {
   reportIntervalMs: number;
   /** How long a cluster-wide command waits for the other nodes' answers, in ms. */
   replyTimeoutMs: number;
-  /** Throws (BAD_CHANNEL) for a channel a subscribe/unsubscribe command may not name. */
+  /** Throws (BAD_CHANNEL; NOT_AVAILABLE for a document) for a channel a subscribe/unsubscribe command may not name. */
   checkChannel?: (channel: string) => void;
 }
 

@@ -2,6 +2,7 @@ import type { Logger } from 'pino';
 import {
   ChorusError,
   ClientEvent,
+  DOCUMENT_EVENTS,
   Disconnect,
   ErrorCode,
   RESERVED_EVENTS,
@@ -22,6 +23,8 @@ import type { LimitReporter } from './limit-reporter.js';
 import type { Metrics } from './metrics.js';
 import type { Permissions } from './permissions.js';
 import { checkKey, type Publisher } from './publisher.js';
+import type { ProtocolFrameHandler } from './seams.js';
+import { notDocument } from './channels.js';
 import { validate, type StandardSchemaV1 } from './schema.js';
 
 /** Context given to application event handlers; `S` is the server (ChorusServer). */
@@ -52,7 +55,7 @@ export function assertHandlerName(event: string): void {
   if (typeof event !== 'string' || event.length === 0 || event.length > 128) {
     throw new TypeError('event name must be a string of 1 to 128 characters');
   }
-  if (RESERVED_EVENTS.has(event)) throw new TypeError(`"${event}" is a reserved protocol event`);
+  if (RESERVED_EVENTS.has(event) || DOCUMENT_EVENTS.has(event)) throw new TypeError(`"${event}" is a reserved protocol event`);
 }
 
 /** What the frame handler needs from its server (kept narrow: no reaching into the server). */
@@ -76,6 +79,8 @@ export interface FrameContext<S> {
   readonly publisher: Pick<Publisher, 'fromClient'>;
   readonly authenticator: Pick<Authenticator, 'authenticateToken'>;
   readonly handlers: ReadonlyMap<string, HandlerEntry<S>>;
+  /** Protocol frames served by parts beside the server (documents' `doc.*`); tried before application handlers. */
+  readonly protocolFrames: ReadonlyMap<string, ProtocolFrameHandler>;
   history(channel: string, options: { since?: StreamPosition; limit?: number; reverse?: boolean }): Promise<unknown>;
   presence(channel: string): Promise<unknown>;
 }
@@ -136,7 +141,10 @@ export class FrameHandler<S> {
           let announced = false;
           try {
             const namespace = ctx.permissions.rules.resolve(channel);
-            if (!personal) await ctx.hooks.deny('onSubscribe', { connection, channel, serverSide: true });
+            if (!personal) {
+              notDocument(channel, namespace);
+              await ctx.hooks.deny('onSubscribe', { connection, channel, serverSide: true });
+            }
             const max = personal ? Number.MAX_SAFE_INTEGER : ctx.maxSubscriptionsPerConnection;
             await ctx.hub.subscribe(connection, channel, namespace, {}, max, (result) => {
               announced = true;
@@ -248,7 +256,7 @@ export class FrameHandler<S> {
         this.countFault(connection, frame.code);
         continue;
       }
-      this.countIn(RESERVED_EVENTS.has(frame.event) ? frame.event : 'app');
+      this.countIn(RESERVED_EVENTS.has(frame.event) || DOCUMENT_EVENTS.has(frame.event) ? frame.event : 'app');
       const rate = connection.consumeRate();
       if (!rate.ok) {
         ctx.reporter.limitHit('rate', connection);
@@ -375,9 +383,12 @@ export class FrameHandler<S> {
         // A sign of life; answered only to keep the rule that a frame with an id gets one reply.
         return frame.id === undefined ? NO_REPLY : {};
       default: {
+        const served = ctx.protocolFrames.get(frame.event);
+        if (served) return served(frame.data ?? null, connection);
         const entry = ctx.handlers.get(frame.event);
-        if (!entry || RESERVED_EVENTS.has(frame.event)) {
-          const fallback = RESERVED_EVENTS.has(frame.event) ? undefined : ctx.hooks.unhandledEventHandler();
+        const reserved = RESERVED_EVENTS.has(frame.event) || DOCUMENT_EVENTS.has(frame.event);
+        if (!entry || reserved) {
+          const fallback = reserved ? undefined : ctx.hooks.unhandledEventHandler();
           if (fallback) return fallback.onUnhandledEvent!({ connection, event: frame.event, data: frame.data ?? null });
           throw new ChorusError(ErrorCode.UNKNOWN_EVENT, `no handler for event "${frame.event}"`);
         }

@@ -8,6 +8,7 @@ import type { ClusterView } from './cluster.js';
 import { safePath } from './logger.js';
 import type { Metrics } from './metrics.js';
 import { checkKey, type BroadcastResult, type ServerPublishOptions } from './publisher.js';
+import type { ApiRoute } from './seams.js';
 
 /** What the HTTP API needs from the server (ChorusServer implements it). */
 export interface HttpApiHost {
@@ -24,6 +25,8 @@ export interface HttpApiHost {
   readonly cluster: Pick<ClusterView, 'channels' | 'request'>;
   presence(channel: string): Promise<unknown>;
   history(channel: string, options: { since?: { offset: number; epoch: string }; limit?: number; reverse?: boolean }): Promise<unknown>;
+  /** Extra routes (documents' `/api/documents/`), tried after the built-in ones, before the 404. */
+  readonly seams: { readonly api: readonly ApiRoute[] };
 }
 
 const STATUS: Record<string, number> = {
@@ -41,6 +44,9 @@ const STATUS: Record<string, number> = {
   [ErrorCode.OUTCOME_UNKNOWN]: 504,
   [ErrorCode.SHUTTING_DOWN]: 503,
 };
+
+/** The built-in POST routes: their bodies are JSON, read here. */
+const POST_ROUTES = new Set(['/api/publish', '/api/broadcast', '/api/disconnect', '/api/subscribe', '/api/unsubscribe']);
 
 function send(res: ServerResponse, status: number, body: unknown): void {
   const text = JSON.stringify(body);
@@ -203,7 +209,7 @@ async function serveApi(server: HttpApiHost, req: IncomingMessage, res: ServerRe
   if (server.closing && req.method === 'POST') throw new ChorusError(ErrorCode.SHUTTING_DOWN, 'server is shutting down');
   const method = req.method ?? 'GET';
   const maxBytes = server.options.limits.maxMessageBytes;
-  if (method === 'POST') {
+  if (method === 'POST' && POST_ROUTES.has(path)) {
     const body = await readBody(req, maxBytes);
     switch (path) {
       case '/api/publish': {
@@ -276,7 +282,11 @@ async function serveApi(server: HttpApiHost, req: IncomingMessage, res: ServerRe
       });
       return send(res, 200, result);
     }
-  } else {
+  }
+  // Other paths may be a seam route's (documents' `/api/documents/`); the body is its to read.
+  try {
+    for (const route of server.seams.api) if (await route(req, res, path, method)) return;
+  } finally {
     req.resume();
   }
   throw new ChorusError(ErrorCode.NOT_FOUND, `no API route ${method} ${path}`);

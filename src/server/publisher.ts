@@ -1,6 +1,7 @@
 import type { Logger } from 'pino';
 import { ChorusError, ErrorCode, binaryToJson } from '../protocol/index.js';
 import type { Broker, PublishResult, RateLimiter } from '../engines/types.js';
+import { notDocument } from './channels.js';
 import type { Connection } from './connection.js';
 import type { Hooks, PublishSource } from './hooks.js';
 import type { LimitReporter } from './limit-reporter.js';
@@ -75,10 +76,14 @@ export class Publisher {
     });
   }
 
-  /** Publish from the server side or the HTTP API (no permission checks beyond the namespace existing). */
+  /**
+   * Publish from the server side or the HTTP API (no permission checks beyond the namespace
+   * existing and not being a document namespace: documents change only through Yjs updates).
+   */
   async publish(channel: string, data: unknown, options: ServerPublishOptions = {}): Promise<PublishResult> {
     const namespace = this.settings.permissions.rules.resolve(channel);
     if (options.key !== undefined) checkKey(options.key);
+    notDocument(channel, namespace);
     return this.run(channel, namespace, data, { ...options, source: options.source ?? 'server' });
   }
 

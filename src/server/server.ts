@@ -6,7 +6,7 @@ import { MemoryEngine } from '../engines/memory/index.js';
 import type { BrokerEvent, ControlCommand, Engine, PublishResult } from '../engines/types.js';
 import { AdmissionPacer } from './admission.js';
 import { Authenticator } from './auth.js';
-import { ChannelRules } from './channels.js';
+import { ChannelRules, notDocument } from './channels.js';
 import { affectedBy, clusterView, type ClusterView } from './cluster.js';
 import { Connection, type ConnectionHost } from './connection.js';
 import { FlushLoop } from './flush.js';
@@ -15,7 +15,7 @@ import { rejectUpgrade } from './handshake.js';
 import { Heartbeat } from './heartbeat.js';
 import { Hooks, type Extension } from './hooks.js';
 import { handleHttpRequest } from './http-api.js';
-import { historyPage } from './history-page.js';
+import { readHistory, type HistoryRequest } from './history-page.js';
 import { Hub } from './hub.js';
 import { LimitLog } from './limit-reporter.js';
 import { createLogger, safePath } from './logger.js';
@@ -24,6 +24,7 @@ import { resolveOptions, type ResolvedOptions, type ServerOptions } from './opti
 import { Permissions } from './permissions.js';
 import { Publisher, type BroadcastResult, type ServerPublishOptions } from './publisher.js';
 import type { StandardSchemaV1 } from './schema.js';
+import { ServerSeams } from './seams.js';
 import type { Transport } from './transport.js';
 import { applyControl } from './control.js';
 import { Endpoints } from './endpoints.js';
@@ -60,11 +61,14 @@ export class ChorusServer {
   readonly handlers = new Map<string, HandlerEntry<ChorusServer>>();
   /** True once `close()` was called. */
   closing = false;
+  /** @internal Where parts beside the server plug in (documents: `/yjs/`, `/api/documents/`, `doc.*` frames). */
+  readonly seams = new ServerSeams((req, check) => this.gate.admit(req, check));
   private readonly ownsEngine: boolean;
   private readonly reporter: LimitLog;
   private readonly flushes: FlushLoop;
   private readonly publisher: Publisher;
   private readonly frames: FrameHandler<ChorusServer>;
+  private readonly gate: Gate;
   private readonly endpoints: Endpoints;
   private readonly heartbeat: Heartbeat;
   private readonly host: ConnectionHost;
@@ -121,11 +125,12 @@ export class ChorusServer {
       publisher: this.publisher,
       authenticator: this.authenticator,
       handlers: this.handlers,
+      protocolFrames: this.seams.frames,
       history: (channel, o) => this.history(channel, o),
       presence: (channel) => this.presence(channel),
     });
     const server = this;
-    const gate = new Gate({
+    const gate = (this.gate = new Gate({
       get closing() {
         return server.closing;
       },
@@ -141,7 +146,7 @@ export class ChorusServer {
       metrics: this.metrics,
       logger: this.logger,
       pacer: new AdmissionPacer(this.options.admission, now),
-    });
+    }));
     this.endpoints = new Endpoints(gate, {
       get closing() {
         return server.closing;
@@ -167,7 +172,7 @@ export class ChorusServer {
       now,
     });
     const { nodeId, cluster } = this.options;
-    this.cluster = clusterView({ ...cluster, nodeId, engine: this.engine, logger: this.logger, now, checkChannel: (c) => void this.rules.resolve(c) }, this);
+    this.cluster = clusterView({ ...cluster, nodeId, engine: this.engine, logger: this.logger, now, checkChannel: (c) => notDocument(c, this.rules.resolve(c)) }, this);
     this.engine.broker.setHandler((event) => this.onBrokerEvent(event));
   }
 
@@ -196,7 +201,10 @@ export class ChorusServer {
   attach(server: HttpServer): this {
     void this.start();
     server.on('upgrade', (req: IncomingMessage, socket: Duplex, head: Buffer) => {
-      if (safePath(req.url) !== this.options.path) {
+      const path = safePath(req.url);
+      const route = this.seams.upgradeFor(path);
+      if (route) return route.handle(req, socket, head);
+      if (path !== this.options.path) {
         // Leave other paths to other upgrade listeners; answer 404 if there are none.
         if (server.listenerCount('upgrade') === 1) rejectUpgrade(socket, 404, ErrorCode.NOT_FOUND, 'no WebSocket endpoint at this path');
         return;
@@ -284,6 +292,7 @@ export class ChorusServer {
   }
 
   private onBrokerEvent(event: BrokerEvent): void {
+    if (this.seams.tap(event)) return;
     if (event.type === 'publication' && this.endpoints.nodeMessage(event.publication)) return;
     if (event.type === 'control') this.onControl(event.command);
     else this.hub.deliver(event);
@@ -308,7 +317,6 @@ export class ChorusServer {
   limitHit(limit: string, connection?: Connection, details: Record<string, unknown> = {}): void {
     this.reporter.limitHit(limit, connection, details);
   }
-
 
   /** Register an application event handler. Its return value is the ack; a coded throw is the error reply. */
   on<S extends StandardSchemaV1>(
@@ -346,6 +354,7 @@ export class ChorusServer {
   /** Subscribe one local connection to a channel from the server side; the client gets a `subscribed` event. */
   async subscribeConnection(connection: Connection, channel: string, options: { since?: StreamPosition } = {}): Promise<SubscribeResult> {
     const namespace = this.rules.resolve(channel);
+    notDocument(channel, namespace);
     await this.hooks.deny('onSubscribe', { connection, channel, serverSide: true });
     const max = this.options.limits.maxSubscriptionsPerConnection;
     return this.hub.subscribe(connection, channel, namespace, options.since ? { since: options.since } : {}, max, (result) =>
@@ -383,18 +392,8 @@ export class ChorusServer {
   }
 
   /** History of a channel (see the `history` protocol request). */
-  async history(channel: string, options: { since?: StreamPosition; limit?: number; reverse?: boolean } = {}) {
-    const namespace = this.rules.resolve(channel);
-    if (namespace.historySize === 0) throw new ChorusError(ErrorCode.NOT_AVAILABLE, `history is not enabled for "${channel}"`);
-    const max = this.options.limits.maxHistoryLimit;
-    const limit = Math.min(max, Math.max(0, options.limit ?? max));
-    const read = await this.engine.history.read(channel, {
-      limit,
-      ...(options.since ? { since: options.since } : {}),
-      ...(options.reverse ? { reverse: true } : {}),
-    });
-    // One page is one frame: within half the send queue (the client pages on from the last offset).
-    return historyPage(channel, read, this.options.limits.maxQueuedBytes / 2);
+  history(channel: string, options: HistoryRequest = {}) {
+    return readHistory(this.engine.history, this.rules, this.options.limits, channel, options);
   }
 
   /** Channels with subscribers on this node, with their local subscriber counts. */

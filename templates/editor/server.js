@@ -12,6 +12,7 @@ import { readFile } from 'node:fs/promises';
 import http from 'node:http';
 import { extname, join, normalize } from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { ChorusDocuments } from 'chorus/documents';
 import { ChorusServer } from 'chorus/server';
 
 const PORT = Number(process.env.PORT ?? 3000);
@@ -22,6 +23,8 @@ const chorus = new ChorusServer({
   auth: { secret: SECRET },
   namespaces: [{ pattern: 'doc:*', document: true }],
 });
+// The y-websocket endpoint and the documents themselves (in memory: pass `store` to keep them).
+new ChorusDocuments(chorus);
 
 /** An HS256 JWT: `sub` is the user id, `info.name` what others see on the cursor. */
 /** @param {string} user @param {string} name */
