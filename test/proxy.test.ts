@@ -104,7 +104,8 @@ describe('connect proxy', { timeout: 60_000 }, () => {
     const res = await withTimeout(upgradeStatus(s.wsUrl, { cookie: COOKIE }), 5000, 'the handshake answer');
     assert.equal(res.status, 503);
     assert.equal(JSON.parse(res.body).error.code, 'UNAVAILABLE');
-    assert.ok(s.proxyLogs.some((l) => l.kind === 'connect' && /no answer within 300 ms/.test(String(l.reason))));
+    // The call's budget (300 ms) covers queueing too, so the post itself gets what is left of it.
+    assert.ok(s.proxyLogs.some((l) => l.kind === 'connect' && /no answer within \d+ ms/.test(String(l.reason))));
   });
 
   it('malformed answer: HTTP 503, logged naming the problem, without the cookie', async () => {
