@@ -13,6 +13,7 @@ import { STANDALONE_NAMESPACES } from '../src/cli/namespaces.js';
 import { ChannelRules } from '../src/server/channels.js';
 import { resolveOptions } from '../src/server/options.js';
 import { staticPath, WEB_ROOT, DIST_ROOT } from '../src/cli/static.js';
+import { redisConfigProblem } from '../src/cli/redis-engine-options.js';
 import { cleanName, demoUserId } from '../src/cli/demo.js';
 
 const ROOT = fileURLToPath(new URL('..', import.meta.url));
@@ -226,6 +227,14 @@ describe('loadConfig: precedence flags > env > file > defaults', () => {
   it('reads the Redis outcome and held-publication limits at their edges', () => {
     const c = loadConfig(['--config', '/c.json'], {}, files({ '/c.json': JSON.stringify({ redis: { outcomeTimeoutMs: 0, maxHeldPublications: 1 } }) }));
     assert.deepEqual(c.redis, { outcomeTimeoutMs: 0, maxHeldPublications: 1 });
+  });
+
+  it("maps the Redis engine's own option errors to config-file keys", () => {
+    assert.equal(redisConfigProblem({ url: 'redis://127.0.0.1:6379', commandTimeoutMs: 1 }), undefined);
+    assert.deepEqual(redisConfigProblem({ commandTimeoutMs: 0 }), { key: 'redis.commandTimeoutMs', problem: 'must be a positive integer, got 0' });
+    assert.equal(redisConfigProblem({ tls: { cert: 'PEM' } })?.key, 'redis.tls.keyFile');
+    assert.deepEqual(redisConfigProblem({ shardedPubSub: true }), { key: 'redis.shardedPubSub', problem: 'needs redis.cluster' });
+    assert.equal(redisConfigProblem({ cluster: [{ host: '', port: 7000 }] })?.key, 'redis.cluster[0].host');
   });
 
   it('reads admission (server-paced handshakes) at its edges', () => {

@@ -5,6 +5,7 @@
  * checked by one schema (`config-schema.ts`); this file only merges sources and reads the
  * files the config names (PEM keys and certificates).
  */
+import { redisConfigProblem, type RedisConfig } from './redis-engine-options.js';
 import { randomBytes } from 'node:crypto';
 import { dirname, resolve } from 'node:path';
 import { parseArgs } from 'node:util';
@@ -74,43 +75,7 @@ export interface LoadOptions {
   generateSecret?: () => string;
 }
 
-/** TLS to Redis, resolved: PEM texts read from the `*File` keys. */
-export interface RedisTlsConfig {
-  /** CA certificate(s) the server's certificate must chain to (default: Node's public CAs). */
-  ca?: string;
-  /** Client certificate and key, for a server with `tls-auth-clients yes`. */
-  cert?: string;
-  key?: string;
-  /** Default true; false accepts any server certificate (testing only). */
-  rejectUnauthorized?: boolean;
-  /** The name the server's certificate is checked against (SNI), when it differs from the host. */
-  servername?: string;
-}
-
-/** Serializable Redis engine settings (file key `redis`; `CHORUS_REDIS_URL` sets `url`). */
-export interface RedisConfig {
-  /** `redis://[:password@]host:port[/db]`, `rediss://` for TLS. */
-  url?: string;
-  /** Key prefix. Default `chorus`. */
-  prefix?: string;
-  /** One engine operation's budget: commands slower than this fail with UNAVAILABLE, in ms. Default 2000. */
-  commandTimeoutMs?: number;
-  /** How long a publish whose reply was lost or late is looked up before OUTCOME_UNKNOWN, in ms. Default 2000. */
-  outcomeTimeoutMs?: number;
-  /** Most publications held per channel while history is unreadable before the channel is reported lost (4005). Default 10000. */
-  maxHeldPublications?: number;
-  /** Periodic check for publications pub/sub dropped, in ms; 0 turns it off. Default 10000. */
-  gapCheckIntervalMs?: number;
-  /** Redis Sentinel: sentinel addresses and the master `name`. */
-  sentinels?: Array<{ host: string; port: number }>;
-  name?: string;
-  /** Redis Cluster start-up nodes. */
-  cluster?: Array<{ host: string; port: number }>;
-  /** Sharded pub/sub on Redis Cluster (Redis 7). Default false. */
-  shardedPubSub?: boolean;
-  /** TLS to Redis (file key `redis.tls`: caFile, certFile, keyFile, rejectUnauthorized, servername). Implied by `rediss://`. */
-  tls?: RedisTlsConfig;
-}
+export type { RedisConfig, RedisTlsConfig } from './redis-engine-options.js';
 
 function invalid(key: string, message: string): never {
   throw new ConfigError(`invalid option ${key}: ${message}`);
@@ -308,6 +273,8 @@ export function loadConfig(
   let redis = fileRedis(rawRedis, configFile ?? '.', readFile);
   const envRedis = envVar(env, 'CHORUS_REDIS_URL');
   if (envRedis !== undefined) redis = { ...redis, url: checked(redisUrlSchema, 'CHORUS_REDIS_URL', envRedis) };
+  const redisProblem = redis ? redisConfigProblem(redis) : undefined;
+  if (redisProblem) invalid(redisProblem.key, redisProblem.problem);
   const server = rest as ServerOptions;
   const auth = fileAuth(rawAuth, configFile ?? '.', readFile);
 

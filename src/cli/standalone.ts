@@ -3,6 +3,7 @@
  * demo sign-in in demo mode, the admin console's API (/admin/api/*, admin.ts), and Chorus itself
  * (WebSocket, /healthz, /metrics, /api/*).
  */
+import { redisEngineOptions } from './redis-engine-options.js';
 import { randomBytes } from 'node:crypto';
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
@@ -221,24 +222,5 @@ function createDocumentStore(config: StandaloneConfig, logger: Logger): { store:
 
 /** The Redis engine from serializable settings (the URL, which may hold a password, is never logged). */
 export function createRedisEngine(config: RedisConfig, logger: Logger, name?: string): RedisEngine {
-  return new RedisEngine({
-    ...(name ? { name } : {}),
-    ...(config.url ? { url: config.url } : {}),
-    ...(config.prefix ? { prefix: config.prefix } : {}),
-    ...(config.commandTimeoutMs ? { commandTimeoutMs: config.commandTimeoutMs } : {}),
-    ...(config.gapCheckIntervalMs !== undefined ? { gapCheckIntervalMs: config.gapCheckIntervalMs } : {}),
-    ...(config.outcomeTimeoutMs !== undefined ? { outcomeTimeoutMs: config.outcomeTimeoutMs } : {}),
-    ...(config.maxHeldPublications !== undefined ? { maxHeldPublications: config.maxHeldPublications } : {}),
-    redis: {
-      ...(config.sentinels ? { sentinels: config.sentinels, name: config.name } : {}),
-      // TLS to the data nodes (also Cluster nodes: `redis` is every node's options). With
-      // Sentinel, ioredis uses `tls` for the master only with enableTLSForSentinelMode, and
-      // `sentinelTLS` for the sentinels themselves: a TLS deployment secures both.
-      ...(config.tls ? { tls: { ...config.tls } } : {}),
-      ...(config.tls && config.sentinels ? { enableTLSForSentinelMode: true, sentinelTLS: { ...config.tls } } : {}),
-    },
-    ...(config.cluster ? { cluster: config.cluster } : {}),
-    ...(config.shardedPubSub ? { shardedPubSub: true } : {}),
-    logger: logger.child({ component: 'redis' }),
-  });
+  return new RedisEngine({ ...redisEngineOptions(config, name), logger: logger.child({ component: 'redis' }) });
 }
