@@ -250,6 +250,47 @@ describe('the /editor page in chromium, on the standalone server', { timeout: 30
     assert.deepEqual(pages.errors, []);
   });
 
+  it('a page whose demo token cannot be renewed while offline retries with backoff and reconnects once online', async () => {
+    const document = 'doc:renew';
+    const STORAGE_KEY = 'chorus-demo-session';
+    let network!: Network;
+    const dan = await openEditor('Dan', document, async (page) => {
+      network = new Network(page.context());
+      await network.route(page);
+    });
+    // The stored demo token is made to look close to expiry (the server still accepts it), so
+    // every reconnect renews it first through POST /demo/token; reloaded, the page reads it back.
+    const stored = () => dan.evaluate((key) => JSON.parse(sessionStorage.getItem(key) ?? 'null') as { token: string } | null, STORAGE_KEY);
+    const oldToken = (await stored())!.token;
+    await dan.evaluate((key) => {
+      const session = JSON.parse(sessionStorage.getItem(key)!) as { exp: number };
+      session.exp = Math.floor(Date.now() / 1000) + 30;
+      sessionStorage.setItem(key, JSON.stringify(session));
+    }, STORAGE_KEY);
+    await dan.reload();
+    await dan.locator('#sync[data-state="connected"]').waitFor(WAIT);
+
+    await network.goOffline();
+    // The renewal failed (the page stopped its provider: a stale token would only be refused).
+    await dan.locator('#editor-error', { hasText: 'Could not renew your sign-in' }).waitFor(WAIT);
+    await dan.locator('#sync:not([data-state="connected"])').waitFor(WAIT);
+    await dan.locator('#editor .cm-content').click();
+    await dan.keyboard.type('written while offline');
+    await screenshot(dan, 'editor-renew-offline');
+
+    const before = network.connections;
+    await network.goOnline();
+    // Only a later renewal, tried again with backoff, can reconnect it: the next retry comes
+    // within the backoff ceiling (30 s at most).
+    await dan.locator('#sync[data-state="connected"]').waitFor({ timeout: 45_000 });
+    assert.ok(network.connections > before, 'reconnected');
+    assert.notEqual((await stored())!.token, oldToken, 'with a renewed token');
+    await until('the server has the offline edit', async () => (await serverText(document)) === 'written while offline', WAIT.timeout, 50);
+    await screenshot(dan, 'editor-renew-online');
+    // Offline, the failed renewals are logged by Chromium; nothing else may be.
+    assert.deepEqual(pages.errors.filter((e) => !/ERR_INTERNET_DISCONNECTED/.test(e)), []);
+  });
+
   it('after a server restart on the same data directory, a new page reads the texts intact', async () => {
     assert.equal(finals.size, 2, 'the tests before this one wrote the documents');
     await pages.close();

@@ -1,7 +1,8 @@
 /**
  * Bidirectional HTTP streaming (`GET /stream` down, `POST /stream/<session>?seq=n` up): the same
  * frames, acks and limits as a WebSocket (size, rate, heartbeat, slow consumer, token expiry),
- * POSTs applied in seq order, and a cluster without sticky sessions: two nodes behind a
+ * POSTs applied in seq order, flood control at its edges (a POST to a paused session waits; at
+ * most 256 forwarded messages held while paused, the 257th closes 1008), and a cluster without sticky sessions: two nodes behind a
  * per-request round-robin HTTP proxy, POSTs reaching the other node forwarded to the stream's.
  */
 import assert from 'node:assert/strict';
@@ -13,7 +14,8 @@ import { TestBus } from '../src/engines/bus/index.js';
 import { RedisEngine } from '../src/engines/redis/index.js';
 import type { Engine } from '../src/engines/types.js';
 import { RedisProcess } from './redis-helpers.js';
-import { newSessionId, sessionNode } from '../src/server/transports/http-stream.js';
+import { MAX_HELD_MESSAGES, newSessionId, sessionNode, type HttpStreamTransport } from '../src/server/transports/http-stream.js';
+import { MAX_PENDING_FRAMES } from '../src/server/inbound.js';
 import { SECRET, signToken, startServer, until, withServer, withTimeout, type TestServer } from './helpers.js';
 
 /** A raw HTTP streaming client: reads frames line by line, POSTs messages with seq numbers. */
@@ -104,6 +106,31 @@ class StreamClient {
   }
 }
 
+/** Frames enough for any test here: flood control, not the rate limit, is what they reach. */
+const NO_RATE_LIMIT = { limits: { ratePerSecond: 10_000, rateBurst: 10_000 } };
+
+/**
+ * A session on `s` whose reading is paused (flood control): an extension holds a subscribe until
+ * `release`, and MAX_PENDING_FRAMES pings queued behind it make one frame too many waiting.
+ */
+async function pausedSession(s: TestServer): Promise<{ client: StreamClient; transport: HttpStreamTransport; release: () => void }> {
+  let release!: () => void;
+  const released = new Promise<void>((resolve) => (release = resolve));
+  s.chorus.use({ name: 'hold-subscribe', onSubscribe: () => released });
+  const client = await StreamClient.open(s.url, await signToken('ada'));
+  await client.find((f) => f.event === 'connected');
+  const pings = Array.from({ length: MAX_PENDING_FRAMES }, (_, i) => ({ event: 'ping', id: `q${i}` }));
+  assert.equal((await client.post([{ event: 'subscribe', id: 's', data: { channel: 'chat:held' } }, ...pings])).status, 204);
+  const transport = [...s.chorus.connections][0]!.transport as HttpStreamTransport;
+  assert.equal(transport.isPaused, true, 'reading paused');
+  return { client, transport, release };
+}
+
+/** Ids of the ping acks in wire order. */
+function pingAcks(client: StreamClient): string[] {
+  return client.frames.filter((f) => f.event === 'ack' && typeof f.id === 'string' && f.id !== 's').map((f) => f.id);
+}
+
 describe('session ids', () => {
   test('name their node; anything else is not a session', () => {
     const sid = newSessionId('node a/1');
@@ -187,6 +214,28 @@ describe('HTTP streaming', () => {
     });
   });
 
+  test('flood control: a POST to a session whose reading is paused is answered only once reading resumes', async () => {
+    await withServer(NO_RATE_LIMIT, async (s) => {
+      const { client, transport, release } = await pausedSession(s);
+      // The next request's body has been read by the server: it is waiting, not answered.
+      const arrived = new Promise<http.ServerResponse>((resolve) => s.http.once('request', (req, res) => req.once('end', () => resolve(res))));
+      let answered = false;
+      const posted = client.post([{ event: 'ping', id: 'after' }]).then((r) => ((answered = true), r));
+      const res = await withTimeout(arrived, 5000, 'the POST to arrive');
+      await new Promise((resolve) => setImmediate(resolve));
+      assert.equal(res.writableEnded, false, 'not answered while paused');
+      assert.equal(answered, false);
+      assert.equal(transport.isPaused, true);
+      release();
+      assert.equal((await withTimeout(posted, 10_000, 'the POST answer')).status, 204);
+      await client.find((f) => f.id === 'after');
+      assert.equal(transport.isPaused, false);
+      const expected = [...Array.from({ length: MAX_PENDING_FRAMES }, (_, i) => `q${i}`), 'after'];
+      assert.deepEqual(pingAcks(client), expected, 'applied after everything queued before it');
+      client.close();
+    });
+  });
+
   test('a stream that is not read is a slow consumer (4003)', async () => {
     await withServer({ limits: { maxQueuedBytes: 64 * 1024 } }, async (s) => {
       const client = await StreamClient.open(s.url, await signToken('ada'), { paused: true });
@@ -258,6 +307,53 @@ describe('HTTP streaming across a cluster without sticky sessions', () => {
     assert.equal(other.chorus.connections.size, 0, 'the stream lives on one node only');
     client.close();
   }
+
+  /** Two nodes on a test bus, node a holding a paused session; POSTs to node b are forwarded to it. */
+  async function pausedOnA(): Promise<{ client: StreamClient; transport: HttpStreamTransport; release: () => void; b: TestServer }> {
+    bus = new TestBus();
+    await bus.start();
+    nodes = await Promise.all(['a', 'b'].map((id) => startServer({ nodeId: id, engine: bus!.node(id), ...NO_RATE_LIMIT })));
+    const paused = await pausedSession(nodes[0]!);
+    assert.equal(sessionNode(paused.client.session), 'a');
+    return { ...paused, b: nodes[1]! };
+  }
+
+  /** POST one ping per message through node b, seq 1..count (seq 0 paused the session). */
+  async function forwardPings(client: StreamClient, b: TestServer, count: number): Promise<void> {
+    for (let i = 1; i <= count; i++) {
+      const res = await client.post([{ event: 'ping', id: `f${i}` }], i, b.url);
+      assert.equal(res.status, 204, `forwarded POST ${i}`);
+    }
+  }
+
+  test(`messages forwarded while a session is paused: ${MAX_HELD_MESSAGES} are held, then applied in order once it reads again`, async () => {
+    const { client, transport, release, b } = await pausedOnA();
+    await forwardPings(client, b, MAX_HELD_MESSAGES);
+    // Forwarded messages reach node a in a microtask, before the POST's answer: all are held.
+    assert.equal(transport.isPaused, true);
+    assert.equal(client.frames.some((f) => f.event === 'disconnect'), false);
+    release();
+    await client.find((f) => f.id === `f${MAX_HELD_MESSAGES}`);
+    const expected = [
+      ...Array.from({ length: MAX_PENDING_FRAMES }, (_, i) => `q${i}`),
+      ...Array.from({ length: MAX_HELD_MESSAGES }, (_, i) => `f${i + 1}`),
+    ];
+    assert.deepEqual(pingAcks(client), expected);
+    assert.equal(client.frames.some((f) => f.event === 'disconnect'), false);
+    assert.equal(nodes[0]!.chorus.connections.size, 1, 'still open');
+    client.close();
+  });
+
+  test(`messages forwarded while a session is paused: one more than ${MAX_HELD_MESSAGES} closes it with 1008`, async () => {
+    const { client, release, b } = await pausedOnA();
+    await forwardPings(client, b, MAX_HELD_MESSAGES + 1);
+    const disconnect = await client.find((f) => f.event === 'disconnect');
+    assert.equal(disconnect.data.code, 1008);
+    await client.until('stream end', () => client.ended);
+    release();
+    await until('closed', () => nodes[0]!.chorus.connections.size === 0);
+    assert.equal(pingAcks(client).some((id) => id.startsWith('f')), false, 'no held message was applied');
+  });
 
   test('POSTs reaching the other node are forwarded to the node holding the stream (test bus)', async () => {
     bus = new TestBus();

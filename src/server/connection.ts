@@ -21,6 +21,13 @@ export interface SubscriptionState {
    * publication they carry (absent for join/leave), so duplicates can be dropped on release.
    */
   pending: Array<{ publication?: Publication; frame: OutgoingFrame }> | undefined;
+  /**
+   * The position sent in the subscribe result (set when the subscription goes live). A live
+   * publication of this epoch at or below `ackedOffset` was already recovered or predates the
+   * subscription (a node whose live stream lags behind history), so it is not sent.
+   */
+  ackedEpoch: string | undefined;
+  ackedOffset: number;
   /** Whether this connection has a presence entry in the channel. */
   presence: boolean;
 }

@@ -156,7 +156,7 @@ export class Hub {
       this.settings.reporter.limitHit('subscriptions', connection, { maxSubscriptions });
       throw new ChorusError(ErrorCode.TOO_MANY_SUBSCRIPTIONS, `at most ${maxSubscriptions} subscriptions per connection`);
     }
-    const state: SubscriptionState = { namespace, pending: [], presence: false };
+    const state: SubscriptionState = { namespace, pending: [], presence: false, ackedEpoch: undefined, ackedOffset: 0 };
     connection.subscriptions.set(channel, state);
     let subscribers = this.channels.get(channel);
     if (!subscribers) {
@@ -184,12 +184,16 @@ export class Hub {
       const goLive = () => {
         const held = state.pending ?? [];
         state.pending = undefined;
+        // From now on every live copy at or below the acked position is dropped in `deliver`,
+        // the held-back ones here and those a lagging node receives later alike.
+        state.ackedEpoch = position.epoch;
+        state.ackedOffset = position.offset;
         for (const { publication, frame } of held) {
-          const offset = publication?.offset;
-          // Already covered by the recovered publications or the starting position.
-          if (offset !== undefined && publication!.epoch === position.epoch && offset <= position.offset) continue;
-          if (publication) connection.sendPublication(frame.encode(connection.codec), publication, namespace.backpressure, positionOf(publication));
-          else connection.sendShared(frame, 'live');
+          if (publication) {
+            const at = positionOf(publication);
+            if (alreadySent(state, at)) continue;
+            connection.sendPublication(frame.encode(connection.codec), publication, namespace.backpressure, at);
+          } else connection.sendShared(frame, 'live');
         }
       };
       if (namespace.presence) {
@@ -381,6 +385,7 @@ export class Hub {
           state.pending.push({ publication, frame });
           continue;
         }
+        if (alreadySent(state, position)) continue;
         connection.sendPublication(frame.encode(connection.codec), publication, state.namespace.backpressure, position);
       }
       return;
@@ -397,6 +402,11 @@ export class Hub {
       else connection.sendShared(frame, 'live');
     }
   }
+}
+
+/** Whether a live publication at `at` is covered by the position the subscription was acked at. */
+function alreadySent(state: SubscriptionState, at: FramePosition | undefined): boolean {
+  return at !== undefined && at.epoch === state.ackedEpoch && at.offset <= state.ackedOffset;
 }
 
 interface EncodedPublication {

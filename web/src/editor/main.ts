@@ -9,11 +9,15 @@ import { basicSetup, EditorView } from 'codemirror';
 import { yCollab } from 'y-codemirror.next';
 import { WebsocketProvider } from 'y-websocket';
 import * as Y from 'yjs';
+import { Backoff } from '../../../src/client/index.js';
 import { byId, setupSignIn, showError } from '../signin.js';
-import { socketUrl, tokenSource, type Session } from '../session.js';
+import { SignInError, socketUrl, tokenSource, type Session } from '../session.js';
 import { PALETTE, paletteSlot, remoteCursors } from './remote-cursors.js';
 
 const DEFAULT_DOCUMENT = 'doc:welcome';
+/** Retrying a token that could not be had: full-jitter backoff between these, in ms. */
+const TOKEN_RETRY_MIN_MS = 1000;
+const TOKEN_RETRY_MAX_MS = 30_000;
 
 const el = {
   page: byId('editor-page'),
@@ -41,20 +45,65 @@ function setStatus(status: string): void {
   el.state.textContent = status;
 }
 
+/**
+ * A reconnect uses the provider's current params: keep the token in them fresh. When no token
+ * can be had (offline, the sign-in endpoint unreachable), the provider stops (reconnecting with
+ * a stale token would only be refused) and the token is retried with backoff; once one comes,
+ * the provider connects again with it. Returns a function that stops the retries.
+ */
+function keepTokenFresh(provider: WebsocketProvider, getToken: () => Promise<string>): () => void {
+  const backoff = new Backoff(TOKEN_RETRY_MIN_MS, TOKEN_RETRY_MAX_MS);
+  let stopped = false;
+  /** A renewal is running or waiting for its retry: closes meanwhile start no other. */
+  let renewing = false;
+  /** The provider was stopped here and must be connected again once a token comes. */
+  let halted = false;
+  let retry: ReturnType<typeof setTimeout> | undefined;
+  const renew = (): void => {
+    retry = undefined;
+    getToken().then(
+      (token) => {
+        if (stopped) return;
+        renewing = false;
+        backoff.reset();
+        provider.params = { token };
+        if (halted) {
+          halted = false;
+          provider.connect();
+        }
+      },
+      (err: unknown) => {
+        if (stopped) return;
+        if (!halted) {
+          halted = true;
+          provider.disconnect();
+        }
+        if (err instanceof SignInError && err.code === 'SIGNED_OUT') return; // the page is torn down
+        showError(el.error, 'Could not renew your sign-in (offline?); retrying.');
+        retry = setTimeout(renew, backoff.next());
+      },
+    );
+  };
+  provider.on('connection-close', () => {
+    if (renewing || stopped) return;
+    renewing = true;
+    renew();
+  });
+  return () => {
+    stopped = true;
+    clearTimeout(retry);
+  };
+}
+
 function open(session: Session): void {
   const name = decodeURIComponent(location.hash.slice(1)) || DEFAULT_DOCUMENT;
   el.page.hidden = false;
   el.title.textContent = name;
-  const getToken = tokenSource(holder);
   const ydoc = new Y.Doc();
   const provider = new WebsocketProvider(socketUrl('/yjs'), name, ydoc, { params: { token: session.token } });
-  // A reconnect uses the provider's current params: keep the token fresh for it.
-  provider.on('connection-close', () => {
-    getToken().then(
-      (token) => (provider.params = { token }),
-      () => provider.disconnect(),
-    );
-  });
+  // `holder` is read when a token is needed, not now: a session restored from storage opens the
+  // editor from inside `setupSignIn`, before `holder` is assigned.
+  const stopRenewing = keepTokenFresh(provider, () => tokenSource(holder)());
   provider.on('status', ({ status }) => setStatus(provider.synced ? 'connected' : status));
   provider.on('sync', (synced) => {
     if (!synced) return;
@@ -101,6 +150,7 @@ function open(session: Session): void {
     ],
   });
   teardown = () => {
+    stopRenewing();
     view.destroy();
     provider.destroy();
     ydoc.destroy();
