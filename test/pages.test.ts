@@ -113,6 +113,12 @@ describe('standalone pages in chromium', { timeout: 180_000 }, () => {
     assert.equal(await bob.locator('#messages .message .text').last().textContent(), 'new in the archive');
     await screenshot(ada, 'chat-archive');
 
+    // A reload restores the session from sessionStorage; the page connects again with its token.
+    await bob.reload();
+    await bob.locator('#me-name', { hasText: 'Bob' }).waitFor(WAIT);
+    await bob.locator('#state[data-state="connected"]').waitFor(WAIT);
+    await bob.locator('#messages .message').first().waitFor(WAIT);
+
     assert.deepEqual(pages.errors, []);
   });
 

@@ -76,7 +76,9 @@ export function setupSignIn(callbacks: SignInCallbacks): SessionHolder {
   });
 
   const restored = loadSession();
-  if (restored) enter(restored);
+  // After this function returns, so callers' `const holder = setupSignIn(...)` is assigned before
+  // their onSignedIn runs (their token source reads it).
+  if (restored) queueMicrotask(() => enter(restored));
   else card.hidden = false;
   return holder;
 }
