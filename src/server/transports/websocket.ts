@@ -13,9 +13,29 @@ export class WebSocketTransport implements Transport {
   /** Chosen by the subprotocol the handshake answered (`chorus.v1.msgpack`); JSON otherwise. */
   readonly codec: Codec;
 
-  /** @param socket an open `ws` WebSocket */
-  constructor(readonly socket: WebSocket) {
+  /** The TCP socket while it still holds the `101` response back (see `WebSocketAcceptor.accept`). */
+  private corked: Duplex | undefined;
+
+  /**
+   * @param socket an open `ws` WebSocket
+   * @param corked its TCP socket if corked with the `101` response in it: released by the first
+   *   write (so the response and the `connected` frame leave in one write), by `close`, or at
+   *   the latest after HOLD_101_MAX_MS
+   */
+  constructor(readonly socket: WebSocket, corked?: Duplex) {
     this.codec = codecForSubprotocol(socket.protocol) ?? JSON_CODEC;
+    if (corked) {
+      this.corked = corked;
+      setTimeout(releaseCorked, HOLD_101_MAX_MS, this).unref();
+    }
+  }
+
+  /** Let the held `101` response (and anything written since) go out. */
+  release(): void {
+    const corked = this.corked;
+    if (!corked) return;
+    this.corked = undefined;
+    corked.uncork();
   }
 
   get isOpen(): boolean {
@@ -45,6 +65,7 @@ export class WebSocketTransport implements Transport {
 
   send(message: Uint8Array, binary: boolean): void {
     this.socket.send(message, { binary });
+    if (this.corked) this.release();
   }
 
   ping(): void {
@@ -53,6 +74,7 @@ export class WebSocketTransport implements Transport {
     } catch {
       // The socket is already closing; its close event cleans up.
     }
+    if (this.corked) this.release();
   }
 
   close(code: number, reason: string): void {
@@ -61,6 +83,7 @@ export class WebSocketTransport implements Transport {
     } catch {
       this.socket.terminate();
     }
+    if (this.corked) this.release();
   }
 
   terminate(): void {
@@ -74,6 +97,17 @@ export class WebSocketTransport implements Transport {
   resume(): void {
     this.socket.resume();
   }
+}
+
+/**
+ * The longest the `101` response waits for the connection's first frame (the `connected` frame),
+ * in ms. On the memory engine that frame is ready within the same turn of the event loop; a
+ * slower start (an engine round trip, a hook) lets the response go alone after this.
+ */
+export const HOLD_101_MAX_MS = 1;
+
+function releaseCorked(transport: WebSocketTransport): void {
+  transport.release();
 }
 
 /** permessage-deflate settings, resolved (documented on `CompressionOptions` in options.ts). */
@@ -121,9 +155,15 @@ export class WebSocketAcceptor {
     });
   }
 
-  /** Finish the handshake; `accepted` gets the transport (not called if `ws` refuses the socket). */
+  /**
+   * Finish the handshake; `accepted` gets the transport (not called if `ws` refuses the socket).
+   * The socket is corked first, so the `101` response waits (at most HOLD_101_MAX_MS) for the
+   * `connected` frame and both leave in one write: one system call per handshake instead of
+   * two. If `ws` refuses the socket it ends or destroys it, which uncorks it.
+   */
   accept(req: IncomingMessage, socket: Duplex, head: Buffer, accepted: (transport: WebSocketTransport) => void): void {
-    this.wss.handleUpgrade(req, socket, head, (ws) => accepted(new WebSocketTransport(ws)));
+    socket.cork();
+    this.wss.handleUpgrade(req, socket, head, (ws) => accepted(new WebSocketTransport(ws, socket)));
   }
 
   close(): Promise<void> {
