@@ -69,8 +69,6 @@ export class ChorusServer {
   private readonly heartbeat: Heartbeat;
   private readonly host: ConnectionHost;
   private started: Promise<void> | undefined;
-  /** True once `started` has resolved. */
-  private ready = false;
   private closingPromise: Promise<void> | undefined;
 
   constructor(options: ServerOptions = {}) {
@@ -132,9 +130,6 @@ export class ChorusServer {
         return server.closing;
       },
       start: () => this.start(),
-      get started() {
-        return server.ready;
-      },
       now,
       allowedOrigins: this.options.allowedOrigins,
       limits: this.options.limits,
@@ -187,11 +182,7 @@ export class ChorusServer {
       this.started = this.engine
         .start()
         .then(() => this.endpoints.start())
-        .then(() => {
-          this.heartbeat.start();
-          if (!this.closing) this.cluster.start();
-          this.ready = true;
-        });
+        .then(() => void (this.heartbeat.start(), this.closing || this.cluster.start()));
       this.started.catch((err) => this.logger.error({ err }, 'engine failed to start'));
     }
     return this.started;

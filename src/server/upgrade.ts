@@ -26,10 +26,8 @@ import type { WebSocketAcceptor } from './transports/websocket.js';
 export interface GateHost {
   /** True once the server is shutting down: nobody is admitted. */
   readonly closing: boolean;
-  /** Start the engine (idempotent); admission waits for it. */
+  /** Start the engine (idempotent, and once resolved it stays so); admission waits for it. */
   start(): Promise<void>;
-  /** True once `start()` has resolved: admission no longer waits for it. */
-  readonly started?: boolean;
   now(): number;
   readonly allowedOrigins: string[] | undefined;
   readonly limits: { readonly handshakeTimeoutMs: number; readonly maxConnectionsPerUser: number };
@@ -112,6 +110,9 @@ async function withDeadline<T>(promise: Promise<T>, ms: number): Promise<T> {
 
 /** The admission checks shared by every endpoint. */
 export class Gate {
+  /** True once `host.start()` has resolved: admission no longer waits for it. */
+  private started = false;
+
   constructor(private readonly host: GateHost) {}
 
   /**
@@ -139,7 +140,10 @@ export class Gate {
     const host = this.host;
     // Every `await` costs the handshake a turn through the microtask queue: skipped where the
     // answer is already known (engine started, a token verified synchronously, no hook).
-    if (!host.started) await host.start();
+    if (!this.started) {
+      await host.start();
+      this.started = true;
+    }
     if (host.closing) return refused(503, ErrorCode.SHUTTING_DOWN, 'server is shutting down');
     const invalid = check?.(req);
     if (invalid) return refused(400, ErrorCode.BAD_REQUEST, invalid);
