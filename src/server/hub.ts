@@ -74,6 +74,9 @@ export function positionOf(publication: Publication): FramePosition | undefined 
   return publication.offset === undefined ? undefined : { channel: publication.channel, offset: publication.offset, epoch: publication.epoch! };
 }
 
+/** What `brokerReady` holds for a channel once its broker subscription is made. */
+const BROKER_SUBSCRIBED: Promise<void> = Promise.resolve();
+
 /**
  * The hub of local channels: which connections on this node subscribe to what, fan-out of the
  * engine's publications (each encoded once per codec in use, written to every subscriber's bounded queue),
@@ -127,10 +130,12 @@ export class Hub {
       ready = this.engine.broker.subscribe(channel, { recoverable: namespace.historySize > 0 });
       this.brokerReady.set(channel, ready);
       const made = ready;
-      made.catch(() => {
+      made.then(
+        // Done: keep a shared settled promise, not this one, for as long as the channel lives.
+        () => void (this.brokerReady.get(channel) === made && this.brokerReady.set(channel, BROKER_SUBSCRIBED)),
         // Failed: forget it so the next subscriber tries again.
-        if (this.brokerReady.get(channel) === made) this.brokerReady.delete(channel);
-      });
+        () => void (this.brokerReady.get(channel) === made && this.brokerReady.delete(channel)),
+      );
     }
     return ready;
   }

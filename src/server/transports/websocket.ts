@@ -5,6 +5,34 @@ import { JSON_CODEC, chooseSubprotocol, type Codec } from '../../protocol/index.
 import { codecForSubprotocol } from '../../protocol/msgpack.js';
 import type { Transport, TransportListener } from '../transport.js';
 
+const kListener = Symbol('chorus.listener');
+
+/** A `ws` WebSocket that reports to a transport listener. */
+type ListenedSocket = WebSocket & { [kListener]: TransportListener };
+
+function listenerOf(socket: WebSocket): TransportListener {
+  return (socket as ListenedSocket)[kListener];
+}
+
+function onSocketError(this: WebSocket, err: Error & { code?: string }): void {
+  // ws closes the socket itself after protocol errors (1007 invalid UTF-8, 1009 too big, ...).
+  if (err.code === 'WS_ERR_UNSUPPORTED_MESSAGE_LENGTH') listenerOf(this).error(err, 'message_too_big');
+  else if (err.code === 'WS_ERR_INVALID_UTF8') listenerOf(this).error(err, 'invalid_payload');
+  else listenerOf(this).error(err);
+}
+
+function onSocketPong(this: WebSocket): void {
+  listenerOf(this).alive();
+}
+
+function onSocketMessage(this: WebSocket, data: Buffer, isBinary: boolean): void {
+  listenerOf(this).message(data, isBinary);
+}
+
+function onSocketClose(this: WebSocket, code: number, reason: Buffer): void {
+  listenerOf(this).close(code, reason.toString());
+}
+
 /** The `ws` WebSocket as a Chorus transport. */
 export class WebSocketTransport implements Transport {
   readonly kind = 'websocket';
@@ -51,16 +79,14 @@ export class WebSocketTransport implements Transport {
   }
 
   listen(listener: TransportListener): void {
-    const socket = this.socket;
-    socket.on('error', (err: Error & { code?: string }) => {
-      // ws closes the socket itself after protocol errors (1007 invalid UTF-8, 1009 too big, ...).
-      if (err.code === 'WS_ERR_UNSUPPORTED_MESSAGE_LENGTH') listener.error(err, 'message_too_big');
-      else if (err.code === 'WS_ERR_INVALID_UTF8') listener.error(err, 'invalid_payload');
-      else listener.error(err);
-    });
-    socket.on('pong', () => listener.alive());
-    socket.on('message', (data: Buffer, isBinary: boolean) => listener.message(data, isBinary));
-    socket.once('close', (code: number, reason: Buffer) => listener.close(code, reason.toString()));
+    // Shared handlers (ws calls them with the socket as `this`) and the listener kept on the
+    // socket: no closures per connection.
+    const socket = this.socket as ListenedSocket;
+    socket[kListener] = listener;
+    socket.on('error', onSocketError);
+    socket.on('pong', onSocketPong);
+    socket.on('message', onSocketMessage);
+    socket.on('close', onSocketClose); // ws emits 'close' once
   }
 
   send(message: Uint8Array, binary: boolean): void {
