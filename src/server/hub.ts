@@ -16,6 +16,7 @@ import type { LimitReporter } from './limit-reporter.js';
 import type { ResolvedNamespace } from './options.js';
 import type { Metrics } from './metrics.js';
 import { OutgoingFrame } from './outgoing.js';
+import { SmallSet } from './small-set.js';
 import type { FramePosition } from './transport.js';
 
 export interface SubscribeRequestOptions {
@@ -84,9 +85,9 @@ const BROKER_SUBSCRIBED: Promise<void> = Promise.resolve();
  */
 export class Hub {
   /** channel -> local subscribers */
-  readonly channels = new Map<string, Set<Connection>>();
+  readonly channels = new Map<string, SmallSet<Connection>>();
   /** user -> local connections */
-  readonly users = new Map<string, Set<Connection>>();
+  readonly users = new Map<string, SmallSet<Connection>>();
   /** Presence entries live this long unless refreshed, in ms (refreshed at a third of it). */
   private readonly presenceTtlMs: number;
   /** The broker subscription of each channel with local subscribers: every subscriber awaits it. */
@@ -104,7 +105,7 @@ export class Hub {
 
   addConnection(connection: Connection): void {
     let set = this.users.get(connection.user);
-    if (!set) this.users.set(connection.user, (set = new Set()));
+    if (!set) this.users.set(connection.user, (set = new SmallSet()));
     set.add(connection);
   }
 
@@ -165,7 +166,7 @@ export class Hub {
     connection.subscriptions.set(channel, state);
     let subscribers = this.channels.get(channel);
     if (!subscribers) {
-      this.channels.set(channel, (subscribers = new Set()));
+      this.channels.set(channel, (subscribers = new SmallSet()));
       this.settings.onLocalChannel?.(channel, true);
     }
     subscribers.add(connection);
