@@ -33,37 +33,66 @@ function onSocketClose(this: WebSocket, code: number, reason: Buffer): void {
   listenerOf(this).close(code, reason.toString());
 }
 
+/**
+ * Transports whose TCP socket is corked (holding a `101` response or a ping until the frame that
+ * follows it), released together at the latest HOLD_MAX_MS later: one timer for all of them.
+ */
+const held = new Set<WebSocketTransport>();
+let releaseTimer: NodeJS.Timeout | undefined;
+
+function releaseHeld(): void {
+  releaseTimer = undefined;
+  for (const transport of held) transport.release();
+  held.clear();
+}
+
 /** The `ws` WebSocket as a Chorus transport. */
 export class WebSocketTransport implements Transport {
-  readonly kind = 'websocket';
-  readonly canPing = true;
-  readonly bidirectional = true;
   /** Chosen by the subprotocol the handshake answered (`chorus.v1.msgpack`); JSON otherwise. */
   readonly codec: Codec;
 
-  /** The TCP socket while it still holds the `101` response back (see `WebSocketAcceptor.accept`). */
-  private corked: Duplex | undefined;
-
   /**
    * @param socket an open `ws` WebSocket
-   * @param corked its TCP socket if corked with the `101` response in it: released by the first
-   *   write (so the response and the `connected` frame leave in one write), by `close`, or at
-   *   the latest after HOLD_101_MAX_MS
+   * @param tcp its TCP socket. If it is corked (the `101` response in it, see
+   *   `WebSocketAcceptor.accept`) it is held until the first write (so the response and the
+   *   `connected` frame leave in one write), `close`, or at the latest HOLD_MAX_MS.
    */
-  constructor(readonly socket: WebSocket, corked?: Duplex) {
+  constructor(
+    readonly socket: WebSocket,
+    private readonly tcp?: Duplex,
+  ) {
     this.codec = codecForSubprotocol(socket.protocol) ?? JSON_CODEC;
-    if (corked) {
-      this.corked = corked;
-      setTimeout(releaseCorked, HOLD_101_MAX_MS, this).unref();
+    if (tcp && tcp.writableCorked > 0) this.held();
+  }
+
+  get kind(): 'websocket' {
+    return 'websocket';
+  }
+
+  get canPing(): true {
+    return true;
+  }
+
+  get bidirectional(): true {
+    return true;
+  }
+
+  /** Register the corked socket for release (by the next write, or the shared timer). */
+  private held(): void {
+    held.add(this);
+    if (!releaseTimer) {
+      releaseTimer = setTimeout(releaseHeld, HOLD_MAX_MS);
+      releaseTimer.unref();
     }
   }
 
-  /** Let the held `101` response (and anything written since) go out. */
+  /** Let what the corked TCP socket holds go out (idempotent). */
   release(): void {
-    const corked = this.corked;
-    if (!corked) return;
-    this.corked = undefined;
-    corked.uncork();
+    const tcp = this.tcp;
+    if (!tcp || tcp.writableCorked === 0) return;
+    held.delete(this);
+    // ws corks only within one synchronous frame write, so a cork seen here is ours.
+    tcp.uncork();
   }
 
   get isOpen(): boolean {
@@ -91,16 +120,26 @@ export class WebSocketTransport implements Transport {
 
   send(message: Uint8Array, binary: boolean): void {
     this.socket.send(message, { binary });
-    if (this.corked) this.release();
+    this.release();
   }
 
+  /**
+   * A WebSocket ping, held (corked, at most HOLD_MAX_MS) for the write that follows it: the
+   * heartbeat queues a `ping` frame with it, so both leave in one write instead of two.
+   */
   ping(): void {
+    const tcp = this.tcp;
+    if (this.socket.readyState !== this.socket.OPEN) return;
+    if (tcp && tcp.writableCorked === 0 && !tcp.destroyed) {
+      tcp.cork();
+      this.held();
+    }
     try {
       this.socket.ping();
     } catch {
       // The socket is already closing; its close event cleans up.
+      this.release();
     }
-    if (this.corked) this.release();
   }
 
   close(code: number, reason: string): void {
@@ -109,7 +148,7 @@ export class WebSocketTransport implements Transport {
     } catch {
       this.socket.terminate();
     }
-    if (this.corked) this.release();
+    this.release();
   }
 
   terminate(): void {
@@ -126,15 +165,12 @@ export class WebSocketTransport implements Transport {
 }
 
 /**
- * The longest the `101` response waits for the connection's first frame (the `connected` frame),
- * in ms. On the memory engine that frame is ready within the same turn of the event loop; a
- * slower start (an engine round trip, a hook) lets the response go alone after this.
+ * The longest a `101` response or a ping waits for the frame that follows it (the `connected`
+ * frame, the heartbeat's `ping` frame), in ms. Those are ready within the same turn of the event
+ * loop on the memory engine; a slower start (an engine round trip, a hook) lets the response go
+ * alone after this.
  */
-export const HOLD_101_MAX_MS = 1;
-
-function releaseCorked(transport: WebSocketTransport): void {
-  transport.release();
-}
+export const HOLD_MAX_MS = 1;
 
 /** permessage-deflate settings, resolved (documented on `CompressionOptions` in options.ts). */
 export interface DeflateSettings {
@@ -183,7 +219,7 @@ export class WebSocketAcceptor {
 
   /**
    * Finish the handshake; `accepted` gets the transport (not called if `ws` refuses the socket).
-   * The socket is corked first, so the `101` response waits (at most HOLD_101_MAX_MS) for the
+   * The socket is corked first, so the `101` response waits (at most HOLD_MAX_MS) for the
    * `connected` frame and both leave in one write: one system call per handshake instead of
    * two. If `ws` refuses the socket it ends or destroys it, which uncorks it.
    */
