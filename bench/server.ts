@@ -26,10 +26,15 @@ const kind = process.argv[2] as ServerKind;
  * closure a property dictionary (~250 B each, measured): it would count against Chorus's memory.
  */
 const fromDist = process.env.BENCH_SOURCE !== 'src' && existsSync(new URL('../dist/server/index.js', import.meta.url));
-const root = fromDist ? '../dist' : '../src';
+/**
+ * BENCH_CHORUS_DIST: another compiled Chorus to run instead (a directory inside the repository,
+ * relative to it, e.g. `dist-base` built from an earlier commit), for before/after comparisons.
+ */
+const otherDist = process.env.BENCH_CHORUS_DIST;
+const root = otherDist ? `../${otherDist}` : fromDist ? '../dist' : '../src';
 const { ChorusServer } = (await import(`${root}/server/index.js`)) as typeof import('../src/server/index.js');
 const { RedisEngine } = (await import(`${root}/engines/redis/index.js`)) as typeof import('../src/engines/redis/index.js');
-if (kind === 'chorus' && process.env.BENCH_QUIET !== '1') console.log(`bench server: Chorus from ${fromDist ? 'dist/' : 'src/ (tsx)'}`);
+if (kind === 'chorus' && process.env.BENCH_QUIET !== '1') console.log(`bench server: Chorus from ${otherDist ? `${otherDist}/` : fromDist ? 'dist/' : 'src/ (tsx)'}`);
 const secret = process.env.BENCH_JWT_SECRET ?? '';
 /** BENCH_REDIS_URL: run on Redis (Chorus: RedisEngine; Socket.IO: @socket.io/redis-adapter). */
 const redisUrl = process.env.BENCH_REDIS_URL;

@@ -1,4 +1,4 @@
-import { createPublicKey } from 'node:crypto';
+import { createPublicKey, createSecretKey, type KeyObject } from 'node:crypto';
 import type { IncomingMessage } from 'node:http';
 import { createRemoteJWKSet, importSPKI, jwtVerify, type JWTPayload, type JWTVerifyGetKey } from 'jose';
 import { ChorusError, ErrorCode } from '../protocol/index.js';
@@ -27,8 +27,10 @@ export class Authenticator {
   private readonly options: AuthOptions;
   private readonly custom: ServerOptions['authenticate'];
   private keyPromise: Promise<CryptoKey | JWTVerifyGetKey> | undefined;
-  /** The shared secret's bytes when plain HMAC tokens can take the synchronous fast path. */
-  private readonly hmacKey: Buffer | undefined;
+  /** The shared secret when plain HMAC tokens can take the synchronous fast path (a KeyObject: not copied per verification). */
+  private readonly hmacKey: KeyObject | undefined;
+  /** `algorithms()`, computed once for the fast path. */
+  private readonly hmacAlgorithms: string[];
 
   /** @param now the clock (ms since the Unix epoch) for the fast path's `exp`/`nbf` checks */
   constructor(
@@ -39,7 +41,8 @@ export class Authenticator {
     this.options = options;
     this.custom = custom;
     const { secret, publicKey, jwksUrl, issuer, audience } = options;
-    this.hmacKey = secret && !publicKey && !jwksUrl && !issuer && !audience && now ? Buffer.from(secret, 'utf8') : undefined;
+    this.hmacKey = secret && !publicKey && !jwksUrl && !issuer && !audience && now ? createSecretKey(Buffer.from(secret, 'utf8')) : undefined;
+    this.hmacAlgorithms = this.algorithms();
   }
 
   private key(): Promise<CryptoKey | JWTVerifyGetKey> {
@@ -84,6 +87,26 @@ export class Authenticator {
     return this.verify(token);
   }
 
+  /**
+   * The synchronous fast path of `authenticateRequest`: the identity of a request carrying a
+   * plain, valid HMAC token (see jwt-hmac.ts), or undefined for anything else (no token, a custom
+   * `authenticate`, another key type, a token the fast path does not accept): then call
+   * `authenticateRequest`, which verifies it fully and names the reason. Throws like
+   * `authenticateRequest` when the claims are not a valid identity.
+   */
+  authenticateRequestSync(req: IncomingMessage): Identity | undefined {
+    if (this.custom || !this.hmacKey) return undefined;
+    const token = tokenFromRequest(req);
+    return token ? this.verifyFast(token) : undefined;
+  }
+
+  private verifyFast(token: string): Identity | undefined {
+    if (!this.hmacKey || !this.now) return undefined;
+    const tolerance = this.options.clockToleranceSec ?? 5;
+    const claims = verifyHmacJwt(token, this.hmacKey, this.hmacAlgorithms, Math.floor(this.now() / 1000), tolerance);
+    return claims ? identityFromClaims(claims) : undefined;
+  }
+
   /** Authenticate a token sent with `refresh` (custom `authenticate` gets no request). */
   async authenticateToken(token: string): Promise<Identity> {
     if (this.custom) {
@@ -99,12 +122,9 @@ export class Authenticator {
 
   /** Verify a JWT. Throws ChorusError(UNAUTHORIZED) naming the reason, never the token. */
   async verify(token: string): Promise<Identity> {
-    if (this.hmacKey && this.now) {
-      const tolerance = this.options.clockToleranceSec ?? 5;
-      const claims = verifyHmacJwt(token, this.hmacKey, this.algorithms(), Math.floor(this.now() / 1000), tolerance);
-      if (claims) return identityFromClaims(claims);
-      // Not a plain valid token: jose verifies it again and names the reason.
-    }
+    const fast = this.verifyFast(token);
+    if (fast) return fast;
+    // Not a plain valid token (or no fast path): jose verifies it and names the reason.
     let payload: JWTPayload;
     try {
       const key = await this.key();

@@ -8,6 +8,7 @@
 import type { Logger } from 'pino';
 import type { ControlCommand, Engine, NodeReport } from '../engines/types.js';
 import { NodeFigures, type NodeStats, type NodeStatsSource } from './node-stats.js';
+import type { ReadonlyMembers } from './small-set.js';
 
 export type { NodeStats } from './node-stats.js';
 
@@ -48,7 +49,7 @@ interface Pending {
 let requests = 0;
 
 /** How many of a node's connections (by user) a command affects (for unsubscribe: those subscribed; 0 for a reply). */
-export function affectedBy(command: ControlCommand, users: ReadonlyMap<string, ReadonlySet<{ subscriptions: ReadonlyMap<string, unknown> }>>): number {
+export function affectedBy(command: ControlCommand, users: ReadonlyMap<string, ReadonlyMembers<{ subscriptions: ReadonlyMap<string, unknown> }>>): number {
   if (command.type === 'reply') return 0;
   const connections = users.get(command.user);
   if (!connections) return 0;

@@ -66,6 +66,9 @@ export interface CloseOptions {
   notice?: boolean;
 }
 
+/** The queue of every connection with nothing queued (never mutated: the first frame replaces it). */
+const NO_FRAMES: Uint8Array[] = [];
+
 let counter = 0;
 /** A connection id unique across nodes (time, counter and randomness); `now` is ms since the epoch. */
 export function newClientId(now: number): string {
@@ -101,7 +104,8 @@ export class Connection {
   closeCode: number | undefined;
   closeReason = '';
 
-  private queue: Uint8Array[] = [];
+  /** Frames waiting for the next flush; NO_FRAMES (shared) while empty. */
+  private queue: Uint8Array[] = NO_FRAMES;
   /** Positions of the queued frames, kept only for transports that take frames one by one (SSE). */
   private positions: Array<FramePosition | undefined> | undefined;
   private queuedBytes = 0;
@@ -195,7 +199,8 @@ export class Connection {
       this.close(Disconnect.slowConsumer, { notice: false, graceMs: 1000 });
       return;
     }
-    this.queue.push(frame);
+    if (this.queue === NO_FRAMES) this.queue = [frame];
+    else this.queue.push(frame);
     this.positions?.push(position);
     this.tags?.push(undefined);
     this.queuedBytes += frame.length;
@@ -229,7 +234,8 @@ export class Connection {
     const tag = publicationTag(publication, policy);
     const budget = this.host.limits.maxQueuedBytes / 2;
     if (this.queuedBytes + frame.length <= budget) {
-      this.queue.push(frame);
+      if (this.queue === NO_FRAMES) this.queue = [frame];
+      else this.queue.push(frame);
       tags.push(tag);
       this.positions?.push(position);
       this.queuedBytes += frame.length;
@@ -276,7 +282,7 @@ export class Connection {
       this.tags = [];
     }
     const positions = this.positions;
-    this.queue = [];
+    this.queue = NO_FRAMES;
     if (positions) this.positions = [];
     this.queuedBytes = 0;
     if (!this.transport.isOpen) return;
@@ -354,7 +360,7 @@ export class Connection {
   }
 
   private clearQueue(): void {
-    this.queue = [];
+    this.queue = NO_FRAMES;
     if (this.positions) this.positions = [];
     if (this.tags) this.tags = [];
     this.queuedBytes = 0;

@@ -1,11 +1,12 @@
 import type { Logger } from 'pino';
 import type { ControlCommand } from '../engines/types.js';
 import type { Connection } from './connection.js';
+import type { ReadonlyMembers } from './small-set.js';
 
 /** What a control command acts through. */
 export interface ControlTarget {
   /** Local connections by user. */
-  readonly users: ReadonlyMap<string, ReadonlySet<Connection>>;
+  readonly users: ReadonlyMap<string, ReadonlyMembers<Connection>>;
   readonly logger: Logger;
   subscribe(connection: Connection, channel: string): Promise<unknown>;
   unsubscribe(connection: Connection, channel: string, reason: string): Promise<unknown>;

@@ -16,6 +16,7 @@ import type { LimitReporter } from './limit-reporter.js';
 import type { ResolvedNamespace } from './options.js';
 import type { Metrics } from './metrics.js';
 import { OutgoingFrame } from './outgoing.js';
+import { SmallSet } from './small-set.js';
 import type { FramePosition } from './transport.js';
 
 export interface SubscribeRequestOptions {
@@ -74,6 +75,9 @@ export function positionOf(publication: Publication): FramePosition | undefined 
   return publication.offset === undefined ? undefined : { channel: publication.channel, offset: publication.offset, epoch: publication.epoch! };
 }
 
+/** What `brokerReady` holds for a channel once its broker subscription is made. */
+const BROKER_SUBSCRIBED: Promise<void> = Promise.resolve();
+
 /**
  * The hub of local channels: which connections on this node subscribe to what, fan-out of the
  * engine's publications (each encoded once per codec in use, written to every subscriber's bounded queue),
@@ -81,9 +85,9 @@ export function positionOf(publication: Publication): FramePosition | undefined 
  */
 export class Hub {
   /** channel -> local subscribers */
-  readonly channels = new Map<string, Set<Connection>>();
+  readonly channels = new Map<string, SmallSet<Connection>>();
   /** user -> local connections */
-  readonly users = new Map<string, Set<Connection>>();
+  readonly users = new Map<string, SmallSet<Connection>>();
   /** Presence entries live this long unless refreshed, in ms (refreshed at a third of it). */
   private readonly presenceTtlMs: number;
   /** The broker subscription of each channel with local subscribers: every subscriber awaits it. */
@@ -101,7 +105,7 @@ export class Hub {
 
   addConnection(connection: Connection): void {
     let set = this.users.get(connection.user);
-    if (!set) this.users.set(connection.user, (set = new Set()));
+    if (!set) this.users.set(connection.user, (set = new SmallSet()));
     set.add(connection);
   }
 
@@ -127,10 +131,12 @@ export class Hub {
       ready = this.engine.broker.subscribe(channel, { recoverable: namespace.historySize > 0 });
       this.brokerReady.set(channel, ready);
       const made = ready;
-      made.catch(() => {
+      made.then(
+        // Done: keep a shared settled promise, not this one, for as long as the channel lives.
+        () => void (this.brokerReady.get(channel) === made && this.brokerReady.set(channel, BROKER_SUBSCRIBED)),
         // Failed: forget it so the next subscriber tries again.
-        if (this.brokerReady.get(channel) === made) this.brokerReady.delete(channel);
-      });
+        () => void (this.brokerReady.get(channel) === made && this.brokerReady.delete(channel)),
+      );
     }
     return ready;
   }
@@ -160,7 +166,7 @@ export class Hub {
     connection.subscriptions.set(channel, state);
     let subscribers = this.channels.get(channel);
     if (!subscribers) {
-      this.channels.set(channel, (subscribers = new Set()));
+      this.channels.set(channel, (subscribers = new SmallSet()));
       this.settings.onLocalChannel?.(channel, true);
     }
     subscribers.add(connection);

@@ -9,6 +9,7 @@ import { Authenticator } from './auth.js';
 import { ChannelRules, notDocument } from './channels.js';
 import { affectedBy, clusterView, type ClusterView } from './cluster.js';
 import { Connection, type ConnectionHost } from './connection.js';
+import { ConnectionEvents, serverConnectionEvents, type ConnectionEventsHost } from './connection-events.js';
 import { FlushLoop } from './flush.js';
 import { FrameHandler, assertHandlerName, type EventHandlerOf, type HandlerContextOf, type HandlerEntry, type HandlerOptions } from './frame-handler.js';
 import { rejectUpgrade } from './handshake.js';
@@ -72,6 +73,8 @@ export class ChorusServer {
   private readonly endpoints: Endpoints;
   private readonly heartbeat: Heartbeat;
   private readonly host: ConnectionHost;
+  /** Where every connection's transport events go (shared: no closures per connection). */
+  private readonly events: ConnectionEventsHost;
   private started: Promise<void> | undefined;
   private closingPromise: Promise<void> | undefined;
 
@@ -108,6 +111,11 @@ export class ChorusServer {
       idempotencyWindowMs: this.options.idempotencyWindowMs,
     });
     this.host = { limits: this.options.limits, now, flushes: this.flushes, reporter: this.reporter };
+    this.events = serverConnectionEvents({
+      now, logger: this.logger, reporter: this.reporter, maxMessageBytes: this.options.limits.maxMessageBytes,
+      onMessage: (connection, data, binary) => this.frames.onMessage(connection, data, binary),
+      onClose: (connection, admitted, code, reason) => this.onClose(connection, admitted, code, reason),
+    });
     this.frames = new FrameHandler<ChorusServer>({
       server: this,
       nodeId: this.options.nodeId,
@@ -253,22 +261,7 @@ export class ChorusServer {
     this.hub.addConnection(connection);
     this.metrics.connections.inc();
     this.metrics.connectionsTotal.inc();
-    transport.listen({
-      message: (data, binary) => this.frames.onMessage(connection, data, binary),
-      alive: () => {
-        connection.lastSeen = this.options.clock();
-      },
-      error: (err, fault) => {
-        if (fault === 'message_too_big') {
-          this.reporter.limitHit('message_size', connection, { maxMessageBytes: this.options.limits.maxMessageBytes });
-          connection.recordClose(Disconnect.messageTooBig);
-        } else if (fault === 'invalid_payload') {
-          connection.recordClose(Disconnect.invalidPayload);
-        }
-        this.logger.debug({ client: connection.id, err: { message: err.message, code: (err as { code?: string }).code } }, 'socket error');
-      },
-      close: (code, reason) => this.onClose(connection, admitted, code, reason),
-    });
+    transport.listen(new ConnectionEvents(this.events, connection, admitted));
     this.logger.info({ client: connection.id, user: connection.user, transport: transport.kind, codec: transport.codec.name }, 'connected');
     this.frames.start(connection, admitted.identity.channels);
     return connection;

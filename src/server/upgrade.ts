@@ -26,7 +26,7 @@ import type { WebSocketAcceptor } from './transports/websocket.js';
 export interface GateHost {
   /** True once the server is shutting down: nobody is admitted. */
   readonly closing: boolean;
-  /** Start the engine (idempotent); admission waits for it. */
+  /** Start the engine (idempotent, and once resolved it stays so); admission waits for it. */
   start(): Promise<void>;
   now(): number;
   readonly allowedOrigins: string[] | undefined;
@@ -35,9 +35,9 @@ export interface GateHost {
   readonly presenceTtlMs: number;
   /** Clock skew tolerated on token expiry, in ms. */
   readonly clockToleranceMs: number;
-  readonly authenticator: Pick<Authenticator, 'authenticateRequest'>;
+  readonly authenticator: Pick<Authenticator, 'authenticateRequest'> & Partial<Pick<Authenticator, 'authenticateRequestSync'>>;
   readonly registry: ConnectionRegistry;
-  readonly hooks: Pick<Hooks, 'run'>;
+  readonly hooks: Pick<Hooks, 'run' | 'has'>;
   readonly metrics: Pick<Metrics, 'authFailures' | 'limitHits'>;
   readonly logger: Logger;
   /** Server-paced admission: over its rate the request is refused with 503 and `Retry-After`. */
@@ -110,6 +110,9 @@ async function withDeadline<T>(promise: Promise<T>, ms: number): Promise<T> {
 
 /** The admission checks shared by every endpoint. */
 export class Gate {
+  /** True once `host.start()` has resolved: admission no longer waits for it. */
+  private started = false;
+
   constructor(private readonly host: GateHost) {}
 
   /**
@@ -135,14 +138,19 @@ export class Gate {
 
   private async admitNow(req: IncomingMessage, check?: (req: IncomingMessage) => string | undefined): Promise<Admission> {
     const host = this.host;
-    await host.start();
+    // Every `await` costs the handshake a turn through the microtask queue: skipped where the
+    // answer is already known (engine started, a token verified synchronously, no hook).
+    if (!this.started) {
+      await host.start();
+      this.started = true;
+    }
     if (host.closing) return refused(503, ErrorCode.SHUTTING_DOWN, 'server is shutting down');
     const invalid = check?.(req);
     if (invalid) return refused(400, ErrorCode.BAD_REQUEST, invalid);
     if (!originAllowed(req, host.allowedOrigins)) return this.authFailure(req, 403, ErrorCode.ORIGIN_NOT_ALLOWED, 'origin not allowed', 'origin');
     let identity: Identity;
     try {
-      identity = await withDeadline(host.authenticator.authenticateRequest(req), host.limits.handshakeTimeoutMs);
+      identity = host.authenticator.authenticateRequestSync?.(req) ?? (await withDeadline(host.authenticator.authenticateRequest(req), host.limits.handshakeTimeoutMs));
     } catch (err) {
       const e = err instanceof ChorusError ? err : new ChorusError(ErrorCode.UNAUTHORIZED, 'authentication failed');
       if (e.code === ErrorCode.TIMEOUT) return this.authFailure(req, 503, e.code, e.message, 'timeout');
@@ -168,6 +176,7 @@ export class Gate {
       return this.authFailure(req, 429, ErrorCode.TOO_MANY_CONNECTIONS, `at most ${max} connections per user`, 'connection_limit');
     }
     const admitted = new AdmittedSlot(host, identity, clientId);
+    if (!host.hooks.has('onUpgrade')) return admitted;
     try {
       await host.hooks.run('onUpgrade', { req, identity });
     } catch (err) {

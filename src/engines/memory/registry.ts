@@ -2,36 +2,55 @@ import type { ConnectionRegistry, RateLimiter } from '../types.js';
 import { systemClock, type Clock } from '../clock.js';
 import { TokenBucket } from '../token-bucket.js';
 
-/** Per-user connection entries with expiry, in one process. */
+/**
+ * Per-user connection entries with expiry, in one process. A user's entries are a flat array of
+ * client id and expiry pairs (`[id, expiresAt, id, expiresAt, ...]`): most users hold one or
+ * two connections, and a small array costs a fraction of a `Map` per user.
+ */
 export class MemoryConnectionRegistry implements ConnectionRegistry {
-  private readonly users = new Map<string, Map<string, number>>();
+  private readonly users = new Map<string, Array<string | number>>();
 
   constructor(private readonly now: Clock = systemClock) {}
 
   async reserve(user: string, clientId: string, max: number, ttlMs: number): Promise<boolean> {
     const now = this.now();
-    let entries = this.users.get(user);
-    if (!entries) this.users.set(user, (entries = new Map()));
-    for (const [id, expiresAt] of entries) if (expiresAt <= now) entries.delete(id);
-    if (!entries.has(clientId) && entries.size >= max) return false;
-    entries.set(clientId, now + ttlMs);
+    const entries = this.users.get(user);
+    if (!entries) {
+      if (max < 1) return false;
+      this.users.set(user, [clientId, now + ttlMs]); // allocated at its size: no spare capacity
+      return true;
+    }
+    for (let i = entries.length - 2; i >= 0; i -= 2) if ((entries[i + 1] as number) <= now) entries.splice(i, 2);
+    const at = entries.indexOf(clientId);
+    if (at === -1 && entries.length / 2 >= max) {
+      if (entries.length === 0) this.users.delete(user);
+      return false;
+    }
+    if (at === -1) entries.push(clientId, now + ttlMs);
+    else entries[at + 1] = now + ttlMs;
     return true;
   }
 
   async release(user: string, clientId: string): Promise<void> {
     const entries = this.users.get(user);
     if (!entries) return;
-    entries.delete(clientId);
-    if (entries.size === 0) this.users.delete(user);
+    const at = entries.indexOf(clientId);
+    if (at !== -1) entries.splice(at, 2);
+    if (entries.length === 0) this.users.delete(user);
   }
 
   async refresh(list: Array<{ user: string; clientId: string }>, ttlMs: number): Promise<void> {
     const expiresAt = this.now() + ttlMs;
     // Entries of live connections are (re-)added even if they expired meanwhile.
     for (const { user, clientId } of list) {
-      let entries = this.users.get(user);
-      if (!entries) this.users.set(user, (entries = new Map()));
-      entries.set(clientId, expiresAt);
+      const entries = this.users.get(user);
+      if (!entries) {
+        this.users.set(user, [clientId, expiresAt]);
+        continue;
+      }
+      const at = entries.indexOf(clientId);
+      if (at === -1) entries.push(clientId, expiresAt);
+      else entries[at + 1] = expiresAt;
     }
   }
 }

@@ -21,6 +21,12 @@ interface Stream {
   expiresAt: number;
 }
 
+/**
+ * The publications of every stream that retains none (most streams: personal channels, channels
+ * without history), shared instead of an empty array each. Never mutated: `append` replaces it.
+ */
+const NO_PUBLICATIONS: Publication[] = [];
+
 /** Random bytes for epochs, refilled a few KB at a time: one `randomFillSync` per 1024 epochs, not one each. */
 const EPOCH_POOL = Buffer.alloc(6 * 1024);
 let epochPoolOffset = EPOCH_POOL.length;
@@ -73,7 +79,7 @@ export class StreamTable {
       this.unpublished.delete(channel);
       return undefined;
     }
-    if (stream.publications.length > 0 && stream.historyExpiresAt <= now) stream.publications = [];
+    if (stream.publications.length > 0 && stream.historyExpiresAt <= now) stream.publications = NO_PUBLICATIONS;
     return stream;
   }
 
@@ -81,7 +87,7 @@ export class StreamTable {
     let stream = this.live(channel);
     const now = this.now();
     if (!stream) {
-      stream = { epoch: newEpoch(), offset: 0, publications: [], historyExpiresAt: now, expiresAt: now + STREAM_META_TTL_MS };
+      stream = { epoch: newEpoch(), offset: 0, publications: NO_PUBLICATIONS, historyExpiresAt: now, expiresAt: now + STREAM_META_TTL_MS };
       this.streams.set(channel, stream);
       this.unpublished.add(channel);
       if (this.unpublished.size > this.maxUnpublished) {
@@ -103,7 +109,8 @@ export class StreamTable {
     const stored: Publication = { ...publication, offset: stream.offset, epoch: stream.epoch };
     const now = this.now();
     if (history && history.size > 0) {
-      stream.publications.push(stored);
+      if (stream.publications === NO_PUBLICATIONS) stream.publications = [stored];
+      else stream.publications.push(stored);
       if (stream.publications.length > history.size) {
         stream.publications.splice(0, stream.publications.length - history.size);
       }
@@ -150,7 +157,7 @@ export class StreamTable {
         this.unpublished.delete(channel);
         dropped++;
       } else if (stream.publications.length > 0 && stream.historyExpiresAt <= now) {
-        stream.publications = [];
+        stream.publications = NO_PUBLICATIONS;
       }
     }
     return dropped;

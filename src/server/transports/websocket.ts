@@ -5,17 +5,94 @@ import { JSON_CODEC, chooseSubprotocol, type Codec } from '../../protocol/index.
 import { codecForSubprotocol } from '../../protocol/msgpack.js';
 import type { Transport, TransportListener } from '../transport.js';
 
+const kListener = Symbol('chorus.listener');
+
+/** A `ws` WebSocket that reports to a transport listener. */
+type ListenedSocket = WebSocket & { [kListener]: TransportListener };
+
+function listenerOf(socket: WebSocket): TransportListener {
+  return (socket as ListenedSocket)[kListener];
+}
+
+function onSocketError(this: WebSocket, err: Error & { code?: string }): void {
+  // ws closes the socket itself after protocol errors (1007 invalid UTF-8, 1009 too big, ...).
+  if (err.code === 'WS_ERR_UNSUPPORTED_MESSAGE_LENGTH') listenerOf(this).error(err, 'message_too_big');
+  else if (err.code === 'WS_ERR_INVALID_UTF8') listenerOf(this).error(err, 'invalid_payload');
+  else listenerOf(this).error(err);
+}
+
+function onSocketPong(this: WebSocket): void {
+  listenerOf(this).alive();
+}
+
+function onSocketMessage(this: WebSocket, data: Buffer, isBinary: boolean): void {
+  listenerOf(this).message(data, isBinary);
+}
+
+function onSocketClose(this: WebSocket, code: number, reason: Buffer): void {
+  listenerOf(this).close(code, reason.toString());
+}
+
+/**
+ * Transports whose TCP socket is corked (holding a `101` response or a ping until the frame that
+ * follows it), released together at the latest HOLD_MAX_MS later: one timer for all of them.
+ */
+const held = new Set<WebSocketTransport>();
+let releaseTimer: NodeJS.Timeout | undefined;
+
+function releaseHeld(): void {
+  releaseTimer = undefined;
+  for (const transport of held) transport.release();
+  held.clear();
+}
+
 /** The `ws` WebSocket as a Chorus transport. */
 export class WebSocketTransport implements Transport {
-  readonly kind = 'websocket';
-  readonly canPing = true;
-  readonly bidirectional = true;
   /** Chosen by the subprotocol the handshake answered (`chorus.v1.msgpack`); JSON otherwise. */
   readonly codec: Codec;
 
-  /** @param socket an open `ws` WebSocket */
-  constructor(readonly socket: WebSocket) {
+  /**
+   * @param socket an open `ws` WebSocket
+   * @param tcp its TCP socket. If it is corked (the `101` response in it, see
+   *   `WebSocketAcceptor.accept`) it is held until the first write (so the response and the
+   *   `connected` frame leave in one write), `close`, or at the latest HOLD_MAX_MS.
+   */
+  constructor(
+    readonly socket: WebSocket,
+    private readonly tcp?: Duplex,
+  ) {
     this.codec = codecForSubprotocol(socket.protocol) ?? JSON_CODEC;
+    if (tcp && tcp.writableCorked > 0) this.held();
+  }
+
+  get kind(): 'websocket' {
+    return 'websocket';
+  }
+
+  get canPing(): true {
+    return true;
+  }
+
+  get bidirectional(): true {
+    return true;
+  }
+
+  /** Register the corked socket for release (by the next write, or the shared timer). */
+  private held(): void {
+    held.add(this);
+    if (!releaseTimer) {
+      releaseTimer = setTimeout(releaseHeld, HOLD_MAX_MS);
+      releaseTimer.unref();
+    }
+  }
+
+  /** Let what the corked TCP socket holds go out (idempotent). */
+  release(): void {
+    const tcp = this.tcp;
+    if (!tcp || tcp.writableCorked === 0) return;
+    held.delete(this);
+    // ws corks only within one synchronous frame write, so a cork seen here is ours.
+    tcp.uncork();
   }
 
   get isOpen(): boolean {
@@ -31,27 +108,37 @@ export class WebSocketTransport implements Transport {
   }
 
   listen(listener: TransportListener): void {
-    const socket = this.socket;
-    socket.on('error', (err: Error & { code?: string }) => {
-      // ws closes the socket itself after protocol errors (1007 invalid UTF-8, 1009 too big, ...).
-      if (err.code === 'WS_ERR_UNSUPPORTED_MESSAGE_LENGTH') listener.error(err, 'message_too_big');
-      else if (err.code === 'WS_ERR_INVALID_UTF8') listener.error(err, 'invalid_payload');
-      else listener.error(err);
-    });
-    socket.on('pong', () => listener.alive());
-    socket.on('message', (data: Buffer, isBinary: boolean) => listener.message(data, isBinary));
-    socket.once('close', (code: number, reason: Buffer) => listener.close(code, reason.toString()));
+    // Shared handlers (ws calls them with the socket as `this`) and the listener kept on the
+    // socket: no closures per connection.
+    const socket = this.socket as ListenedSocket;
+    socket[kListener] = listener;
+    socket.on('error', onSocketError);
+    socket.on('pong', onSocketPong);
+    socket.on('message', onSocketMessage);
+    socket.on('close', onSocketClose); // ws emits 'close' once
   }
 
   send(message: Uint8Array, binary: boolean): void {
     this.socket.send(message, { binary });
+    this.release();
   }
 
+  /**
+   * A WebSocket ping, held (corked, at most HOLD_MAX_MS) for the write that follows it: the
+   * heartbeat queues a `ping` frame with it, so both leave in one write instead of two.
+   */
   ping(): void {
+    const tcp = this.tcp;
+    if (this.socket.readyState !== this.socket.OPEN) return;
+    if (tcp && tcp.writableCorked === 0 && !tcp.destroyed) {
+      tcp.cork();
+      this.held();
+    }
     try {
       this.socket.ping();
     } catch {
       // The socket is already closing; its close event cleans up.
+      this.release();
     }
   }
 
@@ -61,6 +148,7 @@ export class WebSocketTransport implements Transport {
     } catch {
       this.socket.terminate();
     }
+    this.release();
   }
 
   terminate(): void {
@@ -75,6 +163,14 @@ export class WebSocketTransport implements Transport {
     this.socket.resume();
   }
 }
+
+/**
+ * The longest a `101` response or a ping waits for the frame that follows it (the `connected`
+ * frame, the heartbeat's `ping` frame), in ms. Those are ready within the same turn of the event
+ * loop on the memory engine; a slower start (an engine round trip, a hook) lets the response go
+ * alone after this.
+ */
+export const HOLD_MAX_MS = 1;
 
 /** permessage-deflate settings, resolved (documented on `CompressionOptions` in options.ts). */
 export interface DeflateSettings {
@@ -121,9 +217,15 @@ export class WebSocketAcceptor {
     });
   }
 
-  /** Finish the handshake; `accepted` gets the transport (not called if `ws` refuses the socket). */
+  /**
+   * Finish the handshake; `accepted` gets the transport (not called if `ws` refuses the socket).
+   * The socket is corked first, so the `101` response waits (at most HOLD_MAX_MS) for the
+   * `connected` frame and both leave in one write: one system call per handshake instead of
+   * two. If `ws` refuses the socket it ends or destroys it, which uncorks it.
+   */
   accept(req: IncomingMessage, socket: Duplex, head: Buffer, accepted: (transport: WebSocketTransport) => void): void {
-    this.wss.handleUpgrade(req, socket, head, (ws) => accepted(new WebSocketTransport(ws)));
+    socket.cork();
+    this.wss.handleUpgrade(req, socket, head, (ws) => accepted(new WebSocketTransport(ws, socket)));
   }
 
   close(): Promise<void> {
