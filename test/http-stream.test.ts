@@ -200,7 +200,8 @@ describe('HTTP streaming', () => {
       assert.equal(log?.code, 4002);
     });
     await withServer({ auth: { secret: SECRET, clockToleranceSec: 0 }, heartbeat: { intervalMs: 100, timeoutMs: 5000 } }, async (s) => {
-      const client = await StreamClient.open(s.url, await signToken('ada', { expSeconds: 1 }));
+      // exp is in whole seconds: 2 s leaves at least one full second for pongs to be answered.
+      const client = await StreamClient.open(s.url, await signToken('ada', { expSeconds: 2 }));
       // Answering pings keeps it alive until the token expires.
       let answered = 0;
       const pong = setInterval(() => void client.post([{ event: 'pong' }]).then(() => answered++), 100);
