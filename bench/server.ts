@@ -63,6 +63,9 @@ function chorusTarget(): Target {
     heartbeat: { intervalMs: 600_000, timeoutMs: 1_200_000 },
     // BENCH_COMPRESSION=1: permessage-deflate with the default settings (bench/payloads.ts).
     compression: process.env.BENCH_COMPRESSION === '1',
+    // Capacity, not pacing: the load generator opens connections as fast as it can and does not
+    // honour Retry-After (a paced server would refuse some with 503; see bench:perf2's storm).
+    admission: { ratePerSecond: 0, maxPending: 0 },
     // Room for 4 KB publications to 1000 subscribers in the closed loop's window.
     limits: { maxQueuedBytes: 4 * 1024 * 1024 },
     namespaces: [
