@@ -11,6 +11,7 @@ import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { Logger } from 'pino';
 import { ChorusError, ErrorCode, disconnectByServer } from '../protocol/index.js';
 import type { ClusterAnswer, NodeStats, UserCommand } from '../server/cluster.js';
+import { httpStatus, readBody } from '../server/http-body.js';
 
 /** What the console needs from the Chorus server (ChorusServer implements it). */
 export interface AdminHost {
@@ -40,18 +41,6 @@ export interface AdminOptions {
 export const ADMIN_COOKIE = 'chorus_admin';
 const MAX_BODY_BYTES = 65536;
 
-const STATUS: Record<string, number> = {
-  [ErrorCode.BAD_REQUEST]: 400,
-  [ErrorCode.BAD_CHANNEL]: 400,
-  [ErrorCode.NOT_AVAILABLE]: 400,
-  [ErrorCode.UNAUTHORIZED]: 401,
-  [ErrorCode.PERMISSION_DENIED]: 403,
-  [ErrorCode.NOT_FOUND]: 404,
-  [ErrorCode.TOO_LARGE]: 413,
-  [ErrorCode.RATE_LIMITED]: 429,
-  [ErrorCode.UNAVAILABLE]: 503,
-};
-
 interface Session {
   csrf: string;
   lastSeen: number;
@@ -80,29 +69,17 @@ function cookieOf(req: IncomingMessage, name: string): string | undefined {
   return undefined;
 }
 
-function readBody(req: IncomingMessage): Promise<Record<string, unknown>> {
-  return new Promise((resolve, reject) => {
-    const chunks: Buffer[] = [];
-    let size = 0;
-    req.on('data', (chunk: Buffer) => {
-      size += chunk.length;
-      if (size > MAX_BODY_BYTES) {
-        reject(new ChorusError(ErrorCode.TOO_LARGE, `body larger than ${MAX_BODY_BYTES} bytes`));
-        req.destroy();
-      } else chunks.push(chunk);
-    });
-    req.on('error', reject);
-    req.on('end', () => {
-      try {
-        const text = Buffer.concat(chunks).toString('utf8');
-        const value: unknown = text === '' ? {} : JSON.parse(text);
-        if (typeof value !== 'object' || value === null || Array.isArray(value)) throw new Error('not an object');
-        resolve(value as Record<string, unknown>);
-      } catch {
-        reject(new ChorusError(ErrorCode.BAD_REQUEST, 'body must be a JSON object'));
-      }
-    });
-  });
+async function readJson(req: IncomingMessage): Promise<Record<string, unknown>> {
+  const raw = await readBody(req, MAX_BODY_BYTES);
+  let value: unknown;
+  try {
+    const text = raw.toString('utf8');
+    value = text === '' ? {} : JSON.parse(text);
+  } catch {
+    value = undefined;
+  }
+  if (typeof value !== 'object' || value === null || Array.isArray(value)) throw new ChorusError(ErrorCode.BAD_REQUEST, 'body must be a JSON object');
+  return value as Record<string, unknown>;
 }
 
 function text(body: Record<string, unknown>, key: string): string {
@@ -155,7 +132,7 @@ export class AdminConsole {
       const error = err instanceof ChorusError ? err : undefined;
       if (!error) this.host.logger.error({ err, path: pathname }, 'admin request failed');
       const e = error ?? new ChorusError(ErrorCode.INTERNAL, 'internal error');
-      if (!res.headersSent) send(res, STATUS[e.code] ?? 500, { error: { code: e.code, message: e.message, ...(e.details ?? {}) } });
+      if (!res.headersSent) send(res, httpStatus(e.code), { error: { code: e.code, message: e.message, ...(e.details ?? {}) } });
     }
   }
 
@@ -193,7 +170,7 @@ export class AdminConsole {
         return send(res, 200, await this.host.history(query.get('channel') ?? '', { limit, reverse: true }));
       }
       case 'POST /disconnect': {
-        const body = await readBody(req);
+        const body = await readJson(req);
         const user = text(body, 'user');
         const { code, reason } = disconnectByServer(body.reconnect === true, 'disconnected by an administrator');
         const answer = await this.host.cluster.request({ type: 'disconnect', user, code, reason });
@@ -201,12 +178,12 @@ export class AdminConsole {
         return send(res, 200, { disconnected: answer.count, nodes: answer.nodes, missing: answer.missing });
       }
       case 'POST /unsubscribe': {
-        const body = await readBody(req);
+        const body = await readJson(req);
         const answer = await this.host.cluster.request({ type: 'unsubscribe', user: text(body, 'user'), channel: text(body, 'channel') });
         return send(res, 200, { unsubscribed: answer.count, nodes: answer.nodes, missing: answer.missing });
       }
       case 'POST /publish': {
-        const body = await readBody(req);
+        const body = await readJson(req);
         if (!('data' in body)) throw new ChorusError(ErrorCode.BAD_REQUEST, 'data is required');
         return send(res, 200, await this.host.publish(text(body, 'channel'), body.data, { source: 'api' }));
       }
@@ -217,7 +194,7 @@ export class AdminConsole {
   private async signIn(req: IncomingMessage, res: ServerResponse): Promise<void> {
     checkOrigin(req);
     const apiKey = this.host.options.apiKey;
-    const body = await readBody(req);
+    const body = await readJson(req);
     if (!apiKey) throw new ChorusError(ErrorCode.NOT_AVAILABLE, 'the admin console is disabled: configure an API key (CHORUS_API_KEY)');
     const now = this.now();
     this.failures = this.failures.filter((t) => now - t < 60_000);

@@ -5,6 +5,7 @@ import { Unpackr } from 'msgpackr';
 import type { Logger } from 'pino';
 import type { PublishResult } from '../engines/types.js';
 import type { ClusterView } from './cluster.js';
+import { httpStatus, readBody } from './http-body.js';
 import { safePath } from './logger.js';
 import type { Metrics } from './metrics.js';
 import { checkKey, type BroadcastResult, type ServerPublishOptions } from './publisher.js';
@@ -29,22 +30,6 @@ export interface HttpApiHost {
   readonly seams: { readonly api: readonly ApiRoute[] };
 }
 
-const STATUS: Record<string, number> = {
-  [ErrorCode.BAD_REQUEST]: 400,
-  [ErrorCode.BAD_CHANNEL]: 400,
-  [ErrorCode.UNRECOVERABLE_POSITION]: 400,
-  [ErrorCode.NOT_AVAILABLE]: 400,
-  [ErrorCode.UNAUTHORIZED]: 401,
-  [ErrorCode.PERMISSION_DENIED]: 403,
-  [ErrorCode.NOT_FOUND]: 404,
-  [ErrorCode.TOO_LARGE]: 413,
-  [ErrorCode.RATE_LIMITED]: 429,
-  [ErrorCode.UNAVAILABLE]: 503,
-  // Not 503: a publish that may have been applied must not look like "not applied, retry".
-  [ErrorCode.OUTCOME_UNKNOWN]: 504,
-  [ErrorCode.SHUTTING_DOWN]: 503,
-};
-
 /** The built-in POST routes: their bodies are JSON, read here. */
 const POST_ROUTES = new Set(['/api/publish', '/api/broadcast', '/api/disconnect', '/api/subscribe', '/api/unsubscribe']);
 
@@ -55,7 +40,7 @@ function send(res: ServerResponse, status: number, body: unknown): void {
 }
 
 function sendError(res: ServerResponse, error: ChorusError): void {
-  send(res, STATUS[error.code] ?? 500, { error: { code: error.code, message: error.message, ...(error.details ?? {}) } });
+  send(res, httpStatus(error.code), { error: { code: error.code, message: error.message, ...(error.details ?? {}) } });
 }
 
 function digest(value: string): Buffer {
@@ -103,35 +88,8 @@ function parseBody(body: Buffer, binary: boolean): Record<string, unknown> {
   return value as Record<string, unknown>;
 }
 
-function readBody(req: IncomingMessage, maxBytes: number): Promise<Record<string, unknown>> {
-  return new Promise((resolve, reject) => {
-    const chunks: Buffer[] = [];
-    let size = 0;
-    let failed = false;
-    req.on('data', (chunk: Buffer) => {
-      if (failed) return;
-      size += chunk.length;
-      if (size > maxBytes) {
-        failed = true;
-        reject(new ChorusError(ErrorCode.TOO_LARGE, `body larger than ${maxBytes} bytes`));
-        req.resume();
-        return;
-      }
-      chunks.push(chunk);
-    });
-    req.on('error', (err) => {
-      if (!failed) reject(err);
-      failed = true;
-    });
-    req.on('end', () => {
-      if (failed) return;
-      try {
-        resolve(parseBody(Buffer.concat(chunks), isMsgpack(req)));
-      } catch (err) {
-        reject(err);
-      }
-    });
-  });
+async function readObject(req: IncomingMessage, maxBytes: number): Promise<Record<string, unknown>> {
+  return parseBody(await readBody(req, maxBytes), isMsgpack(req));
 }
 
 function requireString(body: Record<string, unknown>, key: string): string {
@@ -210,7 +168,7 @@ async function serveApi(server: HttpApiHost, req: IncomingMessage, res: ServerRe
   const method = req.method ?? 'GET';
   const maxBytes = server.options.limits.maxMessageBytes;
   if (method === 'POST' && POST_ROUTES.has(path)) {
-    const body = await readBody(req, maxBytes);
+    const body = await readObject(req, maxBytes);
     switch (path) {
       case '/api/publish': {
         const channel = requireString(body, 'channel');

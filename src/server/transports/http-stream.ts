@@ -12,6 +12,7 @@ import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { Logger } from 'pino';
 import { ChorusError, Disconnect, ErrorCode, JSON_CODEC, ServerEvent, disconnectData } from '../../protocol/index.js';
 import { originAllowed } from '../handshake.js';
+import { httpStatus, readBody } from '../http-body.js';
 import type { Transport, TransportListener } from '../transport.js';
 import type { AcceptTransport, Gate } from '../upgrade.js';
 
@@ -204,7 +205,7 @@ export class HttpStreamEndpoint {
     work.catch((err) => {
       const e = err instanceof ChorusError ? err : undefined;
       if (!e) this.host.logger.error({ err }, 'HTTP stream request failed');
-      if (!res.headersSent) reply(res, STATUS[e?.code ?? ''] ?? 500, e?.code ?? ErrorCode.INTERNAL, e?.message ?? 'internal error');
+      if (!res.headersSent) reply(res, httpStatus(e?.code), e?.code ?? ErrorCode.INTERNAL, e?.message ?? 'internal error');
       else res.destroy();
     });
   }
@@ -275,7 +276,7 @@ export class HttpStreamEndpoint {
       throw new ChorusError(ErrorCode.NOT_FOUND, 'no such session');
     }
     const max = this.host.maxMessageBytes;
-    const body = await readBody(req, max).catch((err: unknown) => {
+    const body = await readBody(req, max, 'message').catch((err: unknown) => {
       if (err instanceof ChorusError && err.code === ErrorCode.TOO_LARGE) local?.tooBig(max);
       throw err;
     });
@@ -296,39 +297,6 @@ export class HttpStreamEndpoint {
     res.writeHead(204, { 'cache-control': 'no-store' });
     res.end();
   }
-}
-
-const STATUS: Record<string, number> = {
-  [ErrorCode.BAD_REQUEST]: 400,
-  [ErrorCode.NOT_FOUND]: 404,
-  [ErrorCode.ORIGIN_NOT_ALLOWED]: 403,
-  [ErrorCode.TOO_LARGE]: 413,
-  [ErrorCode.UNAVAILABLE]: 503,
-};
-
-function readBody(req: IncomingMessage, maxBytes: number): Promise<Buffer> {
-  return new Promise((resolve, reject) => {
-    const chunks: Buffer[] = [];
-    let size = 0;
-    let failed = false;
-    req.on('data', (chunk: Buffer) => {
-      if (failed) return;
-      size += chunk.length;
-      if (size > maxBytes) {
-        failed = true;
-        reject(new ChorusError(ErrorCode.TOO_LARGE, `message larger than ${maxBytes} bytes`));
-        return;
-      }
-      chunks.push(chunk);
-    });
-    req.on('error', (err) => {
-      if (!failed) reject(err);
-      failed = true;
-    });
-    req.on('end', () => {
-      if (!failed) resolve(Buffer.concat(chunks));
-    });
-  });
 }
 
 function preflight(req: IncomingMessage, res: ServerResponse, allowed: string[] | undefined): void {
