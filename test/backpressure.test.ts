@@ -10,42 +10,10 @@ import { ChorusClient } from '../src/client/index.js';
 import { PositionTracker } from '../src/client/position.js';
 import type { Publication } from '../src/engines/types.js';
 import { CongestionWatch } from '../src/server/backpressure.js';
-import { Connection, type ConnectionHost } from '../src/server/connection.js';
-import { JSON_CODEC } from '../src/protocol/index.js';
 import { encodeMessage } from '../src/server/hub.js';
-import type { LimitReporter } from '../src/server/limit-reporter.js';
-import type { Transport, TransportListener } from '../src/server/transport.js';
+import { FakeTransport, fakeConnection } from './fake-transport.js';
 import { API_KEY, TestSocket, api, signToken, startServer, until } from './helpers.js';
 
-class FakeTransport implements Transport {
-  readonly kind = 'fake';
-  readonly canPing = false;
-  readonly bidirectional = true;
-  readonly codec = JSON_CODEC;
-  isOpen = true;
-  isPaused = false;
-  bufferedAmount = 0;
-  readonly sent: Buffer[] = [];
-  closedWith: { code: number; reason: string } | undefined;
-  listen(_listener: TransportListener): void {}
-  send(message: Uint8Array): void {
-    this.sent.push(Buffer.isBuffer(message) ? message : Buffer.from(message));
-  }
-  ping(): void {}
-  close(code: number, reason: string): void {
-    this.closedWith = { code, reason };
-    this.isOpen = false;
-  }
-  terminate(): void {
-    this.isOpen = false;
-  }
-  pause(): void {}
-  resume(): void {}
-  /** Every frame written, parsed. */
-  frames(): Array<{ event: string; data: any }> {
-    return this.sent.flatMap((b) => b.toString('utf8').split('\n').map((t) => JSON.parse(t)));
-  }
-}
 
 const EPOCH = 'e1';
 /** Publications of channel `dash:x` with offsets 1..9: the same frame length for each. */
@@ -54,24 +22,7 @@ function publication(offset: number, key?: string): Publication {
 }
 
 function setup(maxQueuedBytes: number) {
-  const transport = new FakeTransport();
-  const scheduled: Connection[] = [];
-  const reports: string[] = [];
-  const reporter: LimitReporter = {
-    limitHit: (limit) => reports.push(`limit:${limit}`),
-    slowConsumer: () => reports.push('slowConsumer'),
-    ephemeralDropped: () => reports.push('ephemeralDropped'),
-  };
-  const congestion = new CongestionWatch(5);
-  const host: ConnectionHost = {
-    limits: { maxQueuedBytes, maxMessageBytes: 1 << 20, ratePerSecond: 50, rateBurst: 100, maxFaults: 10, faultWindowMs: 10000 },
-    now: () => 1_000_000,
-    flushes: { schedule: (c) => scheduled.push(c) },
-    reporter,
-    congestion,
-  };
-  const connection = new Connection(transport, { user: 'ada' }, host, 'c_test');
-  return { transport, connection, scheduled, reports };
+  return fakeConnection({ maxQueuedBytes, maxMessageBytes: 1 << 20 }, { congestion: new CongestionWatch(5) });
 }
 
 /** What the client sees, as `m<offset>` for messages and `s<from>-<to>` for skipped notices. */

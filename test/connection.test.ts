@@ -5,72 +5,13 @@
  */
 import assert from 'node:assert/strict';
 import { describe, test } from 'node:test';
-import { Disconnect, JSON_CODEC } from '../src/protocol/index.js';
+import { Disconnect } from '../src/protocol/index.js';
 import { BatchCache } from '../src/server/batch.js';
-import { Connection, type ConnectionHost } from '../src/server/connection.js';
-import type { LimitReporter } from '../src/server/limit-reporter.js';
-import type { Transport, TransportListener } from '../src/server/transport.js';
+import { fakeConnection } from './fake-transport.js';
 
-class FakeTransport implements Transport {
-  readonly kind = 'fake';
-  readonly canPing = false;
-  readonly bidirectional = true;
-  readonly codec = JSON_CODEC;
-  isOpen = true;
-  isPaused = false;
-  bufferedAmount = 0;
-  readonly sent: Buffer[] = [];
-  closedWith: { code: number; reason: string } | undefined;
-  terminated = false;
-  listen(_listener: TransportListener): void {}
-  send(message: Uint8Array, binary: boolean): void {
-    assert.equal(binary, false, 'frames go out as text');
-    this.sent.push(Buffer.isBuffer(message) ? message : Buffer.from(message));
-  }
-  ping(): void {}
-  close(code: number, reason: string): void {
-    this.closedWith = { code, reason };
-    this.isOpen = false;
-  }
-  terminate(): void {
-    this.terminated = true;
-    this.isOpen = false;
-  }
-  pause(): void {
-    this.isPaused = true;
-  }
-  resume(): void {
-    this.isPaused = false;
-  }
-  texts(): string[] {
-    return this.sent.map((b) => b.toString('utf8'));
-  }
-}
 
 function setup(limits: { maxQueuedBytes?: number; maxMessageBytes?: number } = {}) {
-  const transport = new FakeTransport();
-  const scheduled: Connection[] = [];
-  const reports: string[] = [];
-  const reporter: LimitReporter = {
-    limitHit: (limit) => reports.push(`limit:${limit}`),
-    slowConsumer: () => reports.push('slowConsumer'),
-    ephemeralDropped: () => reports.push('ephemeralDropped'),
-  };
-  const host: ConnectionHost = {
-    limits: {
-      maxQueuedBytes: limits.maxQueuedBytes ?? 1000,
-      maxMessageBytes: limits.maxMessageBytes ?? 1000,
-      ratePerSecond: 50,
-      rateBurst: 100,
-      maxFaults: 10,
-      faultWindowMs: 10000,
-    },
-    now: () => 1_000_000,
-    flushes: { schedule: (c) => scheduled.push(c) },
-    reporter,
-  };
-  const connection = new Connection(transport, { user: 'ada' }, host, 'c_test');
-  return { transport, connection, scheduled, reports };
+  return fakeConnection(limits);
 }
 
 /** A frame of exactly `n` bytes. */
