@@ -5,54 +5,16 @@
  * off, or lose it. The same paths run against a real redis-server in cluster.test.ts.
  */
 import assert from 'node:assert/strict';
-import { afterEach, describe, test } from 'node:test';
-import { TestBus, type BusNode } from '../src/engines/bus/index.js';
-import type { ServerOptions } from '../src/server/index.js';
-import { api, signToken, startServer, TestSocket, until, upgradeStatus, type TestServer } from './helpers.js';
+import { describe, test } from 'node:test';
+import { busClusters, offsets, range } from './bus-helpers.js';
+import { api, signToken, until, upgradeStatus, type TestServer } from './helpers.js';
 
 const NAMESPACES = [
   { pattern: 'chat:*', historySize: 100, recoveryMaxMissed: 100, presence: true },
   { pattern: 'small:*', historySize: 2, recoveryMaxMissed: 2 },
 ];
 
-interface Cluster {
-  bus: TestBus;
-  nodes: { a: BusNode; b: BusNode };
-  a: TestServer;
-  b: TestServer;
-}
-
-let running: Cluster | undefined;
-const sockets = new Set<TestSocket>();
-
-async function cluster(options: ServerOptions = {}): Promise<Cluster> {
-  const bus = new TestBus();
-  await bus.start();
-  const nodes = { a: bus.node('a'), b: bus.node('b') };
-  const common = { namespaces: NAMESPACES, ...options };
-  const [a, b] = await Promise.all([startServer({ ...common, engine: nodes.a }), startServer({ ...common, engine: nodes.b })]);
-  running = { bus, nodes, a, b };
-  return running;
-}
-
-afterEach(async () => {
-  for (const s of sockets) s.ws.terminate();
-  sockets.clear();
-  if (running) {
-    await Promise.allSettled([running.a.close(), running.b.close()]);
-    await running.bus.close();
-    running = undefined;
-  }
-});
-
-async function connect(server: TestServer, user: string): Promise<TestSocket> {
-  const socket = await TestSocket.connect(server.wsUrl, await signToken(user));
-  sockets.add(socket);
-  return socket;
-}
-
-const offsets = (s: TestSocket, channel: string) => s.messages(channel).map((m) => m.offset as number);
-const range = (n: number) => Array.from({ length: n }, (_, i) => i + 1);
+const { cluster, connect } = busClusters(NAMESPACES);
 
 async function publishAll(server: TestServer, channel: string, n: number): Promise<void> {
   for (let i = 1; i <= n; i++) {
@@ -151,7 +113,7 @@ describe('test bus cluster: publications between nodes', () => {
 describe('test bus cluster: a lost node', () => {
   test("its presence entries expire with one leave per user; its connection slots are freed after the TTL", async () => {
     const TTL = 300;
-    const { bus, nodes, a, b } = await cluster({ presenceTtlMs: TTL, limits: { maxConnectionsPerUser: 2 } });
+    const { bus, nodes, a, b } = await cluster({ server: { presenceTtlMs: TTL, limits: { maxConnectionsPerUser: 2 } } });
     const watcher = await connect(b, 'watcher');
     await watcher.ok('subscribe', { channel: 'chat:room' });
     const ghosts = [await connect(a, 'ghost'), await connect(a, 'ghost')];

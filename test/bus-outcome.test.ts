@@ -7,57 +7,21 @@
  * run against a real redis-server behind a fault-injecting proxy in redis-faults.test.ts.
  */
 import assert from 'node:assert/strict';
-import { afterEach, describe, test } from 'node:test';
+import { describe, test } from 'node:test';
 import WebSocket from 'ws';
 import { ChorusClient } from '../src/client/index.js';
-import { TestBus, type BusNode, type BusNodeOptions } from '../src/engines/bus/index.js';
 import { MemoryEngine } from '../src/engines/memory/index.js';
 import type { PublishOptions, PublishResult } from '../src/engines/types.js';
 import { ChorusError, CloseCode, ErrorCode } from '../src/protocol/index.js';
-import { api, nextEvent, signToken, startServer, TestSocket, until, type TestServer } from './helpers.js';
+import { busClusters, offsets, range } from './bus-helpers.js';
+import { api, nextEvent, signToken, startServer, until } from './helpers.js';
 
 const NAMESPACES = [
   { pattern: 'chat:*', historySize: 100, recoveryMaxMissed: 100 },
   { pattern: 'small:*', historySize: 2, recoveryMaxMissed: 2 },
 ];
 
-interface Cluster {
-  bus: TestBus;
-  nodes: { a: BusNode; b: BusNode };
-  a: TestServer;
-  b: TestServer;
-}
-
-let running: Cluster | undefined;
-const sockets = new Set<TestSocket>();
-
-async function cluster(nodeOptions: BusNodeOptions = {}): Promise<Cluster> {
-  const bus = new TestBus();
-  await bus.start();
-  const nodes = { a: bus.node('a', nodeOptions), b: bus.node('b', nodeOptions) };
-  const [a, b] = await Promise.all([startServer({ namespaces: NAMESPACES, engine: nodes.a }), startServer({ namespaces: NAMESPACES, engine: nodes.b })]);
-  running = { bus, nodes, a, b };
-  return running;
-}
-
-afterEach(async () => {
-  for (const s of sockets) s.ws.terminate();
-  sockets.clear();
-  if (running) {
-    await Promise.allSettled([running.a.close(), running.b.close()]);
-    await running.bus.close();
-    running = undefined;
-  }
-});
-
-async function connect(server: TestServer, user: string): Promise<TestSocket> {
-  const socket = await TestSocket.connect(server.wsUrl, await signToken(user));
-  sockets.add(socket);
-  return socket;
-}
-
-const offsets = (s: TestSocket, channel: string) => s.messages(channel).map((m) => m.offset as number);
-const range = (n: number) => Array.from({ length: n }, (_, i) => i + 1);
+const { cluster, connect } = busClusters(NAMESPACES);
 
 describe('a publish whose outcome is unknown (applied, reply lost)', () => {
   test('HTTP API: 504 OUTCOME_UNKNOWN; a retry with the same idempotencyKey answers the real position; one copy delivered', async () => {
@@ -205,7 +169,7 @@ describe('no resync while history or pub/sub still covers the gap', () => {
   });
 
   test('more held publications than maxHeldPublications while history stays unreadable: 4005', async () => {
-    const { bus, nodes, a, b } = await cluster({ maxHeldPublications: 2 });
+    const { bus, nodes, a, b } = await cluster({ node: { maxHeldPublications: 2 } });
     const reader = await connect(b, 'reader');
     await reader.ok('subscribe', { channel: 'chat:overflow' });
     bus.drop({ to: 'b', channel: 'chat:overflow', count: 1 });
