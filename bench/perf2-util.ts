@@ -1,5 +1,6 @@
 /** Helpers of bench/perf2.ts and bench/storm.ts: a pinned redis-server, number formatting, tables. */
 import { spawn, type ChildProcess } from 'node:child_process';
+import { readFileSync } from 'node:fs';
 import net from 'node:net';
 import { PIN, sleep } from './server-process.js';
 
@@ -7,7 +8,25 @@ export const fmt = (n: number, digits = 0) =>
   Number.isFinite(n) ? n.toLocaleString('en-US', { maximumFractionDigits: digits, minimumFractionDigits: digits }) : '-';
 
 /** A redis-server for the multi-node scenarios, pinned with the servers (core 0). */
-export async function startRedis(): Promise<{ url: string; stop: () => Promise<void> }> {
+export interface BenchRedis {
+  url: string;
+  /** CPU time the redis-server process has used so far, ms (from /proc; 10 ms resolution). */
+  cpuMs(): number;
+  stop(): Promise<void>;
+}
+
+/** CPU time (user + system) of a process so far, in ms, from /proc/<pid>/stat; 0 where unavailable. */
+export function processCpuMs(pid: number | undefined): number {
+  try {
+    const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
+    const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+    return ((Number(fields[11]) + Number(fields[12])) * 1000) / 100; // utime, stime in USER_HZ (100)
+  } catch {
+    return 0;
+  }
+}
+
+export async function startRedis(): Promise<BenchRedis> {
   const port = await new Promise<number>((resolve) => {
     const s = net.createServer().listen(0, '127.0.0.1', () => {
       const p = (s.address() as net.AddressInfo).port;
@@ -31,6 +50,7 @@ export async function startRedis(): Promise<{ url: string; stop: () => Promise<v
   }
   return {
     url: `redis://127.0.0.1:${port}`,
+    cpuMs: () => processCpuMs(child.pid),
     stop: async () => {
       child.kill('SIGKILL');
       process.off('exit', killOnExit);

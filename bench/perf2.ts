@@ -17,7 +17,7 @@ import { writeFileSync } from 'node:fs';
 import os from 'node:os';
 import { SignJWT } from 'jose';
 import { afterOpen, closeAll, measureConnections, pathFor, prepareFanout, runScenario, type LoadConfig } from './fanout.js';
-import { fmt, printRows, startRedis } from './perf2-util.js';
+import { fmt, printRows, startRedis, type BenchRedis } from './perf2-util.js';
 import type { ServerKind } from './protocol.js';
 import { LABEL } from './report.js';
 import { JWT_SECRET, PIN, ServerProcess, sleep } from './server-process.js';
@@ -36,6 +36,8 @@ const CONFIG = {
   rateConcurrency: 200,
   /** Rounds of each connection-rate measurement (fresh processes each; the table shows the fastest). */
   rateRounds: Number(arg('rounds') ?? (quick ? 1 : 3)),
+  /** Connections opened and closed on each fresh server before a connection-rate measurement (`--warmup=0`: measure a cold process). */
+  rateWarmup: Number(arg('warmup') ?? (quick ? 500 : 5000)),
   /** Idle connections per server for memory. */
   idle: Number(arg('idle') ?? (quick ? 2000 : 10000)),
   /** Low-rate latency: subscribers, publications per second (~100 B each), seconds, rounds. */
@@ -65,10 +67,31 @@ const load: LoadConfig = {
 
 const results: Record<string, unknown> = {};
 
-/** Handshakes/s over one or more nodes: connections spread round-robin, 200 in flight. */
-async function connectionRate(servers: ServerProcess[], tokens: string[], count: number) {
+/**
+ * Open and close `count` connections (the same for every server) before measuring: the rate is a
+ * warm node's, as in a reconnect storm on a server that has been up for a while, not the
+ * optimizing compiler's first second on a fresh process.
+ */
+async function warmUp(servers: ServerProcess[], tokens: string[], count: number): Promise<void> {
   const kind = servers[0]!.kind;
   const counters = new Counters();
+  const opened = await openMany(
+    count,
+    CONFIG.rateConcurrency,
+    (i) => new WireClient({ port: servers[i % servers.length]!.port, path: pathFor(kind, tokens[(tokens.length - 1 - i) % tokens.length]!), counters, engineIo: kind === 'socketio', timeoutMs: 30_000, localAddress: load.localAddress!(i) }),
+    load.connectDeadlineMs,
+    afterOpen(kind),
+  );
+  for (const c of opened.clients) c.destroy();
+  for (const s of servers) await s.waitFor('connections', (c) => c === 0, 15000);
+}
+
+/** Handshakes/s over one or more nodes: connections spread round-robin, 200 in flight. */
+async function connectionRate(servers: ServerProcess[], tokens: string[], count: number, redis?: BenchRedis) {
+  const kind = servers[0]!.kind;
+  if (CONFIG.rateWarmup > 0) await warmUp(servers, tokens, CONFIG.rateWarmup);
+  const counters = new Counters();
+  const redisCpuBefore = redis?.cpuMs() ?? 0;
   for (const s of servers) await s.request({ type: 'cpu-start' }, 'ok');
   const opened = await openMany(
     count,
@@ -87,8 +110,17 @@ async function connectionRate(servers: ServerProcess[], tokens: string[], count:
   );
   let cpuMs = 0;
   for (const s of servers) cpuMs += (await s.request({ type: 'cpu-read' }, 'cpu')).cpuMs;
+  const redisCpuMs = redis ? redis.cpuMs() - redisCpuBefore : 0;
   const n = opened.clients.length;
-  const row = { connections: n, failed: opened.failed, firstError: opened.firstError, handshakesPerSec: (n / opened.elapsedMs) * 1000, serverCpuMsPerHandshake: cpuMs / Math.max(1, n) };
+  const row = {
+    connections: n,
+    failed: opened.failed,
+    firstError: opened.firstError,
+    handshakesPerSec: (n / opened.elapsedMs) * 1000,
+    serverCpuMsPerHandshake: cpuMs / Math.max(1, n),
+    /** redis-server's CPU per handshake (the Redis scenario), ms. */
+    redisCpuMsPerHandshake: redisCpuMs / Math.max(1, n),
+  };
   for (const c of opened.clients) c.destroy();
   for (const s of servers) await s.waitFor('connections', (c) => c === 0, 15000);
   return row;
@@ -108,7 +140,7 @@ async function rateRounds(kinds: ServerKind[], open: (kind: ServerKind) => Promi
   return out;
 }
 
-function rateRow(label: string, rounds: RateRow[]): string[] {
+function rateRow(label: string, rounds: RateRow[], withRedis = false): string[] {
   const best = rounds.reduce((b, r) => (r.handshakesPerSec > b.handshakesPerSec ? r : b));
   const rates = rounds.map((r) => r.handshakesPerSec);
   const cpu = rounds.map((r) => r.serverCpuMsPerHandshake);
@@ -119,7 +151,13 @@ function rateRow(label: string, rounds: RateRow[]): string[] {
     rounds.length > 1 ? `${fmt(Math.min(...rates))}–${fmt(Math.max(...rates))}` : '-',
     fmt(best.serverCpuMsPerHandshake, 3),
     rounds.length > 1 ? `${fmt(Math.min(...cpu), 3)}–${fmt(Math.max(...cpu), 3)}` : '-',
+    ...(withRedis ? redisCells(best, rounds) : []),
   ];
+}
+
+function redisCells(best: RateRow, rounds: RateRow[]): string[] {
+  const cpu = rounds.map((r) => r.redisCpuMsPerHandshake);
+  return [fmt(best.redisCpuMsPerHandshake, 3), rounds.length > 1 ? `${fmt(Math.min(...cpu), 3)}–${fmt(Math.max(...cpu), 3)}` : '-'];
 }
 
 const RATE_HEADERS = ['server', 'connections', 'handshakes/s (best round)', 'range', 'server CPU ms/handshake', 'range'];
@@ -150,7 +188,7 @@ async function sectionRedis(tokens: string[]) {
     const nodes = [await ServerProcess.start(kind, env), await ServerProcess.start(kind, env)];
     try {
       console.log(`perf2: connection rate, ${LABEL[kind]}, 2 nodes + Redis ...`);
-      return await connectionRate(nodes, tokens, CONFIG.rateConnections);
+      return await connectionRate(nodes, tokens, CONFIG.rateConnections, redis);
     } finally {
       for (const n of nodes) await n.stop();
       await redis.stop();
@@ -159,8 +197,8 @@ async function sectionRedis(tokens: string[]) {
   results.redis = out;
   printRows(
     `Connection rate: 2 nodes + redis-server, all on one core; ${CONFIG.rateConnections} connections spread over both, ${CONFIG.rateConcurrency} in flight; ${CONFIG.rateRounds} rounds, servers interleaved (CPU: both nodes)`,
-    RATE_HEADERS,
-    kinds.filter((k) => out[k]).map((k) => rateRow(`${LABEL[k]}${k === 'socketio' ? ' + redis adapter' : ' + Redis engine'}`, out[k]!)),
+    [...RATE_HEADERS, 'redis-server CPU ms/handshake', 'range'],
+    kinds.filter((k) => out[k]).map((k) => rateRow(`${LABEL[k]}${k === 'socketio' ? ' + redis adapter' : ' + Redis engine'}`, out[k]!, true)),
   );
 }
 
@@ -176,12 +214,19 @@ async function sectionIdle(tokens: string[]) {
       const started = performance.now();
       const r = await measureConnections(server, tokens, CONFIG.idle, { ...load, concurrency: CONFIG.rateConcurrency });
       const connectSec = (performance.now() - started) / 1000;
-      out[kind] = { ...r, connectSec };
+      // The same again on the same process: the first round's figures include one-time growth
+      // (V8's young generation grows from ~15 to ~31 MB under the handshakes' allocation, code is
+      // compiled), which a long-running node has already paid; the second is what one more
+      // connection costs.
+      const again = await measureConnections(server, tokens, CONFIG.idle, { ...load, concurrency: CONFIG.rateConcurrency });
+      out[kind] = { ...r, connectSec, secondRound: again };
       rows.push([
         LABEL[kind],
         `${fmt(r.idle)}${r.failed ? ` (${r.failed} failed: ${r.error})` : ''}`,
         fmt(r.heapBytesPerConn / 1024, 2),
         fmt(r.rssBytesPerConn / 1024, 2),
+        fmt(again.heapBytesPerConn / 1024, 2),
+        fmt(again.rssBytesPerConn / 1024, 2),
         fmt(r.handshakesPerSec),
         fmt(connectSec, 1),
       ]);
@@ -190,7 +235,7 @@ async function sectionIdle(tokens: string[]) {
     }
   }
   results.idle = out;
-  printRows(`Idle connections: ${fmt(CONFIG.idle)} per server (authenticated; Chorus with its personal channel), after GC`, ['server', 'connections', 'heap KB/conn', 'RSS KB/conn', 'handshakes/s', 'connect + measure s'], rows);
+  printRows(`Idle connections: ${fmt(CONFIG.idle)} per server (authenticated; Chorus with its personal channel), after GC`, ['server', 'connections', 'heap KB/conn (fresh process)', 'RSS KB/conn (fresh process)', 'heap KB/conn (second round)', 'RSS KB/conn (second round)', 'handshakes/s', 'connect + measure s'], rows);
 }
 
 async function sectionIdleCpu(tokens: string[]) {

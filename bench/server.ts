@@ -13,7 +13,9 @@ import { Redis } from 'ioredis';
 import { createAdapter } from '@socket.io/redis-adapter';
 import { WebSocketServer } from 'ws';
 import { Server as SocketIoServer } from 'socket.io';
-import { existsSync } from 'node:fs';
+import { existsSync, writeFileSync } from 'node:fs';
+import inspector from 'node:inspector';
+import v8 from 'node:v8';
 import type { ServerOptions } from '../src/server/index.js';
 import { nowMs } from './wire.js';
 import type { ServerKind, ToServer, FromServer, PublishPlan } from './protocol.js';
@@ -40,6 +42,34 @@ const secret = process.env.BENCH_JWT_SECRET ?? '';
 const redisUrl = process.env.BENCH_REDIS_URL;
 /** BENCH_CHORUS_OPTIONS: JSON merged over the Chorus bench options (e.g. admission, heartbeat). */
 const chorusOverrides = JSON.parse(process.env.BENCH_CHORUS_OPTIONS ?? '{}') as Partial<ServerOptions>;
+/** BENCH_CHORUS_EXTRA: JSON merged last, over a scenario's own BENCH_CHORUS_OPTIONS (e.g. to measure a feature's cost). */
+const chorusExtra = JSON.parse(process.env.BENCH_CHORUS_EXTRA ?? '{}') as Partial<ServerOptions>;
+
+/**
+ * BENCH_PROFILE_DIR: write a CPU profile (.cpuprofile) of each measured window (cpu-start to
+ * cpu-read) there: only the measured work, without startup or warm-up.
+ */
+const profileDir = process.env.BENCH_PROFILE_DIR;
+let profiler: inspector.Session | undefined;
+
+function profileStart(): void {
+  if (!profileDir) return;
+  profiler = new inspector.Session();
+  profiler.connect();
+  profiler.post('Profiler.enable');
+  profiler.post('Profiler.setSamplingInterval', { interval: 100 });
+  profiler.post('Profiler.start');
+}
+
+function profileStop(): void {
+  const session = profiler;
+  if (!session || !profileDir) return;
+  profiler = undefined;
+  session.post('Profiler.stop', (err, result) => {
+    if (!err) writeFileSync(`${profileDir}/${kind}-${process.pid}-${Date.now()}.cpuprofile`, JSON.stringify(result.profile));
+    session.disconnect();
+  });
+}
 
 function send(message: FromServer): void {
   process.send?.(message);
@@ -76,6 +106,7 @@ function chorusTarget(): Target {
     ],
     ...(redisUrl ? { engine: new RedisEngine({ url: redisUrl }) } : {}),
     ...chorusOverrides,
+    ...chorusExtra,
   });
   chorus.attach(httpServer);
   let errors = 0;
@@ -145,8 +176,12 @@ function gcMemory(): { heapUsed: number; rss: number } {
     gc();
   }
   const { heapUsed, rss } = process.memoryUsage();
+  // BENCH_HEAP_SNAPSHOT_DIR: a heap snapshot at each memory reading (bench/heap-diff.ts compares two).
+  if (process.env.BENCH_HEAP_SNAPSHOT_DIR) v8.writeHeapSnapshot(`${process.env.BENCH_HEAP_SNAPSHOT_DIR}/${kind}-${process.pid}-${++snapshots}.heapsnapshot`);
   return { heapUsed, rss };
 }
+
+let snapshots = 0;
 
 /** The running publisher: stops by itself at `max` publications or after `durationMs`. */
 let credit = 0;
@@ -225,10 +260,12 @@ process.on('message', (message: ToServer) => {
       break;
     case 'cpu-start':
       cpuMark = process.cpuUsage();
+      profileStart();
       send({ type: 'ok' });
       break;
     case 'cpu-read': {
       const used = process.cpuUsage(cpuMark);
+      profileStop();
       send({ type: 'cpu', cpuMs: (used.user + used.system) / 1000 });
       break;
     }
