@@ -54,7 +54,11 @@ describe('Redis engine options are validated by the engine', () => {
       maxHeldPublications: 10000,
       backfillPageSize: 1000,
       gapCheckIntervalMs: 10000,
+      batchPerTurn: true,
     });
+    // Batching per turn is off in Cluster mode (a batch's keys span slots) and without auto-pipelining.
+    assert.equal(validateRedisEngineOptions({ cluster: [{ host: 'h', port: 1 }] }).batchPerTurn, false);
+    assert.equal(validateRedisEngineOptions({ redis: { enableAutoPipelining: false } }).batchPerTurn, false);
     const edge = validateRedisEngineOptions({
       url: 'rediss://:pw@h:1/2',
       prefix: 'x'.repeat(64),

@@ -41,3 +41,56 @@ describe('Redis engine: publications pub/sub drops silently are backfilled by th
     }
   });
 });
+
+describe('Redis engine: the requests of one event-loop turn go out batched', () => {
+  let redis: RedisProcess;
+  before(async () => {
+    redis = await RedisProcess.start();
+  });
+  after(() => redis.stop());
+
+  /** Commands redis-server ran since the last reset, by name. */
+  async function commandCalls(engine: RedisEngine): Promise<Record<string, number>> {
+    const info = String(await engine.client.info('commandstats'));
+    const calls: Record<string, number> = {};
+    for (const m of info.matchAll(/^cmdstat_([^:]+):calls=(\d+)/gm)) calls[m[1]!] = Number(m[2]);
+    return calls;
+  }
+
+  test('reservations, positions and SUBSCRIBEs of one turn are one command each, with the same answers', async () => {
+    const batched = new RedisEngine({ url: redis.url, prefix: 'batched' });
+    const single = new RedisEngine({ url: redis.url, prefix: 'single', redis: { enableAutoPipelining: false } });
+    for (const e of [batched, single]) e.setHandler(() => {});
+    await Promise.all([batched.start(), single.start()]);
+    try {
+      // Warm the scripts (the first call of each loads it), then count one turn's commands.
+      await batched.connections.reserve('warm', 'w1', 1, 60000);
+      await batched.history.position('warm');
+      await batched.client.config('RESETSTAT');
+      const [reserved, positions] = await Promise.all([
+        // u1 twice against a cap of 2 with a third: the third is refused, in order within the batch.
+        Promise.all(['c1', 'c2', 'c3'].map((id) => batched.connections.reserve('u1', id, 2, 60000))),
+        Promise.all(['ch:a', 'ch:b', 'ch:c'].map((channel) => batched.history.position(channel))),
+        Promise.all(['ch:a', 'ch:b', 'ch:c'].map((channel) => batched.subscribe(channel))),
+      ]);
+      assert.deepEqual(reserved, [true, true, false]);
+      const calls = await commandCalls(batched);
+      assert.equal(calls.subscribe, 1, 'one SUBSCRIBE for three channels');
+      // One script call for the reservations, one for the positions read, one for the positions the
+      // broker reads after subscribing.
+      assert.equal(calls.evalsha, 3, JSON.stringify(calls));
+      // Positions: created at offset 0 with an epoch each, and the same as a plain read sees.
+      for (const [i, channel] of ['ch:a', 'ch:b', 'ch:c'].entries()) {
+        assert.equal(positions[i]!.offset, 0);
+        assert.deepEqual((await batched.history.read(channel, { limit: 0 })).position, positions[i]);
+      }
+      await batched.publish('ch:b', 'x', { history: { size: 10, ttlMs: 60000 } });
+      const [b] = await Promise.all([batched.history.position('ch:b'), batched.history.position('ch:a')]);
+      assert.deepEqual(b, { offset: 1, epoch: positions[1]!.epoch });
+      // The unbatched engine answers the same.
+      assert.deepEqual(await Promise.all(['c1', 'c2', 'c3'].map((id) => single.connections.reserve('u1', id, 2, 60000))), [true, true, false]);
+    } finally {
+      await Promise.all([batched.close(), single.close()]);
+    }
+  });
+});

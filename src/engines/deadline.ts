@@ -13,10 +13,14 @@ export class DeadlineExceededError extends Error {
 /**
  * One time budget for one operation that makes several waits (e.g. SUBSCRIBE, then a position
  * read): each wait gets what is left of the budget, not a fresh timeout, so the operation as a
- * whole answers within `ms`. Timers are unref'd and cleared as soon as the step settles.
+ * whole answers within `ms`. One unref'd timer per deadline, however many waits are pending on
+ * it at once (an operation's outer wait and its current step), cleared when none is.
  */
 export class Deadline {
   readonly at: number;
+  private timer: NodeJS.Timeout | undefined;
+  /** The pending waits: each rejects with DeadlineExceededError when the budget runs out. */
+  private readonly waits = new Set<() => void>();
 
   constructor(
     /** The whole budget, in ms. */
@@ -43,23 +47,42 @@ export class Deadline {
       return Promise.reject(new DeadlineExceededError(what, this.ms));
     }
     return new Promise<T>((resolve, reject) => {
-      const timer = setTimeout(() => {
+      const expire = () => {
         step.catch(() => {});
         reject(new DeadlineExceededError(what, this.ms));
-      }, left);
-      timer.unref();
+      };
+      this.waits.add(expire);
+      if (!this.timer) {
+        this.timer = setTimeout(this.fire, left);
+        this.timer.unref();
+      }
       step.then(
         (value) => {
-          clearTimeout(timer);
+          this.settled(expire);
           resolve(value);
         },
         (err: unknown) => {
-          clearTimeout(timer);
+          this.settled(expire);
           reject(err);
         },
       );
     });
   }
+
+  private settled(expire: () => void): void {
+    this.waits.delete(expire);
+    if (this.waits.size === 0 && this.timer) {
+      clearTimeout(this.timer);
+      this.timer = undefined;
+    }
+  }
+
+  private readonly fire = (): void => {
+    this.timer = undefined;
+    const waits = [...this.waits];
+    this.waits.clear();
+    for (const expire of waits) expire();
+  };
 
   /** Wait `ms` or what is left of the budget, whichever is less. */
   pause(ms: number): Promise<void> {

@@ -13,6 +13,7 @@ import type { RedisHistoryStore } from './history.js';
 import { toPublication, type Envelope, type PublicationBody } from './envelope.js';
 import type { ResolvedRedisOptions } from './options.js';
 import { classifySendFailure, outcomeUnknown, PublishOutcomes } from './outcome.js';
+import { TurnBatch } from './turn-batch.js';
 
 /** What the broker needs from its engine. */
 export interface RedisBrokerContext {
@@ -53,9 +54,14 @@ export class RedisBroker implements Broker {
    * long enough that a lookup within the publish's time budget always finds it if it ran.
    */
   private readonly ownKeyWindowMs: number;
+  /** The SUBSCRIBEs of one event-loop turn as one command (classic pub/sub, batching per turn). */
+  private readonly subscribes: TurnBatch<string, undefined> | undefined;
 
   constructor(private readonly context: RedisBrokerContext) {
     const { subscriber, options, logger, history } = context;
+    if (options.batchPerTurn && !options.shardedPubSub) {
+      this.subscribes = new TurnBatch((keys) => subscriber.subscribe(...keys).then(() => keys.map(() => undefined)));
+    }
     this.outcomes = new PublishOutcomes(context.client, options.outcomeTimeoutMs, context.now);
     this.ownKeyWindowMs = 2 * (options.commandTimeoutMs + options.outcomeTimeoutMs) + 5000;
     this.publishCommand = options.shardedPubSub ? 'SPUBLISH' : 'PUBLISH';
@@ -267,13 +273,22 @@ export class RedisBroker implements Broker {
   }
 
   private serialize(channel: string, op: () => Promise<void>): Promise<void> {
-    const previous = this.channelOps.get(channel) ?? Promise.resolve();
-    const next = previous.catch(() => {}).then(op);
+    const previous = this.channelOps.get(channel);
+    // Nothing pending for the channel (nearly always): start at once, no chain to wait on.
+    const next = previous ? previous.catch(() => {}).then(op) : op();
     this.channelOps.set(channel, next);
-    void next.catch(() => {}).finally(() => {
+    const done = () => {
       if (this.channelOps.get(channel) === next) this.channelOps.delete(channel);
-    });
+    };
+    next.then(done, done);
     return next;
+  }
+
+  /** SUBSCRIBE one channel key: batched with the others of this event-loop turn when batching per turn. */
+  private subscribeKey(key: string): Promise<unknown> {
+    const { subscriber, options } = this.context;
+    if (options.shardedPubSub) return subscriber.ssubscribe(key);
+    return this.subscribes ? this.subscribes.add(key) : subscriber.subscribe(key);
   }
 
   /**
@@ -281,7 +296,7 @@ export class RedisBroker implements Broker {
    * backfilled). Both waits share one budget of `commandTimeoutMs`, counted from the call.
    */
   subscribe(channel: string, options: { recoverable?: boolean } = {}): Promise<void> {
-    const { subscriber, history, now } = this.context;
+    const { history, now } = this.context;
     const deadline = new Deadline(this.context.options.commandTimeoutMs, now);
     const op = this.serialize(channel, async () => {
       // Waited behind this channel's earlier operations for the whole budget: give up untouched.
@@ -290,7 +305,7 @@ export class RedisBroker implements Broker {
       this.sequencer.track(channel, options.recoverable ?? true);
       try {
         const key = this.key(channel);
-        await deadline.race(this.context.options.shardedPubSub ? subscriber.ssubscribe(key) : subscriber.subscribe(key), 'SUBSCRIBE');
+        await deadline.race(this.subscribeKey(key), 'SUBSCRIBE');
         const position = await deadline.race(history.positionAfterSubscribe(channel), 'stream position');
         await deadline.race(this.sequencer.advanceTo(channel, position), 'backfill after subscribe');
       } catch (err) {

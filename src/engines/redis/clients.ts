@@ -14,6 +14,10 @@ type Scripted = {
   chorusReserve(...args: Array<string | number>): Promise<number>;
   chorusRefresh(...args: Array<string | number>): Promise<number>;
   chorusBucket(...args: Array<string | number>): Promise<[number, number]>;
+  /** Variable keys: the first argument is the number of keys. */
+  chorusPositions(...args: Array<string | number>): Promise<Array<string | number>>;
+  /** Variable keys: the first argument is the number of keys. */
+  chorusReserveMany(...args: Array<string | number>): Promise<number[]>;
 };
 
 /** The command connection (standalone/Sentinel or Cluster) with the engine's scripts. */
@@ -83,6 +87,9 @@ export function createClients(options: RedisEngineOptions, resolved: ResolvedRed
   ] as const) {
     client.defineCommand(name, { numberOfKeys: keys, lua });
   }
+  // Batched forms (turn-batch.ts), with the number of keys as the first argument.
+  client.defineCommand('chorusPositions', { lua: scripts.POSITIONS });
+  client.defineCommand('chorusReserveMany', { lua: scripts.RESERVE_MANY });
   return { client, subscriber };
 }
 

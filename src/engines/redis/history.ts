@@ -3,6 +3,7 @@ import { newEpoch, STREAM_META_TTL_MS } from '../memory/streams.js';
 import type { HistoryReadOptions, HistoryReadResult, HistoryStore, Publication } from '../types.js';
 import { unavailable, type Client, type RedisKeys } from './clients.js';
 import { toPublication, type Envelope } from './envelope.js';
+import { TurnBatch } from './turn-batch.js';
 
 /** Channel streams in Redis: a meta hash (epoch, top offset) and a bounded history list per channel. */
 export class RedisHistoryStore implements HistoryStore {
@@ -14,15 +15,42 @@ export class RedisHistoryStore implements HistoryStore {
    */
   private readonly subscribedPositions = new Map<string, StreamPosition>();
   private clearScheduled = false;
+  /** The position reads of one event-loop turn as one `chorusPositions` call (when batching per turn). */
+  private readonly positions: TurnBatch<string, StreamPosition> | undefined;
 
+  /** @param batchPerTurn read the positions asked for in one turn with one `chorusPositions` */
   constructor(
     private readonly client: Client,
     private readonly keys: RedisKeys,
-  ) {}
+    batchPerTurn = false,
+  ) {
+    if (batchPerTurn) this.positions = new TurnBatch((channels) => this.readPositions(channels));
+  }
+
+  private async readPositions(channels: string[]): Promise<StreamPosition[]> {
+    const args: Array<string | number> = [channels.length * 2];
+    for (const channel of channels) args.push(this.keys.channel(channel, 'm'), this.keys.channel(channel, 'h'));
+    args.push(STREAM_META_TTL_MS);
+    for (let i = 0; i < channels.length; i++) args.push(newEpoch());
+    const reply = await this.client.chorusPositions(...args);
+    const out: StreamPosition[] = [];
+    for (let i = 0; i + 2 < reply.length; i += 3) out.push({ epoch: String(reply[i]), offset: Number(reply[i + 1]) });
+    return out;
+  }
+
+  /** A stream's position (created if it does not exist): READ with limit 0, or one item of a batch. */
+  private async readPosition(channel: string): Promise<StreamPosition> {
+    if (!this.positions) return (await this.read(channel, { limit: 0 })).position;
+    try {
+      return await this.positions.add(channel);
+    } catch (err) {
+      throw unavailable(err);
+    }
+  }
 
   /** The position read for a channel the broker has just subscribed (see `subscribedPositions`). */
   async positionAfterSubscribe(channel: string): Promise<StreamPosition> {
-    const position = await this.read(channel, { limit: 0 }).then((r) => r.position);
+    const position = await this.readPosition(channel);
     this.subscribedPositions.set(channel, position);
     if (!this.clearScheduled) {
       this.clearScheduled = true;
@@ -70,7 +98,6 @@ export class RedisHistoryStore implements HistoryStore {
       this.subscribedPositions.delete(channel);
       return fresh;
     }
-    const read = await this.read(channel, { limit: 0 });
-    return read.position;
+    return this.readPosition(channel);
   }
 }

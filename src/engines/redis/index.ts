@@ -70,9 +70,9 @@ export class RedisEngine implements Engine, Broker, HistoryStore {
     ({ client: this.client, subscriber: this.subscriber } = createClients(options, resolved));
     const keys = new RedisKeys(resolved.prefix);
     this.clock = new RedisClockSync(now, resolved.commandTimeoutMs);
-    this.streams = new RedisHistoryStore(this.client, keys);
+    this.streams = new RedisHistoryStore(this.client, keys, resolved.batchPerTurn);
     this.presence = new RedisPresenceStore(this.client, resolved.prefix);
-    this.connections = new RedisConnectionRegistry(this.client, resolved.prefix);
+    this.connections = new RedisConnectionRegistry(this.client, resolved.prefix, resolved.batchPerTurn);
     this.rateLimiter = new RedisRateLimiter(this.client, resolved.prefix);
     this.nodes = new RedisNodeDirectory(this.client, resolved.prefix, now);
     this.fanout = new RedisBroker({

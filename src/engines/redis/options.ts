@@ -65,6 +65,12 @@ export interface ResolvedRedisOptions {
   maxHeldPublications: number;
   backfillPageSize: number;
   gapCheckIntervalMs: number;
+  /**
+   * Whether requests made in one event-loop turn are sent as one command (turn-batch.ts): the
+   * handshakes' connection reservations, stream position reads and SUBSCRIBEs. On unless in
+   * Redis Cluster mode (a batch's keys span slots) or `redis.enableAutoPipelining` is false.
+   */
+  batchPerTurn: boolean;
 }
 
 const PREFIX = /^[A-Za-z0-9_.:-]{1,64}$/;
@@ -143,5 +149,6 @@ export function validateRedisEngineOptions(options: RedisEngineOptions): Resolve
     maxHeldPublications: options.maxHeldPublications ?? 10000,
     backfillPageSize: options.backfillPageSize ?? 1000,
     gapCheckIntervalMs: options.gapCheckIntervalMs ?? 10000,
+    batchPerTurn: !options.cluster && options.redis?.enableAutoPipelining !== false,
   };
 }

@@ -1,21 +1,45 @@
 import type { ConnectionRegistry, RateLimiter } from '../types.js';
 import { RedisKeys, unavailable, type Client } from './clients.js';
+import { TurnBatch } from './turn-batch.js';
+
+interface Reservation {
+  key: string;
+  clientId: string;
+  max: number;
+  ttlMs: number;
+}
 
 /** The per-user connection cap across nodes: one sorted set of connection ids by expiry per user. */
 export class RedisConnectionRegistry implements ConnectionRegistry {
   private readonly keys: RedisKeys;
+  /** The reservations of one event-loop turn as one script call (when batching per turn). */
+  private readonly reservations: TurnBatch<Reservation, number> | undefined;
 
-  /** @param prefix Prefix of every key (the engine's `prefix`). */
+  /**
+   * @param prefix Prefix of every key (the engine's `prefix`).
+   * @param batchPerTurn send the reservations made in one turn as one `chorusReserveMany`
+   */
   constructor(
     private readonly client: Client,
     prefix: string,
+    batchPerTurn = false,
   ) {
     this.keys = new RedisKeys(prefix);
+    if (batchPerTurn) {
+      this.reservations = new TurnBatch((items) => {
+        const args: Array<string | number> = [items.length];
+        for (const r of items) args.push(r.key);
+        for (const r of items) args.push(r.clientId, r.max, r.ttlMs);
+        return this.client.chorusReserveMany(...args);
+      });
+    }
   }
 
   async reserve(user: string, clientId: string, max: number, ttlMs: number): Promise<boolean> {
+    const key = this.keys.connections(user);
     try {
-      return (await this.client.chorusReserve(this.keys.connections(user), clientId, max, ttlMs)) === 1;
+      const reserved = this.reservations ? await this.reservations.add({ key, clientId, max, ttlMs }) : await this.client.chorusReserve(key, clientId, max, ttlMs);
+      return reserved === 1;
     } catch (err) {
       throw unavailable(err);
     }

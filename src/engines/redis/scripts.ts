@@ -76,23 +76,32 @@ return {0, 0, '', '', now}
 `;
 
 /**
+ * A stream's position, creating the stream (with the epoch given) when it does not exist, and
+ * keeping its meta alive for `ttl` ms at least. Returns epoch, top offset, retained length.
+ * Shared by READ and POSITIONS.
+ */
+const STREAM_POSITION = `
+local function position(meta, hist, newEpoch, ttl)
+  local epoch = redis.call('HGET', meta, 'e')
+  if not epoch then
+    redis.call('DEL', hist)
+    redis.call('HSET', meta, 'e', newEpoch, 'o', 0)
+    redis.call('PEXPIRE', meta, ttl)
+    return newEpoch, 0, 0
+  end
+  -- Reading keeps the position alive (nodes with subscribers read it), never shortens it.
+  if redis.call('PTTL', meta) < tonumber(ttl) then redis.call('PEXPIRE', meta, ttl) end
+  return epoch, tonumber(redis.call('HGET', meta, 'o')), redis.call('LLEN', hist)
+end
+`;
+
+/**
  * KEYS: 1 meta hash, 2 history list
  * ARGV: 1 epoch to create with, 2 meta TTL ms, 3 after offset (0 = from the oldest), 4 limit, 5 reverse (1/0)
  * Returns: { epoch, top offset, first retained offset, items... }
  */
-export const READ = `
-local epoch = redis.call('HGET', KEYS[1], 'e')
-if not epoch then
-  epoch = ARGV[1]
-  redis.call('DEL', KEYS[2])
-  redis.call('HSET', KEYS[1], 'e', epoch, 'o', 0)
-  redis.call('PEXPIRE', KEYS[1], ARGV[2])
-  return {epoch, 0, 1}
-end
--- Reading keeps the position alive (nodes with subscribers read it), never shortens it.
-if redis.call('PTTL', KEYS[1]) < tonumber(ARGV[2]) then redis.call('PEXPIRE', KEYS[1], ARGV[2]) end
-local top = tonumber(redis.call('HGET', KEYS[1], 'o'))
-local len = redis.call('LLEN', KEYS[2])
+export const READ = `${STREAM_POSITION}
+local epoch, top, len = position(KEYS[1], KEYS[2], ARGV[1], ARGV[2])
 local first = top - len + 1
 local limit = tonumber(ARGV[4])
 local result = {epoch, top, first}
@@ -109,6 +118,24 @@ else
 end
 local items = redis.call('LRANGE', KEYS[2], startIndex, endIndex)
 for i = 1, #items do result[#result + 1] = items[i] end
+return result
+`;
+
+/**
+ * The positions of several streams at once (what READ with limit 0 answers, for each), creating
+ * those that do not exist. Not for Redis Cluster (the keys span slots).
+ * KEYS: meta hash and history list of each stream, in pairs. ARGV: 1 meta TTL ms, then the epoch
+ * to create each stream with, in KEYS order.
+ * Returns: { epoch, top offset, first retained offset } of each stream, flattened.
+ */
+export const POSITIONS = `${STREAM_POSITION}
+local result = {}
+for i = 1, #KEYS / 2 do
+  local epoch, top, len = position(KEYS[2 * i - 1], KEYS[2 * i], ARGV[i + 1], ARGV[1])
+  result[#result + 1] = epoch
+  result[#result + 1] = top
+  result[#result + 1] = top - len + 1
+end
 return result
 `;
 
@@ -198,20 +225,39 @@ end
 return result
 `;
 
+/** Reserve a connection slot: the body shared by RESERVE and RESERVE_MANY. */
+const RESERVE_ONE = `
+local function nowms() local t = redis.call('TIME') return tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000) end
+local function reserve(key, id, max, ttl, now)
+  redis.call('ZREMRANGEBYSCORE', key, '-inf', now)
+  if redis.call('ZSCORE', key, id) == false and redis.call('ZCARD', key) >= max then return 0 end
+  redis.call('ZADD', key, now + ttl, id)
+  if redis.call('PTTL', key) < ttl then redis.call('PEXPIRE', key, ttl) end
+  return 1
+end
+`;
+
 /**
  * Per-user connection cap. KEYS: 1 zset (client id -> expiry). ARGV: 1 client id, 2 max, 3 ttl ms.
  * Returns 1 when reserved, 0 when the user is at the cap.
  */
-export const RESERVE = `
-local function nowms() local t = redis.call('TIME') return tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000) end
+export const RESERVE = `${RESERVE_ONE}
+return reserve(KEYS[1], ARGV[1], tonumber(ARGV[2]), tonumber(ARGV[3]), nowms())
+`;
+
+/**
+ * RESERVE for several connections at once, in order (two of the same user count against each
+ * other). Not for Redis Cluster (the keys span slots).
+ * KEYS: each connection's user zset. ARGV: client id, max, ttl ms of each, in KEYS order.
+ * Returns: 1 (reserved) or 0 (at the cap) for each.
+ */
+export const RESERVE_MANY = `${RESERVE_ONE}
 local now = nowms()
-redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', now)
-if redis.call('ZSCORE', KEYS[1], ARGV[1]) == false and redis.call('ZCARD', KEYS[1]) >= tonumber(ARGV[2]) then
-  return 0
+local result = {}
+for i = 1, #KEYS do
+  result[i] = reserve(KEYS[i], ARGV[3 * i - 2], tonumber(ARGV[3 * i - 1]), tonumber(ARGV[3 * i]), now)
 end
-redis.call('ZADD', KEYS[1], now + tonumber(ARGV[3]), ARGV[1])
-if redis.call('PTTL', KEYS[1]) < tonumber(ARGV[3]) then redis.call('PEXPIRE', KEYS[1], ARGV[3]) end
-return 1
+return result
 `;
 
 /**
