@@ -13,6 +13,13 @@ function compile(pattern: string): RegExp {
   return new RegExp(`^${escaped.join('.*')}$`);
 }
 
+/**
+ * Channel names whose namespace is remembered (then the memory starts over). Small: a miss costs
+ * one regular-expression test per namespace, while every personal channel (one per connected
+ * user) would otherwise keep an entry.
+ */
+const MAX_CACHED_CHANNELS = 1000;
+
 /** Maps channel names to their namespace configuration (first matching pattern wins). */
 export class ChannelRules {
   private readonly compiled: CompiledNamespace[];
@@ -30,7 +37,7 @@ export class ChannelRules {
     const cached = this.cache.get(channel);
     if (cached !== undefined) return cached ?? undefined;
     const found = this.compiled.find((c) => c.regex.test(channel));
-    if (this.cache.size > 10000) this.cache.clear();
+    if (this.cache.size >= MAX_CACHED_CHANNELS) this.cache.clear();
     this.cache.set(channel, found ?? null);
     return found;
   }

@@ -2,7 +2,6 @@ import type { Logger } from 'pino';
 import { Disconnect } from '../protocol/index.js';
 import type { Connection } from './connection.js';
 import type { LimitReporter } from './limit-reporter.js';
-import type { Admitted } from './upgrade.js';
 import type { TransportFault, TransportListener } from './transport.js';
 
 /** What a connection's transport events go to: one object per server, shared by every connection. */
@@ -10,7 +9,7 @@ export interface ConnectionEventsHost {
   message(connection: Connection, data: Buffer, binary: boolean): void;
   alive(connection: Connection): void;
   error(connection: Connection, error: Error, fault?: TransportFault): void;
-  close(connection: Connection, admitted: Admitted, code: number, reason: string): void;
+  close(connection: Connection, code: number, reason: string): void;
 }
 
 /**
@@ -22,7 +21,6 @@ export class ConnectionEvents implements TransportListener {
   constructor(
     private readonly host: ConnectionEventsHost,
     private readonly connection: Connection,
-    private readonly admitted: Admitted,
   ) {}
 
   message(data: Buffer, binary: boolean): void {
@@ -38,7 +36,7 @@ export class ConnectionEvents implements TransportListener {
   }
 
   close(code: number, reason: string): void {
-    this.host.close(this.connection, this.admitted, code, reason);
+    this.host.close(this.connection, code, reason);
   }
 }
 
@@ -50,7 +48,7 @@ export interface ConnectionEventsParts {
   /** `limits.maxMessageBytes`, for the log of a message too big. */
   readonly maxMessageBytes: number;
   onMessage(connection: Connection, data: Buffer, binary: boolean): void;
-  onClose(connection: Connection, admitted: Admitted, code: number, reason: string): void;
+  onClose(connection: Connection, code: number, reason: string): void;
 }
 
 /** The server's shared host: frames to the frame handler, pongs as signs of life, faults recorded for the close. */

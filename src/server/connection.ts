@@ -4,6 +4,7 @@ import type { Publication } from '../engines/types.js';
 import { publicationTag, relieve, sharedCongestionWatch, type CongestionWatch, type QueueTag } from './backpressure.js';
 import { BatchCache, type FlushTotals } from './batch.js';
 import { InboundQueue } from './inbound.js';
+import { SmallMap } from './small-map.js';
 import type { LimitReporter } from './limit-reporter.js';
 import type { BackpressurePolicy, ResolvedNamespace } from './options.js';
 import { TokenBucket } from './rate-limiter.js';
@@ -89,9 +90,10 @@ export class Connection {
   /** Token expiry, ms since the Unix epoch. */
   expiresAt: number | undefined;
   readonly connectedAt: number;
-  readonly subscriptions = new Map<string, SubscriptionState>();
-  /** Frames from the client, handled one at a time in order. */
-  readonly inbound: InboundQueue;
+  /** Channel -> subscription state. A `Map` (a `SmallMap`: nearly always one entry, the personal channel). */
+  readonly subscriptions: Map<string, SubscriptionState> = new SmallMap();
+  /** The inbound queue while it has work or state (see `inbound`); none on an idle connection. */
+  private inboundQueue: InboundQueue | undefined;
   /** Last time anything (frame or pong) arrived from the peer. */
   lastSeen: number;
   /** Last time the server pinged the peer. */
@@ -136,8 +138,26 @@ export class Connection {
     this.connectedAt = now;
     this.lastSeen = now;
     this.lastPing = now;
-    this.inbound = new InboundQueue(transport);
     if (transport.sendFrames) this.positions = [];
+  }
+
+  /**
+   * Frames from the client, handled one at a time in order. Created for the first task and
+   * dropped again when it has drained (an idle connection keeps none), unless it holds state:
+   * paused reading, or reading stopped for abuse.
+   */
+  get inbound(): InboundQueue {
+    return (this.inboundQueue ??= new InboundQueue(this.transport, this));
+  }
+
+  /** Whether reading stopped for good (too many faults; a 1008 close is queued). */
+  get abusive(): boolean {
+    return this.inboundQueue?.abusive === true;
+  }
+
+  /** @internal The inbound queue's last pending task has finished: drop the queue if idle. */
+  inboundDrained(queue: InboundQueue): void {
+    if (this.inboundQueue === queue && queue.idle) this.inboundQueue = undefined;
   }
 
   /** The codec of this connection's transport. */

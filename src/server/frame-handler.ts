@@ -284,7 +284,7 @@ export class FrameHandler<S> {
    * is closed with 1008 once the replies queued before (this frame's error included) are sent.
    */
   private countFault(connection: Connection, code: string): void {
-    if (connection.closing || !FAULT_CODES.has(code) || connection.inbound.abusive || !connection.addFault()) return;
+    if (connection.closing || !FAULT_CODES.has(code) || connection.abusive || !connection.addFault()) return;
     connection.inbound.stopReading();
     this.ctx.metrics.limitHits.inc({ limit: 'faults' });
     this.ctx.logger.warn({ client: connection.id, user: connection.user }, 'too many faulty frames');
@@ -293,7 +293,7 @@ export class FrameHandler<S> {
 
   private async handle(connection: Connection, frame: Frame): Promise<void> {
     // Past maxFaults nothing more is handled: the 1008 close is on its way.
-    if (connection.closing || connection.inbound.abusive) return;
+    if (connection.closing || connection.abusive) return;
     try {
       const result = await this.dispatch(connection, frame);
       if (result === NO_REPLY) return;

@@ -75,8 +75,17 @@ export function positionOf(publication: Publication): FramePosition | undefined 
   return publication.offset === undefined ? undefined : { channel: publication.channel, offset: publication.offset, epoch: publication.epoch! };
 }
 
-/** What `brokerReady` holds for a channel once its broker subscription is made. */
+/** What a channel's `broker` holds once its broker subscription is made. */
 const BROKER_SUBSCRIBED: Promise<void> = Promise.resolve();
+
+/**
+ * A channel's local subscribers, and the node's broker subscription for it that every
+ * subscriber awaits (kept on the set: no second map entry per channel).
+ */
+export class ChannelSubscribers extends SmallSet<Connection> {
+  /** Pending, then BROKER_SUBSCRIBED; undefined before the first attempt and after a failed one. */
+  broker: Promise<void> | undefined;
+}
 
 /**
  * The hub of local channels: which connections on this node subscribe to what, fan-out of the
@@ -85,13 +94,11 @@ const BROKER_SUBSCRIBED: Promise<void> = Promise.resolve();
  */
 export class Hub {
   /** channel -> local subscribers */
-  readonly channels = new Map<string, SmallSet<Connection>>();
+  readonly channels = new Map<string, ChannelSubscribers>();
   /** user -> local connections */
   readonly users = new Map<string, SmallSet<Connection>>();
   /** Presence entries live this long unless refreshed, in ms (refreshed at a third of it). */
   private readonly presenceTtlMs: number;
-  /** The broker subscription of each channel with local subscribers: every subscriber awaits it. */
-  private readonly brokerReady = new Map<string, Promise<void>>();
   private refreshing = false;
 
   constructor(
@@ -125,17 +132,16 @@ export class Hub {
   }
 
   /** The broker subscription for a channel, made once however many local subscribers await it. */
-  private brokerSubscription(channel: string, namespace: ResolvedNamespace): Promise<void> {
-    let ready = this.brokerReady.get(channel);
+  private brokerSubscription(channel: string, namespace: ResolvedNamespace, subscribers: ChannelSubscribers): Promise<void> {
+    let ready = subscribers.broker;
     if (!ready) {
-      ready = this.engine.broker.subscribe(channel, { recoverable: namespace.historySize > 0 });
-      this.brokerReady.set(channel, ready);
-      const made = ready;
+      const made = this.engine.broker.subscribe(channel, { recoverable: namespace.historySize > 0 });
+      subscribers.broker = ready = made;
       made.then(
         // Done: keep a shared settled promise, not this one, for as long as the channel lives.
-        () => void (this.brokerReady.get(channel) === made && this.brokerReady.set(channel, BROKER_SUBSCRIBED)),
+        () => void (subscribers.broker === made && (subscribers.broker = BROKER_SUBSCRIBED)),
         // Failed: forget it so the next subscriber tries again.
-        () => void (this.brokerReady.get(channel) === made && this.brokerReady.delete(channel)),
+        () => void (subscribers.broker === made && (subscribers.broker = undefined)),
       );
     }
     return ready;
@@ -166,7 +172,7 @@ export class Hub {
     connection.subscriptions.set(channel, state);
     let subscribers = this.channels.get(channel);
     if (!subscribers) {
-      this.channels.set(channel, (subscribers = new SmallSet()));
+      this.channels.set(channel, (subscribers = new ChannelSubscribers()));
       this.settings.onLocalChannel?.(channel, true);
     }
     subscribers.add(connection);
@@ -175,7 +181,7 @@ export class Hub {
     try {
       // Every subscriber waits for the node's broker subscription, so positions read below are
       // never older than what the node receives live.
-      await this.brokerSubscription(channel, namespace);
+      await this.brokerSubscription(channel, namespace, subscribers);
       const { position, recovered, frames } = await this.catchUp(channel, namespace, options, connection);
       if (cancelled()) throw new ChorusError(ErrorCode.NOT_SUBSCRIBED, 'the subscription was cancelled');
       for (const { frame, publication } of frames) connection.sendEncoded(frame, 'reply', positionOf(publication));
@@ -285,7 +291,6 @@ export class Hub {
       subscribers.delete(connection);
       if (subscribers.size === 0) {
         this.channels.delete(channel);
-        this.brokerReady.delete(channel);
         last = true;
         this.settings.onLocalChannel?.(channel, false);
       }

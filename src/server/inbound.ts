@@ -5,6 +5,11 @@ export const MAX_PENDING_FRAMES = 256;
 /** Waiting frames below which a paused transport is resumed. */
 export const RESUME_PENDING_FRAMES = 32;
 
+/** What holds an inbound queue (a connection), told when it has drained. */
+export interface InboundOwner {
+  inboundDrained(queue: InboundQueue): void;
+}
+
 /**
  * The inbound side of one connection: its frames run one at a time, in order. Past
  * MAX_PENDING_FRAMES waiting tasks (a slow handler or engine and a client that keeps sending)
@@ -19,7 +24,16 @@ export class InboundQueue {
   /** Past `maxFaults`: reading stopped for good, a 1008 close is queued. */
   abusive = false;
 
-  constructor(private readonly transport: Transport) {}
+  /** @param owner told each time the last pending task has finished (it may drop the queue) */
+  constructor(
+    private readonly transport: Transport,
+    private readonly owner?: InboundOwner,
+  ) {}
+
+  /** No task pending, reading not paused and not stopped: the queue holds nothing worth keeping. */
+  get idle(): boolean {
+    return this.pending === 0 && !this.paused && !this.abusive;
+  }
 
   /** Run `task` after the earlier ones; a failure goes to `failed` and the queue goes on. */
   enqueue(task: () => Promise<void>, failed: (err: unknown) => void): void {
@@ -38,6 +52,7 @@ export class InboundQueue {
           this.paused = false;
           this.transport.resume();
         }
+        if (this.pending === 0) this.owner?.inboundDrained(this);
       });
     this.tail = tail;
   }

@@ -114,7 +114,7 @@ export class ChorusServer {
     this.events = serverConnectionEvents({
       now, logger: this.logger, reporter: this.reporter, maxMessageBytes: this.options.limits.maxMessageBytes,
       onMessage: (connection, data, binary) => this.frames.onMessage(connection, data, binary),
-      onClose: (connection, admitted, code, reason) => this.onClose(connection, admitted, code, reason),
+      onClose: (connection, code, reason) => this.onClose(connection, code, reason),
     });
     this.frames = new FrameHandler<ChorusServer>({
       server: this,
@@ -261,16 +261,16 @@ export class ChorusServer {
     this.hub.addConnection(connection);
     this.metrics.connections.inc();
     this.metrics.connectionsTotal.inc();
-    transport.listen(new ConnectionEvents(this.events, connection, admitted));
+    transport.listen(new ConnectionEvents(this.events, connection));
     this.logger.info({ client: connection.id, user: connection.user, transport: transport.kind, codec: transport.codec.name }, 'connected');
     this.frames.start(connection, admitted.identity.channels);
     return connection;
   }
 
-  private onClose(connection: Connection, admitted: Admitted, peerCode: number, peerReason: string): void {
+  private onClose(connection: Connection, peerCode: number, peerReason: string): void {
     connection.disposed();
     if (!this.connections.delete(connection)) return;
-    admitted.release();
+    this.gate.release(connection.user, connection.id);
     this.flushes.forget(connection);
     this.metrics.connections.dec();
     const code = connection.closeCode ?? peerCode;

@@ -69,10 +69,18 @@ function refused(status: number, code: string, message: string): Refused {
   return { ok: false, status, code, message };
 }
 
+/** Free a user's reserved connection slot; a failure is logged (the entry expires by TTL). */
+function releaseSlot(host: Pick<GateHost, 'registry' | 'logger'>, user: string, clientId: string): void {
+  host.registry
+    .release(user, clientId)
+    .catch((err) => host.logger.warn({ err: { message: (err as Error).message }, user }, 'connection registry release failed; the entry expires by TTL'));
+}
+
 /**
  * An admitted request holding the user's reserved connection slot. A small object rather than a
  * closure inside `admit`: a closure would keep admission's whole scope (its timer, the request's
- * promises) alive for as long as the connection lives.
+ * promises) alive for as long as the connection lives. Once the request is a connection, the
+ * server frees the slot with `Gate.release` and this object is dropped.
  */
 class AdmittedSlot implements Admitted {
   readonly ok = true;
@@ -88,10 +96,7 @@ class AdmittedSlot implements Admitted {
   release(): void {
     if (this.released) return;
     this.released = true;
-    const user = this.identity.user;
-    this.host.registry
-      .release(user, this.clientId)
-      .catch((err) => this.host.logger.warn({ err: { message: (err as Error).message }, user }, 'connection registry release failed; the entry expires by TTL'));
+    releaseSlot(this.host, this.identity.user, this.clientId);
   }
 }
 
@@ -114,6 +119,14 @@ export class Gate {
   private started = false;
 
   constructor(private readonly host: GateHost) {}
+
+  /**
+   * Free the slot of an admitted request that became a connection (`user`, and its `clientId` as
+   * the connection's id), exactly once, when it ends; the connection keeps no `Admitted` for it.
+   */
+  release(user: string, clientId: string): void {
+    releaseSlot(this.host, user, clientId);
+  }
 
   /**
    * Admit a request or say why not. `check` is the endpoint's own validation of the request
