@@ -46,11 +46,20 @@ export function newEpoch(): string {
  * while the position stays, so a client that missed expired publications is told `recovered:
  * false`. A stream that expires altogether, or a process restart, gets a new epoch, with the
  * same result for old positions: never a silent gap.
+ *
+ * A stream nobody has published to (most: every connection's personal channel) is at offset 0
+ * with nothing retained, so all it has is its epoch: it is kept as just that, in two generations
+ * of STREAM_META_TTL_MS each (read in one, it is kept until the end of the next: at least the
+ * TTL after its last read, at most twice that), instead of a whole stream record.
  */
 export class StreamTable {
+  /** Streams published to. */
   private readonly streams = new Map<string, Stream>();
-  /** Streams created by a read and never published to, oldest first (bounded: see maxUnpublished). */
-  private readonly unpublished = new Set<string>();
+  /** Epochs of streams only read so far (never published), in this generation and the last; oldest first in each. */
+  private fresh = new Map<string, string>();
+  private stale = new Map<string, string>();
+  /** When `fresh` becomes `stale` (and `stale` is forgotten), ms since the Unix epoch. */
+  private generationEndsAt: number;
   private readonly now: Clock;
   private readonly maxUnpublished: number;
 
@@ -64,10 +73,11 @@ export class StreamTable {
   constructor(now: Clock = systemClock, maxUnpublished = 100000) {
     this.now = now;
     this.maxUnpublished = maxUnpublished;
+    this.generationEndsAt = now() + STREAM_META_TTL_MS;
   }
 
   get size(): number {
-    return this.streams.size;
+    return this.streams.size + this.fresh.size + this.stale.size;
   }
 
   private live(channel: string): Stream | undefined {
@@ -76,35 +86,67 @@ export class StreamTable {
     const now = this.now();
     if (stream.expiresAt <= now) {
       this.streams.delete(channel);
-      this.unpublished.delete(channel);
       return undefined;
     }
     if (stream.publications.length > 0 && stream.historyExpiresAt <= now) stream.publications = NO_PUBLICATIONS;
     return stream;
   }
 
-  private ensure(channel: string): Stream {
-    let stream = this.live(channel);
-    const now = this.now();
-    if (!stream) {
-      stream = { epoch: newEpoch(), offset: 0, publications: NO_PUBLICATIONS, historyExpiresAt: now, expiresAt: now + STREAM_META_TTL_MS };
-      this.streams.set(channel, stream);
-      this.unpublished.add(channel);
-      if (this.unpublished.size > this.maxUnpublished) {
-        const oldest = this.unpublished.values().next().value as string;
-        this.unpublished.delete(oldest);
-        this.streams.delete(oldest);
-      }
-    } else {
-      stream.expiresAt = Math.max(stream.expiresAt, now + STREAM_META_TTL_MS);
+  /** Start a new generation of read-only streams when the current one has ended. */
+  private rotate(now: number): void {
+    if (now < this.generationEndsAt) return;
+    // Two generations without a read forget a stream; more than one elapsed forgets them all.
+    this.stale = now < this.generationEndsAt + STREAM_META_TTL_MS ? this.fresh : new Map();
+    this.fresh = new Map();
+    this.generationEndsAt = now + STREAM_META_TTL_MS;
+  }
+
+  /** The epoch of a stream never published to, made on first read; or undefined (with `create` false). */
+  private unpublishedEpoch(channel: string, create: boolean): string | undefined {
+    this.rotate(this.now());
+    let epoch = this.fresh.get(channel);
+    if (epoch !== undefined) return epoch;
+    epoch = this.stale.get(channel);
+    if (epoch !== undefined) {
+      this.stale.delete(channel); // read again: kept for another generation
+      this.fresh.set(channel, epoch);
+      return epoch;
     }
-    return stream;
+    if (!create) return undefined;
+    epoch = newEpoch();
+    this.fresh.set(channel, epoch);
+    if (this.fresh.size + this.stale.size > this.maxUnpublished) {
+      const oldest = this.stale.size > 0 ? this.stale : this.fresh;
+      oldest.delete(oldest.keys().next().value as string);
+    }
+    return epoch;
+  }
+
+  /** A stream's position: its record's, or offset 0 and its epoch for a stream never published to. */
+  private positionOf(channel: string): { stream: Stream | undefined; position: StreamPosition } {
+    const stream = this.live(channel);
+    if (stream) {
+      stream.expiresAt = Math.max(stream.expiresAt, this.now() + STREAM_META_TTL_MS);
+      return { stream, position: { offset: stream.offset, epoch: stream.epoch } };
+    }
+    return { stream: undefined, position: { offset: 0, epoch: this.unpublishedEpoch(channel, true)! } };
+  }
+
+  /** The record of a stream about to be published to, keeping the epoch it had while only read. */
+  private ensure(channel: string): Stream {
+    const stream = this.live(channel);
+    if (stream) return stream;
+    const now = this.now();
+    const epoch = this.unpublishedEpoch(channel, false) ?? newEpoch();
+    this.fresh.delete(channel);
+    const made: Stream = { epoch, offset: 0, publications: NO_PUBLICATIONS, historyExpiresAt: now, expiresAt: now + STREAM_META_TTL_MS };
+    this.streams.set(channel, made);
+    return made;
   }
 
   /** Assign the next offset and append to history, in one step. */
   append(publication: Publication, history: HistoryPolicy | undefined): Publication {
     const stream = this.ensure(publication.channel);
-    this.unpublished.delete(publication.channel);
     stream.offset += 1;
     const stored: Publication = { ...publication, offset: stream.offset, epoch: stream.epoch };
     const now = this.now();
@@ -121,22 +163,21 @@ export class StreamTable {
   }
 
   position(channel: string): StreamPosition {
-    const stream = this.ensure(channel);
-    return { offset: stream.offset, epoch: stream.epoch };
+    return this.positionOf(channel).position;
   }
 
   read(channel: string, options: HistoryReadOptions): HistoryReadResult {
-    const stream = this.ensure(channel);
-    const position = { offset: stream.offset, epoch: stream.epoch };
-    const firstOffset = stream.publications[0]?.offset ?? stream.offset + 1;
-    if (options.since && options.since.epoch !== stream.epoch) {
+    const { stream, position } = this.positionOf(channel);
+    const retained = stream?.publications ?? NO_PUBLICATIONS;
+    const firstOffset = retained[0]?.offset ?? position.offset + 1;
+    if (options.since && options.since.epoch !== position.epoch) {
       throw new ChorusError(
         ErrorCode.UNRECOVERABLE_POSITION,
         'the position belongs to an earlier epoch of this channel; its history is gone',
       );
     }
     const after = options.since?.offset ?? 0;
-    let candidates = stream.publications;
+    let candidates = retained;
     if (after >= firstOffset) {
       candidates = candidates.slice(after - firstOffset + 1);
     }
@@ -150,11 +191,12 @@ export class StreamTable {
   /** Drop expired streams and expired history; returns how many streams were dropped. */
   sweep(): number {
     const now = this.now();
-    let dropped = 0;
+    const before = this.fresh.size + this.stale.size;
+    this.rotate(now);
+    let dropped = before - this.fresh.size - this.stale.size;
     for (const [channel, stream] of this.streams) {
       if (stream.expiresAt <= now) {
         this.streams.delete(channel);
-        this.unpublished.delete(channel);
         dropped++;
       } else if (stream.publications.length > 0 && stream.historyExpiresAt <= now) {
         stream.publications = NO_PUBLICATIONS;
