@@ -4,6 +4,7 @@ import http from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { after, before, describe, test } from 'node:test';
 import { SignJWT, exportJWK, exportSPKI, generateKeyPair } from 'jose';
+import { tokenFromRequest } from '../src/server/auth.js';
 import { SECRET, signToken, startServer, TestSocket, upgradeStatus, type TestServer } from './helpers.js';
 
 describe('handshake authentication: every reject answers before the upgrade', () => {
@@ -203,5 +204,30 @@ describe('token expiry during a connection', () => {
     } finally {
       await s.close();
     }
+  });
+});
+
+describe('tokenFromRequest: where a handshake carries its token', () => {
+  const req = (url: string, authorization?: string) => ({ url, headers: authorization ? { authorization } : {} }) as unknown as http.IncomingMessage;
+
+  test('the `token` query parameter as URLSearchParams reads it, escapes decoded; Authorization: Bearer first', () => {
+    const cases: Array<[string, string | undefined]> = [
+      ['/ws?token=a.b-c_d', 'a.b-c_d'],
+      ['/ws?x=1&token=a.b&token=second', 'a.b'],
+      ['/ws?xtoken=no&token=yes', 'yes'],
+      ['/ws?token=', undefined],
+      ['/ws?token', undefined],
+      ['/ws?tokens=a', undefined],
+      ['/ws', undefined],
+      ['/ws?token=a%2Eb+c', 'a.b c'],
+      ['/ws?a=%26token%3Dx&token=real', 'real'],
+    ];
+    for (const [url, expected] of cases) {
+      assert.equal(tokenFromRequest(req(url)), expected, url);
+      const reference = new URLSearchParams(url.split('?')[1] ?? '').get('token') || undefined;
+      assert.equal(expected, reference, `the same as URLSearchParams for ${url}`);
+    }
+    assert.equal(tokenFromRequest(req('/ws?token=query', 'Bearer header')), 'header');
+    assert.equal(tokenFromRequest(req('/ws?token=query', 'Basic abc')), 'query');
   });
 });

@@ -18,7 +18,14 @@ export function tokenFromRequest(req: IncomingMessage): string | undefined {
   const url = req.url ?? '';
   const q = url.indexOf('?');
   if (q === -1) return undefined;
-  const token = new URLSearchParams(url.slice(q + 1)).get('token');
+  // A JWT needs no decoding (base64url and dots): take the first `token=` value as it is, and
+  // let URLSearchParams decode only a value that has escapes in it.
+  let at = url.startsWith('token=', q + 1) ? q + 7 : url.indexOf('&token=', q);
+  if (at === -1) return undefined;
+  if (url.charCodeAt(at) === 38 /* & */) at += 7;
+  const end = url.indexOf('&', at);
+  const raw = end === -1 ? url.slice(at) : url.slice(at, end);
+  const token = raw.includes('%') || raw.includes('+') ? new URLSearchParams(url.slice(q + 1)).get('token') : raw;
   return token || undefined;
 }
 

@@ -21,6 +21,7 @@ import type { Hooks } from './hooks.js';
 import type { Hub } from './hub.js';
 import type { LimitReporter } from './limit-reporter.js';
 import type { Metrics } from './metrics.js';
+import type { ResolvedNamespace } from './options.js';
 import type { Permissions } from './permissions.js';
 import { checkKey, type Publisher } from './publisher.js';
 import type { ProtocolFrameHandler } from './seams.js';
@@ -75,7 +76,7 @@ export interface FrameContext<S> {
   readonly reporter: LimitReporter;
   readonly permissions: Permissions;
   readonly hub: Pick<Hub, 'subscribe' | 'unsubscribe'>;
-  readonly hooks: Pick<Hooks, 'run' | 'deny' | 'unhandledEventHandler'>;
+  readonly hooks: Pick<Hooks, 'has' | 'run' | 'deny' | 'unhandledEventHandler'>;
   readonly publisher: Pick<Publisher, 'fromClient'>;
   readonly authenticator: Pick<Authenticator, 'authenticateToken'>;
   readonly handlers: ReadonlyMap<string, HandlerEntry<S>>;
@@ -121,51 +122,82 @@ export class FrameHandler<S> {
    * skipped; a personal channel the engine cannot subscribe closes the connection (4004).
    */
   start(connection: Connection, channels: readonly string[] = []): void {
-    this.enqueue(connection, async () => {
-      const ctx = this.ctx;
-      const wanted: Array<{ channel: string; personal: boolean }> = [];
-      if (ctx.personalChannel) wanted.push({ channel: `user:${connection.user}`, personal: true });
-      for (const channel of channels) if (!wanted.some((w) => w.channel === channel)) wanted.push({ channel, personal: false });
-      const results: Array<SubscribeResult | undefined> = [];
-      let waiting = wanted.length;
-      let goLive!: () => void;
-      const connected = new Promise<void>((resolve) => (goLive = resolve));
-      const settle = () => {
-        if (--waiting > 0) return;
-        if (!connection.closing) this.sendConnected(connection, results.filter((r): r is SubscribeResult => r !== undefined));
-        goLive();
-      };
-      if (wanted.length === 0) this.sendConnected(connection, []);
-      await Promise.all(
-        wanted.map(async ({ channel, personal }, i) => {
-          let announced = false;
-          try {
-            const namespace = ctx.permissions.rules.resolve(channel);
-            if (!personal) {
-              notDocument(channel, namespace);
-              await ctx.hooks.deny('onSubscribe', { connection, channel, serverSide: true });
-            }
-            const max = personal ? Number.MAX_SAFE_INTEGER : ctx.maxSubscriptionsPerConnection;
-            await ctx.hub.subscribe(connection, channel, namespace, {}, max, (result) => {
-              announced = true;
-              results[i] = result;
-              settle();
-              return connected; // live publications stay held until the connected frame is out
-            });
-          } catch (err) {
-            this.identitySubscribeFailed(connection, channel, personal, err); // may close: then no connected frame
-            if (!announced) settle();
-          }
-        }),
-      );
-      if (connection.closing) return;
-      try {
-        await ctx.hooks.run('onConnect', { connection });
-      } catch (err) {
-        const e = toChorusError(err);
-        connection.close(withReason(Disconnect.disconnectedByServer, e?.message ?? 'connection denied'));
-      }
-    });
+    this.enqueue(connection, () => this.setUp(connection, channels));
+  }
+
+  private async setUp(connection: Connection, channels: readonly string[]): Promise<void> {
+    const ctx = this.ctx;
+    const wanted: Array<{ channel: string; personal: boolean }> = [];
+    if (ctx.personalChannel) wanted.push({ channel: `user:${connection.user}`, personal: true });
+    for (const channel of channels) if (!wanted.some((w) => w.channel === channel)) wanted.push({ channel, personal: false });
+    if (wanted.length === 0) this.sendConnected(connection, []);
+    else if (wanted.length === 1) await this.subscribeOnly(connection, wanted[0]!);
+    else await this.subscribeAll(connection, wanted);
+    if (connection.closing || !ctx.hooks.has('onConnect')) return;
+    try {
+      await ctx.hooks.run('onConnect', { connection });
+    } catch (err) {
+      const e = toChorusError(err);
+      connection.close(withReason(Disconnect.disconnectedByServer, e?.message ?? 'connection denied'));
+    }
+  }
+
+  /**
+   * One channel (the common case: the personal channel): the `connected` frame goes out from the
+   * announce callback itself, so the channel's live publications, queued after it, cannot overtake it.
+   */
+  private async subscribeOnly(connection: Connection, { channel, personal }: { channel: string; personal: boolean }): Promise<void> {
+    const ctx = this.ctx;
+    let announced = false;
+    try {
+      const namespace = await this.identityChannel(connection, channel, personal);
+      await ctx.hub.subscribe(connection, channel, namespace, {}, personal ? Number.MAX_SAFE_INTEGER : ctx.maxSubscriptionsPerConnection, (result) => {
+        announced = true;
+        if (!connection.closing) this.sendConnected(connection, [result]);
+      });
+    } catch (err) {
+      this.identitySubscribeFailed(connection, channel, personal, err); // may close: then no connected frame
+      if (!announced && !connection.closing) this.sendConnected(connection, []);
+    }
+  }
+
+  /** The namespace of a channel subscribed at connect time, after the checks a named one passes (the personal channel needs none). */
+  private identityChannel(connection: Connection, channel: string, personal: boolean): ResolvedNamespace | Promise<ResolvedNamespace> {
+    const namespace = this.ctx.permissions.rules.resolve(channel);
+    if (personal) return namespace;
+    notDocument(channel, namespace);
+    return this.ctx.hooks.deny('onSubscribe', { connection, channel, serverSide: true }).then(() => namespace);
+  }
+
+  /** Several channels at once; ONE `connected` frame lists those subscribed, then all go live. */
+  private async subscribeAll(connection: Connection, wanted: Array<{ channel: string; personal: boolean }>): Promise<void> {
+    const ctx = this.ctx;
+    const results: Array<SubscribeResult | undefined> = [];
+    let waiting = wanted.length;
+    let goLive!: () => void;
+    const connected = new Promise<void>((resolve) => (goLive = resolve));
+    const settle = () => {
+      if (--waiting > 0) return;
+      if (!connection.closing) this.sendConnected(connection, results.filter((r): r is SubscribeResult => r !== undefined));
+      goLive();
+    };
+    await Promise.all(
+      wanted.map(async ({ channel, personal }, i) => {
+        let announced = false;
+        try {
+          const namespace = await this.identityChannel(connection, channel, personal);
+          await ctx.hub.subscribe(connection, channel, namespace, {}, personal ? Number.MAX_SAFE_INTEGER : ctx.maxSubscriptionsPerConnection, (result) => {
+            announced = true;
+            results[i] = result;
+            settle();
+            return connected; // live publications stay held until the connected frame is out
+          });
+        } catch (err) {
+          this.identitySubscribeFailed(connection, channel, personal, err); // may close: then no connected frame
+          if (!announced) settle();
+        }
+      }),
+    );
   }
 
   /**
