@@ -5,7 +5,10 @@
  * cancels out). A development tool for "did this change make a handshake cheaper", not a table
  * for RESULTS.md.
  *
- *   npm run build && node --import tsx bench/ab.ts dist-base dist [rounds] [connections per server]
+ *   npm run build && node --import tsx bench/ab.ts dist-base dist [rounds] [connections per server] [--redis]
+ *
+ * With `--redis` both run the Redis engine on one redis-server (pinned with them), each on its
+ * own key prefix; redis-server's CPU is not counted.
  *
  * Each directory is a compiled Chorus inside the repository (e.g. `npx tsc -p
  * tsconfig.build.json --outDir dist-base` on another commit). Prints each round's CPU per
@@ -13,10 +16,12 @@
  */
 import { SignJWT } from 'jose';
 import { pathFor } from './fanout.js';
+import { startRedis } from './perf2-util.js';
 import { JWT_SECRET, ServerProcess } from './server-process.js';
 import { Counters, WireClient, openMany } from './wire.js';
 
-const [distA = 'dist-base', distB = 'dist', roundsArg = '7', countArg = '3000'] = process.argv.slice(2);
+const withRedis = process.argv.includes('--redis');
+const [distA = 'dist-base', distB = 'dist', roundsArg = '7', countArg = '3000'] = process.argv.slice(2).filter((a) => !a.startsWith('--'));
 const rounds = Number(roundsArg);
 const count = Number(countArg);
 const UNPACED = JSON.stringify({ admission: { ratePerSecond: 0, maxPending: 0 } });
@@ -25,9 +30,11 @@ const key = new TextEncoder().encode(JWT_SECRET);
 const tokens = await Promise.all(
   Array.from({ length: count * 2 }, (_, i) => new SignJWT({ name: `bench ${i}` }).setProtectedHeader({ alg: 'HS256' }).setSubject(`u${i}`).setExpirationTime('2h').sign(key)),
 );
+const redis = withRedis ? await startRedis() : undefined;
+const engineEnv = (prefix: string): Record<string, string> => (redis ? { BENCH_REDIS_URL: redis.url, BENCH_REDIS_PREFIX: prefix } : {});
 const servers = [
-  await ServerProcess.start('chorus', { BENCH_CHORUS_DIST: distA, BENCH_CHORUS_OPTIONS: UNPACED, BENCH_QUIET: '1' }),
-  await ServerProcess.start('chorus', { BENCH_CHORUS_DIST: distB, BENCH_CHORUS_OPTIONS: UNPACED, BENCH_QUIET: '1' }),
+  await ServerProcess.start('chorus', { BENCH_CHORUS_DIST: distA, BENCH_CHORUS_OPTIONS: UNPACED, BENCH_QUIET: '1', ...engineEnv('a') }),
+  await ServerProcess.start('chorus', { BENCH_CHORUS_DIST: distB, BENCH_CHORUS_OPTIONS: UNPACED, BENCH_QUIET: '1', ...engineEnv('b') }),
 ];
 
 /** Open `count` connections on each server, alternating, 200 in flight; CPU per handshake of each. */
@@ -60,4 +67,5 @@ try {
   console.log(`median ratio ${distB} / ${distA}: ${ratios[Math.floor(ratios.length / 2)]!.toFixed(3)} (range ${ratios[0]!.toFixed(3)}–${ratios[ratios.length - 1]!.toFixed(3)})`);
 } finally {
   for (const s of servers) await s.stop();
+  await redis?.stop();
 }

@@ -104,7 +104,8 @@ function chorusTarget(): Target {
       // The reconnect storm: channels with history, recovered after the node dies.
       { pattern: 'storm:*', publish: 'none', historySize: 1000 },
     ],
-    ...(redisUrl ? { engine: new RedisEngine({ url: redisUrl }) } : {}),
+    // BENCH_REDIS_PREFIX: the engine's key prefix (two servers on one redis-server that must not share state, bench/ab.ts).
+    ...(redisUrl ? { engine: new RedisEngine({ url: redisUrl, ...(process.env.BENCH_REDIS_PREFIX ? { prefix: process.env.BENCH_REDIS_PREFIX } : {}) }) } : {}),
     ...chorusOverrides,
     ...chorusExtra,
   });

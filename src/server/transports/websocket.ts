@@ -167,10 +167,11 @@ export class WebSocketTransport implements Transport {
 /**
  * The longest a `101` response or a ping waits for the frame that follows it (the `connected`
  * frame, the heartbeat's `ping` frame), in ms. Those are ready within the same turn of the event
- * loop on the memory engine; a slower start (an engine round trip, a hook) lets the response go
- * alone after this.
+ * loop on the memory engine and after a few ms of Redis round trips; a slower start (a stalled
+ * engine, a slow hook) lets the response go alone after this. Holding it costs the client
+ * nothing: it cannot use the connection before the `connected` frame anyway.
  */
-export const HOLD_MAX_MS = 1;
+export const HOLD_MAX_MS = 20;
 
 /** permessage-deflate settings, resolved (documented on `CompressionOptions` in options.ts). */
 export interface DeflateSettings {
