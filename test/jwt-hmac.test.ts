@@ -2,10 +2,11 @@ import assert from 'node:assert/strict';
 import { createHmac } from 'node:crypto';
 import { describe, test } from 'node:test';
 import { SignJWT, type JWTHeaderParameters } from 'jose';
-import { verifyHmacJwt } from '../src/server/jwt-hmac.js';
+import { HmacKey, verifyHmacJwt } from '../src/server/jwt-hmac.js';
 
 const SECRET = 'fast-path-secret-0123456789-abcdefgh';
-const KEY = Buffer.from(SECRET);
+const RAW_KEY = Buffer.from(SECRET);
+const KEY = new HmacKey(RAW_KEY);
 const NOW = 1_800_000_000;
 
 async function sign(claims: Record<string, unknown>, header: Partial<JWTHeaderParameters> = {}, secret = SECRET): Promise<string> {
@@ -30,7 +31,7 @@ describe('verifyHmacJwt: the synchronous HMAC fast path only ever accepts plain 
     ['a crit header (left to jose)', async () => {
       const b64 = (v: unknown) => Buffer.from(JSON.stringify(v)).toString('base64url');
       const input = `${b64({ alg: 'HS256', crit: ['x'], x: 1 })}.${b64({ sub: 'ada' })}`;
-      return `${input}.${createHmac('sha256', KEY).update(input).digest('base64url')}`;
+      return `${input}.${createHmac('sha256', RAW_KEY).update(input).digest('base64url')}`;
     }],
     ['expired at exp - tolerance', () => sign({ sub: 'ada', exp: NOW - 5 })],
     ['not yet valid past the tolerance', () => sign({ sub: 'ada', nbf: NOW + 6 })],
@@ -45,3 +46,31 @@ describe('verifyHmacJwt: the synchronous HMAC fast path only ever accepts plain 
     });
   }
 });
+
+describe('HmacKey: RFC 2104 HMAC from one-shot hashes', () => {
+  test('equals createHmac for SHA-256/384/512, keys shorter than, as long as and longer than a block, messages up to the limit', () => {
+    const keys = [Buffer.from('k'), Buffer.alloc(64, 7), Buffer.alloc(128, 9), Buffer.from('x'.repeat(300)), Buffer.alloc(0)];
+    const messages = ['', 'a', 'eyJhbGciOiJIUzI1NiJ9.eyJzdWIiOiJhZGEifQ', 'A'.repeat(1000), 'b'.repeat(8192)];
+    for (const raw of keys) {
+      const key = new HmacKey(raw);
+      for (const hash of ['sha256', 'sha384', 'sha512']) {
+        for (const message of messages) {
+          assert.deepEqual(key.mac(hash, message), createHmac(hash, raw).update(message).digest(), `${hash}, key of ${raw.length} B, message of ${message.length}`);
+        }
+      }
+    }
+    assert.equal(new HmacKey(RAW_KEY).mac('sha256', 'c'.repeat(8193)), undefined, 'longer than the scratch space: left to the slow path');
+  });
+
+  test('a token with characters outside base64url is never accepted by the fast path', async () => {
+    const token = await sign({ sub: 'ada' });
+    const [h, p, s] = token.split('.');
+    // U+0165's low byte is "e" (0x65): a MAC over the low bytes of the characters would still match.
+    assert.ok(p!.startsWith('e'));
+    const forged = `${h}.\u0165${p!.slice(1)}.${s}`;
+    assert.notEqual(forged, token);
+    assert.equal(verifyHmacJwt(token, KEY, ['HS256'], NOW, 5)?.sub, 'ada');
+    assert.equal(verifyHmacJwt(forged, KEY, ['HS256'], NOW, 5), undefined);
+  });
+});
+

@@ -1,8 +1,8 @@
-import { createPublicKey, createSecretKey, type KeyObject } from 'node:crypto';
+import { createPublicKey } from 'node:crypto';
 import type { IncomingMessage } from 'node:http';
 import { createRemoteJWKSet, importSPKI, jwtVerify, type JWTPayload, type JWTVerifyGetKey } from 'jose';
 import { ChorusError, ErrorCode } from '../protocol/index.js';
-import { verifyHmacJwt } from './jwt-hmac.js';
+import { HmacKey, verifyHmacJwt } from './jwt-hmac.js';
 import type { AuthOptions, Identity, ServerOptions } from './options.js';
 
 /** Largest `info` claim accepted, in bytes of JSON. */
@@ -34,8 +34,8 @@ export class Authenticator {
   private readonly options: AuthOptions;
   private readonly custom: ServerOptions['authenticate'];
   private keyPromise: Promise<CryptoKey | JWTVerifyGetKey> | undefined;
-  /** The shared secret when plain HMAC tokens can take the synchronous fast path (a KeyObject: not copied per verification). */
-  private readonly hmacKey: KeyObject | undefined;
+  /** The shared secret when plain HMAC tokens can take the synchronous fast path (its HMAC pads prepared once). */
+  private readonly hmacKey: HmacKey | undefined;
   /** `algorithms()`, computed once for the fast path. */
   private readonly hmacAlgorithms: string[];
 
@@ -48,7 +48,7 @@ export class Authenticator {
     this.options = options;
     this.custom = custom;
     const { secret, publicKey, jwksUrl, issuer, audience } = options;
-    this.hmacKey = secret && !publicKey && !jwksUrl && !issuer && !audience && now ? createSecretKey(Buffer.from(secret, 'utf8')) : undefined;
+    this.hmacKey = secret && !publicKey && !jwksUrl && !issuer && !audience && now ? new HmacKey(Buffer.from(secret, 'utf8')) : undefined;
     this.hmacAlgorithms = this.algorithms();
   }
 
