@@ -3,43 +3,58 @@ import type { ResolvedNamespace } from './options.js';
 
 interface CompiledNamespace {
   namespace: ResolvedNamespace;
-  regex: RegExp;
+  /** Whether a channel name is in the namespace. */
+  matches: (channel: string) => boolean;
   /** The fixed part before the first `*` (for personal channels). */
   prefix: string;
+  /** Whether `matches` tests a regular expression (a pattern other than `literal` or `literal*`). */
+  complex: boolean;
 }
 
-function compile(pattern: string): RegExp {
+function compile(namespace: ResolvedNamespace): CompiledNamespace {
+  const pattern = namespace.pattern;
+  const star = pattern.indexOf('*');
+  const prefix = star === -1 ? pattern : pattern.slice(0, star);
+  // The common patterns (`chat:*`, `user:*`, an exact name) need no regular expression.
+  if (star === -1) return { namespace, prefix, complex: false, matches: (channel) => channel === pattern };
+  if (star === pattern.length - 1) return { namespace, prefix, complex: false, matches: (channel) => channel.startsWith(prefix) };
   const escaped = pattern.split('*').map((part) => part.replace(/[.*+?^${}()|[\]\\/]/g, '\\$&'));
-  return new RegExp(`^${escaped.join('.*')}$`);
+  const regex = new RegExp(`^${escaped.join('.*')}$`);
+  return { namespace, prefix, complex: true, matches: (channel) => regex.test(channel) };
 }
 
 /**
- * Channel names whose namespace is remembered (then the memory starts over). Small: a miss costs
- * one regular-expression test per namespace, while every personal channel (one per connected
- * user) would otherwise keep an entry.
+ * Channel names whose namespace is remembered when some pattern needs a regular expression
+ * (then the memory starts over). Small: every personal channel (one per connected user) would
+ * otherwise keep an entry.
  */
 const MAX_CACHED_CHANNELS = 1000;
 
 /** Maps channel names to their namespace configuration (first matching pattern wins). */
 export class ChannelRules {
   private readonly compiled: CompiledNamespace[];
-  private readonly cache = new Map<string, CompiledNamespace | null>();
+  /** Only with a complex pattern: the simple ones are cheaper to test than to look up. */
+  private readonly cache: Map<string, CompiledNamespace | null> | undefined;
 
   constructor(namespaces: ResolvedNamespace[]) {
-    this.compiled = namespaces.map((namespace) => ({
-      namespace,
-      regex: compile(namespace.pattern),
-      prefix: namespace.pattern.split('*')[0] ?? '',
-    }));
+    this.compiled = namespaces.map(compile);
+    this.cache = this.compiled.some((c) => c.complex) ? new Map() : undefined;
   }
 
   private find(channel: string): CompiledNamespace | undefined {
-    const cached = this.cache.get(channel);
+    const cache = this.cache;
+    if (!cache) return this.match(channel);
+    const cached = cache.get(channel);
     if (cached !== undefined) return cached ?? undefined;
-    const found = this.compiled.find((c) => c.regex.test(channel));
-    if (this.cache.size >= MAX_CACHED_CHANNELS) this.cache.clear();
-    this.cache.set(channel, found ?? null);
+    const found = this.match(channel);
+    if (cache.size >= MAX_CACHED_CHANNELS) cache.clear();
+    cache.set(channel, found ?? null);
     return found;
+  }
+
+  private match(channel: string): CompiledNamespace | undefined {
+    for (const c of this.compiled) if (c.matches(channel)) return c;
+    return undefined;
   }
 
   /** The namespace of a channel; throws BAD_CHANNEL for an invalid name or no match. */
