@@ -35,15 +35,32 @@ function onSocketClose(this: WebSocket, code: number, reason: Buffer): void {
 
 /**
  * Transports whose TCP socket is corked (holding a `101` response or a ping until the frame that
- * follows it), released together at the latest HOLD_MAX_MS later: one timer for all of them.
+ * follows it), released together at the latest `ms` later: one timer for all of them.
  */
-const held = new Set<WebSocketTransport>();
-let releaseTimer: NodeJS.Timeout | undefined;
+class HeldSockets {
+  private readonly members = new Set<WebSocketTransport>();
+  private timer: NodeJS.Timeout | undefined;
 
-function releaseHeld(): void {
-  releaseTimer = undefined;
-  for (const transport of held) transport.release();
-  held.clear();
+  constructor(private readonly ms: number) {}
+
+  add(transport: WebSocketTransport): void {
+    this.members.add(transport);
+    if (!this.timer) {
+      this.timer = setTimeout(this.releaseAll, this.ms);
+      this.timer.unref();
+    }
+  }
+
+  delete(transport: WebSocketTransport): void {
+    this.members.delete(transport);
+  }
+
+  private readonly releaseAll = (): void => {
+    this.timer = undefined;
+    const members = [...this.members];
+    this.members.clear();
+    for (const transport of members) transport.release();
+  };
 }
 
 /** The `ws` WebSocket as a Chorus transport. */
@@ -55,14 +72,14 @@ export class WebSocketTransport implements Transport {
    * @param socket an open `ws` WebSocket
    * @param tcp its TCP socket. If it is corked (the `101` response in it, see
    *   `WebSocketAcceptor.accept`) it is held until the first write (so the response and the
-   *   `connected` frame leave in one write), `close`, or at the latest HOLD_MAX_MS.
+   *   `connected` frame leave in one write), `close`, or at the latest HOLD_RESPONSE_MS.
    */
   constructor(
     readonly socket: WebSocket,
     private readonly tcp?: Duplex,
   ) {
     this.codec = codecForSubprotocol(socket.protocol) ?? JSON_CODEC;
-    if (tcp && tcp.writableCorked > 0) this.held();
+    if (tcp && tcp.writableCorked > 0) this.hold(heldResponses);
   }
 
   get kind(): 'websocket' {
@@ -77,20 +94,17 @@ export class WebSocketTransport implements Transport {
     return true;
   }
 
-  /** Register the corked socket for release (by the next write, or the shared timer). */
-  private held(): void {
-    held.add(this);
-    if (!releaseTimer) {
-      releaseTimer = setTimeout(releaseHeld, HOLD_MAX_MS);
-      releaseTimer.unref();
-    }
+  /** Register the corked socket for release (by the next write, or the group's shared timer). */
+  private hold(group: HeldSockets): void {
+    group.add(this);
   }
 
   /** Let what the corked TCP socket holds go out (idempotent). */
   release(): void {
     const tcp = this.tcp;
     if (!tcp || tcp.writableCorked === 0) return;
-    held.delete(this);
+    heldResponses.delete(this);
+    heldPings.delete(this);
     // ws corks only within one synchronous frame write, so a cork seen here is ours.
     tcp.uncork();
   }
@@ -124,7 +138,7 @@ export class WebSocketTransport implements Transport {
   }
 
   /**
-   * A WebSocket ping, held (corked, at most HOLD_MAX_MS) for the write that follows it: the
+   * A WebSocket ping, held (corked, at most HOLD_PING_MS) for the write that follows it: the
    * heartbeat queues a `ping` frame with it, so both leave in one write instead of two.
    */
   ping(): void {
@@ -132,7 +146,7 @@ export class WebSocketTransport implements Transport {
     if (this.socket.readyState !== this.socket.OPEN) return;
     if (tcp && tcp.writableCorked === 0 && !tcp.destroyed) {
       tcp.cork();
-      this.held();
+      this.hold(heldPings);
     }
     try {
       this.socket.ping();
@@ -165,13 +179,22 @@ export class WebSocketTransport implements Transport {
 }
 
 /**
- * The longest a `101` response or a ping waits for the frame that follows it (the `connected`
- * frame, the heartbeat's `ping` frame), in ms. Those are ready within the same turn of the event
- * loop on the memory engine and after a few ms of Redis round trips; a slower start (a stalled
- * engine, a slow hook) lets the response go alone after this. Holding it costs the client
- * nothing: it cannot use the connection before the `connected` frame anyway.
+ * The longest a `101` response waits for the `connected` frame that follows it, in ms. That
+ * frame is ready within the same turn of the event loop on the memory engine and after a few ms
+ * of Redis round trips; a slower start (a stalled engine, a slow hook) lets the response go
+ * alone after this. Holding it costs the client nothing: it cannot use the connection before
+ * the `connected` frame anyway.
  */
-export const HOLD_MAX_MS = 20;
+export const HOLD_RESPONSE_MS = 20;
+
+/**
+ * The longest a WebSocket ping waits for the heartbeat's `ping` frame, queued in the same turn,
+ * in ms: just long enough for the flush, so other frames are never held behind a ping.
+ */
+export const HOLD_PING_MS = 1;
+
+const heldResponses = new HeldSockets(HOLD_RESPONSE_MS);
+const heldPings = new HeldSockets(HOLD_PING_MS);
 
 /** permessage-deflate settings, resolved (documented on `CompressionOptions` in options.ts). */
 export interface DeflateSettings {
@@ -220,7 +243,7 @@ export class WebSocketAcceptor {
 
   /**
    * Finish the handshake; `accepted` gets the transport (not called if `ws` refuses the socket).
-   * The socket is corked first, so the `101` response waits (at most HOLD_MAX_MS) for the
+   * The socket is corked first, so the `101` response waits (at most HOLD_RESPONSE_MS) for the
    * `connected` frame and both leave in one write: one system call per handshake instead of
    * two. If `ws` refuses the socket it ends or destroys it, which uncorks it.
    */
