@@ -91,6 +91,11 @@ export interface Broker {
   subscribe(channel: string, options?: { recoverable?: boolean }): Promise<void>;
   /** Stop receiving events for a channel (called when the node's last local subscriber leaves). */
   unsubscribe(channel: string): Promise<void>;
+  /**
+   * True when every publication reaches this node's handler without a subscription to set up
+   * (one process: the memory engine). Subscribers then need not wait for `subscribe`. Optional.
+   */
+  readonly inProcess?: boolean;
 }
 
 export interface HistoryReadOptions {
@@ -115,6 +120,8 @@ export interface HistoryStore {
   read(channel: string, options: HistoryReadOptions): Promise<HistoryReadResult>;
   /** The stream's top position (creates the stream, and its epoch, if it does not exist). */
   position(channel: string): Promise<StreamPosition>;
+  /** `position` answered at once, where the store holds streams in this process (the memory engine). Optional. */
+  positionNow?(channel: string): StreamPosition;
 }
 
 export interface PresenceEntry {

@@ -180,9 +180,9 @@ export class Hub {
     const cancelled = () => connection.closing || connection.subscriptions.get(channel) !== state;
     try {
       // Every subscriber waits for the node's broker subscription, so positions read below are
-      // never older than what the node receives live.
-      await this.brokerSubscription(channel, namespace, subscribers);
-      const { position, recovered, frames } = await this.catchUp(channel, namespace, options, connection);
+      // never older than what the node receives live (an in-process broker has none to wait for).
+      if (!this.engine.broker.inProcess) await this.brokerSubscription(channel, namespace, subscribers);
+      const { position, recovered, frames } = this.positionNow(channel, namespace, options) ?? (await this.catchUp(channel, namespace, options, connection));
       if (cancelled()) throw new ChorusError(ErrorCode.NOT_SUBSCRIBED, 'the subscription was cancelled');
       for (const { frame, publication } of frames) connection.sendEncoded(frame, 'reply', positionOf(publication));
       const result: SubscribeResult = {
@@ -226,6 +226,16 @@ export class Hub {
       if (connection.subscriptions.get(channel) === state) void this.unsubscribe(connection, channel).catch(() => {});
       throw err;
     }
+  }
+
+  /**
+   * `catchUp` answered at once for a plain subscription (no recovery, no snapshot) on a store
+   * that holds its streams in this process; undefined otherwise.
+   */
+  private positionNow(channel: string, namespace: ResolvedNamespace, options: SubscribeRequestOptions): { position: StreamPosition; recovered: undefined; frames: EncodedPublication[] } | undefined {
+    const history = this.engine.history;
+    if (!history.positionNow || options.since || (options.snapshot && namespace.historySize > 0)) return undefined;
+    return { position: history.positionNow(channel), recovered: undefined, frames: [] };
   }
 
   /** Work out what a new subscription receives before going live: recovery or a snapshot. */

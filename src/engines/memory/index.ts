@@ -122,6 +122,9 @@ export class MemoryEngine implements Engine, Broker, HistoryStore {
     this.deliver({ type: 'control', command });
   }
 
+  /** Publications are delivered in this process: nothing to subscribe to. */
+  readonly inProcess = true;
+
   async subscribe(_channel: string): Promise<void> {}
 
   async unsubscribe(_channel: string): Promise<void> {}
@@ -131,6 +134,10 @@ export class MemoryEngine implements Engine, Broker, HistoryStore {
   }
 
   async position(channel: string) {
+    return this.streams.position(channel);
+  }
+
+  positionNow(channel: string) {
     return this.streams.position(channel);
   }
 
