@@ -298,6 +298,14 @@ let cpuMark = process.cpuUsage();
 let lag: IntervalHistogram | undefined;
 process.on('disconnect', () => process.exit(0));
 
-httpServer.listen(0, '127.0.0.1', () => {
+/**
+ * The listen backlog (BENCH_BACKLOG, default 4096 for every server): Node's default of 511 lets
+ * a reconnect storm overflow the accept queue, and the clients whose SYNs are dropped retry
+ * after 1, 3, 7 s... before any server code sees them (docs/PERFORMANCE.md). The kernel caps it
+ * at net.core.somaxconn.
+ */
+const backlog = Number(process.env.BENCH_BACKLOG ?? 4096);
+
+httpServer.listen({ port: 0, host: '127.0.0.1', backlog }, () => {
   send({ type: 'ready', port: (httpServer.address() as AddressInfo).port, pid: process.pid });
 });

@@ -119,6 +119,16 @@ describe('loadConfig: every env var', () => {
     assert.equal(loadConfig(['--config', '/c.json'], { CHORUS_DATA_DIR: '/tmp/d' }, fs).dataDir, '/tmp/d');
   });
 
+  it('listenBacklog: CHORUS_LISTEN_BACKLOG over the file key over 4096; a bad value is named', () => {
+    assert.equal(loadConfig([], {}, noFiles, fixedSecret).listenBacklog, 4096);
+    const fs = files({ '/c.json': '{"listenBacklog": 1}' });
+    assert.equal(loadConfig(['--config', '/c.json'], {}, fs).listenBacklog, 1);
+    assert.equal(loadConfig(['--config', '/c.json'], { CHORUS_LISTEN_BACKLOG: '8192' }, fs).listenBacklog, 8192);
+    assert.throws(() => loadConfig([], { CHORUS_LISTEN_BACKLOG: '0' }, noFiles, fixedSecret), /^ConfigError: invalid option CHORUS_LISTEN_BACKLOG: must be a positive integer, got 0$/);
+    assert.throws(() => loadConfig([], { CHORUS_LISTEN_BACKLOG: 'lots' }, noFiles, fixedSecret), /CHORUS_LISTEN_BACKLOG: must be a positive integer, got "lots"/);
+    assert.throws(() => loadConfig(['--config', '/c.json'], {}, files({ '/c.json': '{"listenBacklog": 1.5}' })), /listenBacklog: must be a positive integer, got 1.5/);
+  });
+
   it('namespaces may be document namespaces (document: true)', () => {
     const fs = files({ '/c.json': '{"namespaces": [{"pattern": "notes:*", "document": true, "publish": "none"}]}' });
     assert.deepEqual(loadConfig(['--config', '/c.json'], {}, fs).server.namespaces, [{ pattern: 'notes:*', document: true, publish: 'none' }]);

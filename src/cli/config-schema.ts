@@ -36,6 +36,13 @@ export const logLevelSchema = z.preprocess(
 const absoluteUrl = (what: string) =>
   z.string({ error: `must be ${what}` }).refine((v) => URL.canParse(v), { error: `must be ${what}` });
 
+/**
+ * The listen backlog: connections the kernel queues before the server accepts them (`CHORUS_LISTEN_BACKLOG`,
+ * file `listenBacklog`). Node's own default (511) lets a reconnect storm overflow the queue: the clients
+ * whose SYNs are dropped retry after 1, 3, 7 s before admission ever sees them.
+ */
+export const listenBacklogSchema = positiveInt;
+
 /** The SQLite document store's directory (`CHORUS_DATA_DIR`, file `dataDir`). */
 export const dataDirSchema = z.string({ error: 'must be a directory path' }).trim().min(1, { error: 'must be a directory path' });
 
@@ -263,6 +270,9 @@ export const configFileSchema = z
       redis: redisSchema.optional().describe('Run as one node of a cluster sharing Redis; absent means the in-memory engine'),
       proxy: proxySchema.optional().describe("Delegate decisions to the application's HTTP backend"),
       webhooks: webhooksSchema.optional().describe("Signed event notifications to the application's backend"),
+      listenBacklog: listenBacklogSchema
+        .optional()
+        .describe('Connections the kernel queues before the server accepts them (capped by net.core.somaxconn). Default 4096 (CHORUS_LISTEN_BACKLOG overrides it)'),
       dataDir: dataDirSchema
         .optional()
         .describe('Directory of the SQLite file that keeps documents when there is no redis.url. Default ./chorus-data (CHORUS_DATA_DIR overrides it)'),

@@ -14,6 +14,7 @@ import { resolveOptions, type AuthOptions, type ServerOptions } from '../server/
 import {
   configFileSchema,
   dataDirSchema,
+  listenBacklogSchema,
   fallbackMessage,
   hostSchema,
   issueMessage,
@@ -29,6 +30,8 @@ export { LOG_LEVELS, type LogLevel } from './config-schema.js';
 
 /** Where the SQLite document store lives when there is no Redis URL. */
 export const DEFAULT_DATA_DIR = './chorus-data';
+/** The standalone server's listen backlog unless configured (the kernel caps it at net.core.somaxconn). */
+export const DEFAULT_LISTEN_BACKLOG = 4096;
 
 /** Every config problem is one of these; the message names the bad key. */
 export class ConfigError extends Error {
@@ -44,6 +47,11 @@ export interface StandaloneConfig {
   port: number;
   /** Listen address. Default `0.0.0.0` (`HOST`, `--host`, file `host`). */
   host: string;
+  /**
+   * Connections the kernel queues before the server accepts them; the kernel caps it at
+   * `net.core.somaxconn`. Default 4096 (`CHORUS_LISTEN_BACKLOG`, file `listenBacklog`).
+   */
+  listenBacklog: number;
   /** pino level. Default `info` (`LOG_LEVEL`, `--log-level`, file `logLevel`). */
   logLevel: LogLevel;
   /** Serializable server options, already validated by `resolveOptions`. Always has a JWT key source. */
@@ -249,7 +257,7 @@ export function loadConfig(
 ): StandaloneConfig {
   const flags = parseFlags(argv);
   if (flags.help) {
-    return { port: 8080, host: '0.0.0.0', logLevel: 'info', server: {}, demo: false, configFile: undefined, redis: undefined, proxy: undefined, webhooks: [], dataDir: DEFAULT_DATA_DIR, help: true };
+    return { port: 8080, host: '0.0.0.0', listenBacklog: DEFAULT_LISTEN_BACKLOG, logLevel: 'info', server: {}, demo: false, configFile: undefined, redis: undefined, proxy: undefined, webhooks: [], dataDir: DEFAULT_DATA_DIR, help: true };
   }
 
   const configFile = flags.config ?? envVar(env, 'CHORUS_CONFIG');
@@ -268,7 +276,12 @@ export function loadConfig(
     file.logLevel ?? 'info',
   );
 
-  const { $schema: _s, port: _p, host: _h, logLevel: _l, auth: rawAuth, redis: rawRedis, proxy, webhooks, dataDir: fileDataDir, ...rest } = file;
+  const { $schema: _s, port: _p, host: _h, logLevel: _l, auth: rawAuth, redis: rawRedis, proxy, webhooks, dataDir: fileDataDir, listenBacklog: fileBacklog, ...rest } = file;
+  const listenBacklog = pick(
+    [['CHORUS_LISTEN_BACKLOG', envVar(env, 'CHORUS_LISTEN_BACKLOG')]],
+    (key, value) => checked(listenBacklogSchema, key, /^\d+$/.test(String(value)) ? Number(value) : value),
+    fileBacklog ?? DEFAULT_LISTEN_BACKLOG,
+  );
   const dataDir = pick([['CHORUS_DATA_DIR', envVar(env, 'CHORUS_DATA_DIR')]], (key, value) => checked(dataDirSchema, key, value), fileDataDir ?? DEFAULT_DATA_DIR);
   let redis = fileRedis(rawRedis, configFile ?? '.', readFile);
   const envRedis = envVar(env, 'CHORUS_REDIS_URL');
@@ -304,5 +317,5 @@ export function loadConfig(
     if (err instanceof TypeError) throw new ConfigError(err.message);
     throw err;
   }
-  return { port, host, logLevel, server, demo, configFile, redis, proxy, webhooks: webhooks ?? [], dataDir, help: false };
+  return { port, host, listenBacklog, logLevel, server, demo, configFile, redis, proxy, webhooks: webhooks ?? [], dataDir, help: false };
 }

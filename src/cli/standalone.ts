@@ -153,7 +153,7 @@ export async function startStandalone(config: StandaloneConfig, options: Standal
   await new Promise<void>((resolveListen, reject) => {
     const onError = (err: Error): void => reject(err);
     httpServer.once('error', onError);
-    httpServer.listen(config.port, config.host, () => {
+    httpServer.listen({ port: config.port, host: config.host, backlog: config.listenBacklog }, () => {
       httpServer.off('error', onError);
       resolveListen();
     });
