@@ -29,8 +29,9 @@ const load = { localAddress: (i: number) => `127.0.0.${1 + (i % 8)}` };
 export async function sectionStorm(tokens: string[], config: StormConfig, results: Record<string, unknown>): Promise<void> {
   const CONFIG = config;
   const redis = await startRedis();
-  // Default admission (the knob under test); a 5 s heartbeat so the dead node's sockets are not what is measured.
-  const env = { BENCH_REDIS_URL: redis.url };
+  // Default admission (the knob under test): the bench server's base options turn pacing off to
+  // measure capacity, so the storm's nodes ask for the defaults back (`admission: {}`).
+  const env = { BENCH_REDIS_URL: redis.url, BENCH_CHORUS_OPTIONS: JSON.stringify({ admission: {} }) };
   const a = await ServerProcess.start('chorus', env);
   const b = await ServerProcess.start('chorus', env);
   const clients: ChorusClient[] = [];
