@@ -10,6 +10,7 @@ import type {
   PublishOptions,
   PublishResult,
 } from '../types.js';
+import type { StreamPosition } from '../../protocol/index.js';
 import { systemClock, type Clock } from '../clock.js';
 import { MemoryNodeDirectory } from './nodes.js';
 import { MemoryPresenceStore } from './presence.js';
@@ -56,6 +57,16 @@ export class MemoryEngine implements Engine, Broker, HistoryStore {
     this.rateLimiter = new MemoryRateLimiter(this.now);
     this.nodes = new MemoryNodeDirectory(this.now);
   }
+
+  /**
+   * `position` answered at once from the stream table — absent while `position` is overridden
+   * (by a subclass or on the instance, to instrument it or inject failures): then the hub calls it.
+   */
+  get positionNow(): ((channel: string) => StreamPosition) | undefined {
+    return this.position === MemoryEngine.prototype.position ? this.positionAtOnce : undefined;
+  }
+
+  private readonly positionAtOnce = (channel: string): StreamPosition => this.streams.position(channel);
 
   get broker(): Broker {
     return this;
@@ -122,8 +133,14 @@ export class MemoryEngine implements Engine, Broker, HistoryStore {
     this.deliver({ type: 'control', command });
   }
 
-  /** Publications are delivered in this process: nothing to subscribe to. */
-  readonly inProcess = true;
+  /**
+   * Publications are delivered in this process: nothing to subscribe to — unless `subscribe` is
+   * overridden (by a subclass or on the instance, to instrument it or inject failures): then it
+   * is called and awaited as with any engine.
+   */
+  get inProcess(): boolean {
+    return this.subscribe === MemoryEngine.prototype.subscribe;
+  }
 
   async subscribe(_channel: string): Promise<void> {}
 
@@ -137,9 +154,7 @@ export class MemoryEngine implements Engine, Broker, HistoryStore {
     return this.streams.position(channel);
   }
 
-  positionNow(channel: string) {
-    return this.streams.position(channel);
-  }
+
 
   private deliver(event: BrokerEvent): void {
     this.handler(event);
