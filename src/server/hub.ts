@@ -233,9 +233,9 @@ export class Hub {
    * that holds its streams in this process; undefined otherwise.
    */
   private positionNow(channel: string, namespace: ResolvedNamespace, options: SubscribeRequestOptions): { position: StreamPosition; recovered: undefined; frames: EncodedPublication[] } | undefined {
-    const history = this.engine.history;
-    if (!history.positionNow || options.since || (options.snapshot && namespace.historySize > 0)) return undefined;
-    return { position: history.positionNow(channel), recovered: undefined, frames: [] };
+    if (options.since || (options.snapshot && namespace.historySize > 0)) return undefined;
+    const position = this.engine.history.positionNow?.(channel);
+    return position ? { position, recovered: undefined, frames: [] } : undefined;
   }
 
   /** Work out what a new subscription receives before going live: recovery or a snapshot. */
