@@ -7,6 +7,12 @@ import { PIN, sleep } from './server-process.js';
 export const fmt = (n: number, digits = 0) =>
   Number.isFinite(n) ? n.toLocaleString('en-US', { maximumFractionDigits: digits, minimumFractionDigits: digits }) : '-';
 
+/**
+ * Unpaced admission for the capacity measurements (the server's environment): they measure what
+ * a node can do, not the pacing knob (the reconnect storm measures that).
+ */
+export const UNPACED_ENV = { BENCH_CHORUS_OPTIONS: JSON.stringify({ admission: { ratePerSecond: 0, maxPending: 0 } }) };
+
 /** A redis-server for the multi-node scenarios, pinned with the servers (core 0). */
 export interface BenchRedis {
   url: string;

@@ -3,8 +3,8 @@
  * Socket.IO where they apply. Servers on core 0 (with Redis, both nodes and redis-server), the
  * load generator on core 1, everything on 127.0.0.x. Every loop is bounded in count and time.
  *
- *   npm run bench:perf2                          # rate, redis, idle (10k), latency, storm
- *   npm run bench:perf2 -- --only=rate,latency   # a subset of: rate, redis, idle, latency, storm
+ *   npm run bench:perf2                          # rate, redis, paired, idle (10k), latency, storm
+ *   npm run bench:perf2 -- --only=rate,latency   # a subset of: rate, redis, paired, idle, latency, storm
  *   npm run bench:perf2 -- --idle=100000         # idle connections per server (several 127.0.0.x source addresses)
  *   npm run bench:perf2 -- --servers=chorus,ws   # a subset of chorus, ws, socketio
  *   npm run bench:perf2 -- --rounds=1            # connection-rate rounds (default 3)
@@ -17,7 +17,8 @@ import { writeFileSync } from 'node:fs';
 import os from 'node:os';
 import { SignJWT } from 'jose';
 import { afterOpen, closeAll, measureConnections, pathFor, prepareFanout, runScenario, type LoadConfig } from './fanout.js';
-import { fmt, printRows, startRedis, type BenchRedis } from './perf2-util.js';
+import { UNPACED_ENV, fmt, printRows, startRedis, type BenchRedis } from './perf2-util.js';
+import { sectionPaired } from './perf2-paired.js';
 import type { ServerKind } from './protocol.js';
 import { LABEL } from './report.js';
 import { JWT_SECRET, PIN, ServerProcess, sleep } from './server-process.js';
@@ -27,7 +28,7 @@ import { Counters, WireClient, openMany } from './wire.js';
 const argv = process.argv.slice(2);
 const arg = (name: string) => argv.find((a) => a.startsWith(`--${name}=`))?.slice(name.length + 3);
 const quick = argv.includes('--quick');
-const SECTIONS = (arg('only') ?? 'rate,redis,idle,latency,storm').split(',');
+const SECTIONS = (arg('only') ?? 'rate,redis,paired,idle,latency,storm').split(',');
 const SERVERS = ((arg('servers') ?? 'chorus,ws,socketio').split(',') as ServerKind[]).filter((k) => ['chorus', 'ws', 'socketio'].includes(k));
 
 const CONFIG = {
@@ -38,6 +39,9 @@ const CONFIG = {
   rateRounds: Number(arg('rounds') ?? (quick ? 1 : 3)),
   /** Connections opened and closed on each fresh server before a connection-rate measurement (`--warmup=0`: measure a cold process). */
   rateWarmup: Number(arg('warmup') ?? (quick ? 500 : 5000)),
+  /** Paired connection rate (bench/paired.ts): connections per side per round, measured rounds. */
+  pairedConnections: quick ? 1000 : 3000,
+  pairedRounds: Number(arg('paired-rounds') ?? (quick ? 1 : 7)),
   /** Idle connections per server for memory. */
   idle: Number(arg('idle') ?? (quick ? 2000 : 10000)),
   /** Low-rate latency: subscribers, publications per second (~100 B each), seconds, rounds. */
@@ -126,8 +130,6 @@ async function connectionRate(servers: ServerProcess[], tokens: string[], count:
   return row;
 }
 
-/** Unpaced admission for the capacity measurements: they measure what a node can do, not the knob. */
-const UNPACED = { BENCH_CHORUS_OPTIONS: JSON.stringify({ admission: { ratePerSecond: 0, maxPending: 0 } }) };
 
 type RateRow = Awaited<ReturnType<typeof connectionRate>>;
 
@@ -164,7 +166,7 @@ const RATE_HEADERS = ['server', 'connections', 'handshakes/s (best round)', 'ran
 
 async function sectionRate(tokens: string[]) {
   const out = await rateRounds(SERVERS, async (kind) => {
-    const server = await ServerProcess.start(kind, kind === 'chorus' ? UNPACED : {});
+    const server = await ServerProcess.start(kind, kind === 'chorus' ? UNPACED_ENV : {});
     try {
       console.log(`perf2: connection rate, ${LABEL[kind]}, one node ...`);
       return await connectionRate([server], tokens, CONFIG.rateConnections);
@@ -184,7 +186,7 @@ async function sectionRedis(tokens: string[]) {
   const kinds = SERVERS.filter((k) => k !== 'ws');
   const out = await rateRounds(kinds, async (kind) => {
     const redis = await startRedis();
-    const env = { BENCH_REDIS_URL: redis.url, ...(kind === 'chorus' ? UNPACED : {}) };
+    const env = { BENCH_REDIS_URL: redis.url, ...(kind === 'chorus' ? UNPACED_ENV : {}) };
     const nodes = [await ServerProcess.start(kind, env), await ServerProcess.start(kind, env)];
     try {
       console.log(`perf2: connection rate, ${LABEL[kind]}, 2 nodes + Redis ...`);
@@ -265,7 +267,7 @@ async function sectionLatency(tokens: string[]) {
   const out: Record<string, unknown[]> = {};
   try {
     for (const kind of SERVERS) {
-      const server = await ServerProcess.start(kind, kind === 'chorus' ? UNPACED : {});
+      const server = await ServerProcess.start(kind, kind === 'chorus' ? UNPACED_ENV : {});
       console.log(`perf2: ${LABEL[kind]}: ${CONFIG.latencySubscribers} subscribers ...`);
       setups.push(await prepareFanout(server, tokens, CONFIG.latencySubscribers, { ...load, concurrency: 50, localAddress: undefined }));
     }
@@ -324,6 +326,7 @@ async function main(): Promise<void> {
   };
   await run('rate', () => sectionRate(tokens));
   await run('redis', () => sectionRedis(tokens));
+  await run('paired', () => sectionPaired(tokens, CONFIG, results));
   await run('idle', () => sectionIdle(tokens));
   await run('idle', () => sectionIdleCpu(tokens));
   await run('latency', () => sectionLatency(tokens));
