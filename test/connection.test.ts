@@ -29,6 +29,23 @@ describe('connection send queue and flush (fake transport)', () => {
     connection.disposed();
   });
 
+  test('sendNow: written at once as text when nothing is queued (and counted), queued behind earlier frames otherwise', () => {
+    const { transport, connection, scheduled } = fakeConnection();
+    const texts: string[] = [];
+    const sentBytes: number[] = [];
+    (transport as { sendText?: (text: string) => void }).sendText = (text) => texts.push(text);
+    (connection as unknown as { host: { flushes: { sent?: (bytes: number) => void } } }).host.flushes.sent = (bytes) => sentBytes.push(bytes);
+    connection.sendNow({ event: 'connected', data: { user: 'ada', info: { name: 'Ada Lovelace ✓' } } });
+    assert.deepEqual(texts.map((t) => JSON.parse(t).event), ['connected']);
+    assert.deepEqual(sentBytes, [Buffer.byteLength(texts[0]!)], 'bytes, not characters');
+    assert.equal(scheduled.length, 0, 'no flush needed');
+    connection.send({ event: 'ack', id: '1' });
+    connection.sendNow({ event: 'connected', data: {} });
+    assert.equal(texts.length, 1, 'behind a queued frame: queued too, in order');
+    connection.flush();
+    assert.deepEqual(transport.frames().map((f) => f.event), ['ack', 'connected']);
+  });
+
   test('frames are joined with newlines into messages of at most maxMessageBytes', () => {
     const { connection, transport } = setup({ maxMessageBytes: 20 });
     // 9 + 1 + 9 = 19 fits, 19 + 1 + 9 does not; 20 exactly would fit.

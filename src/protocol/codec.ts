@@ -26,6 +26,8 @@ export interface Codec {
   readonly separator: Uint8Array;
   /** Encode one frame. `Uint8Array` anywhere in `data` is binary (see binary.ts for JSON). */
   encode(frame: Frame): Uint8Array;
+  /** A text codec's encoding of one frame as a string (the text `encode` gives the UTF-8 of). */
+  encodeText?(frame: Frame): string;
   /** Decode one frame; throws ChorusError(BAD_FRAME). */
   decode(bytes: Uint8Array): Frame;
   /**
@@ -65,6 +67,7 @@ export function createJsonCodec(options: JsonCodecOptions = {}): Codec {
     binary: false,
     separator: encoder.encode(FRAME_SEPARATOR),
     encode: (frame) => utf8(JSON.stringify(binaryToJson(frame))),
+    encodeText: (frame) => JSON.stringify(binaryToJson(frame)),
     decode(bytes) {
       const text = textOf(bytes);
       return finish(parseFrame(text), text);

@@ -37,6 +37,8 @@ export interface SubscriptionState {
 /** Writes connections' queued frames soon, batched with other connections (see FlushLoop). */
 export interface FlushScheduler {
   schedule(connection: Connection): void;
+  /** Told about a message a connection wrote itself, outside a flush (for the outgoing metrics). Optional. */
+  sent?(bytes: number): void;
 }
 
 /** What a connection needs from the server it belongs to (kept narrow for testability). */
@@ -239,6 +241,23 @@ export class Connection {
   /** Encode (in this connection's codec) and queue one frame (a reply unless told otherwise). */
   send(frame: Frame, mode: SendMode = 'reply', position?: FramePosition): void {
     this.sendEncoded(this.transport.codec.encode(frame), mode, position);
+  }
+
+  /**
+   * Send a frame at once when nothing is queued before it and the transport takes text as it is
+   * (a JSON WebSocket): the handshake's `connected` frame, written without being turned into
+   * bytes first or waiting for the flush. Otherwise the same as `send`.
+   */
+  sendNow(frame: Frame): void {
+    const transport = this.transport;
+    const encodeText = transport.codec.encodeText;
+    if (this.queue.length > 0 || this.closing || !transport.sendText || !encodeText || !transport.isOpen) {
+      this.send(frame);
+      return;
+    }
+    const text = encodeText(frame);
+    transport.sendText(text);
+    this.host.flushes.sent?.(Buffer.byteLength(text));
   }
 
   /** Queue a frame shared with other connections (encoded once per codec). */

@@ -38,6 +38,10 @@ export class FlushLoop implements FlushScheduler {
     else setImmediate(() => this.flushAll());
   }
 
+  sent(bytes: number): void {
+    this.flushed({ bytes, frames: 1, messages: 1 });
+  }
+
   /** Forget a closed connection. */
   forget(connection: Connection): void {
     this.dirty.delete(connection);

@@ -258,7 +258,7 @@ export class FrameHandler<S> {
       subscriptions,
     };
     if (connection.expiresAt !== undefined) data.expiresAt = connection.expiresAt;
-    connection.send({ event: ServerEvent.CONNECTED, data });
+    connection.sendNow({ event: ServerEvent.CONNECTED, data });
   }
 
   private enqueue(connection: Connection, task: () => Promise<void>): void {

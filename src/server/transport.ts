@@ -59,6 +59,11 @@ export interface Transport {
   listen(listener: TransportListener): void;
   /** Send one message: a batch of frames joined by the codec, as text unless `binary`. */
   send(message: Uint8Array, binary: boolean): void;
+  /**
+   * Send one text message given as a string (a JSON frame): where the transport can write a
+   * string without first turning it into bytes (WebSocket). Optional.
+   */
+  sendText?(text: string): void;
   /** Send a protocol-level ping if the transport has one; a no-op otherwise. */
   ping(): void;
   /** Close with a code and reason (the close handshake, where the transport has one). */

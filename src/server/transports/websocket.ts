@@ -137,6 +137,12 @@ export class WebSocketTransport implements Transport {
     this.release();
   }
 
+  /** ws writes a string to the socket as it is (no mask on the server side): no bytes made first. */
+  sendText(text: string): void {
+    this.socket.send(text, { binary: false });
+    this.release();
+  }
+
   /**
    * A WebSocket ping, held (corked, at most HOLD_PING_MS) for the write that follows it: the
    * heartbeat queues a `ping` frame with it, so both leave in one write instead of two.
