@@ -9,6 +9,7 @@
 import type { SkippedData } from '../protocol/index.js';
 import type { Publication } from '../engines/types.js';
 import type { BackpressurePolicy } from './options.js';
+import type { FramePosition } from './transport.js';
 
 /** A queued publication of a policy namespace. */
 export interface PublicationTag {
@@ -174,3 +175,25 @@ export class CongestionWatch {
 
 /** The watch shared by the connections of a process unless their host provides one. */
 export const sharedCongestionWatch = new CongestionWatch();
+
+/**
+ * The positions of a queue after `relieve` (SSE needs them for its event ids): kept frames keep
+ * theirs, a `skipped` notice moves its channel to the last skipped offset.
+ */
+export function positionsAfterRelief(
+  frames: Uint8Array[],
+  positions: Array<FramePosition | undefined>,
+  added: Uint8Array,
+  addedPosition: FramePosition | undefined,
+  relieved: { frames: Uint8Array[]; tags: QueueTag[] },
+): Array<FramePosition | undefined> {
+  const byFrame = new Map<Uint8Array, FramePosition | undefined>();
+  frames.forEach((frame, i) => byFrame.set(frame, positions[i]));
+  byFrame.set(added, addedPosition);
+  return relieved.frames.map((frame, i) => {
+    const tag = relieved.tags[i];
+    if (tag?.kind === 'skipped') return { channel: tag.data.channel, offset: tag.data.to, epoch: tag.data.epoch };
+    if (tag?.kind === 'publication') return { channel: tag.channel, offset: tag.offset, epoch: tag.epoch };
+    return byFrame.get(frame);
+  });
+}

@@ -1,9 +1,9 @@
-import { randomBytes } from 'node:crypto';
 import type { WebSocket } from 'ws';
 import { Disconnect, ServerEvent, disconnectData, type Codec, type Frame } from '../protocol/index.js';
 import type { Publication } from '../engines/types.js';
-import { publicationTag, relieve, sharedCongestionWatch, type CongestionWatch, type QueueTag } from './backpressure.js';
+import { positionsAfterRelief, publicationTag, relieve, sharedCongestionWatch, type CongestionWatch, type QueueTag } from './backpressure.js';
 import { BatchCache, type FlushTotals } from './batch.js';
+import { newClientId } from './client-id.js';
 import { InboundQueue } from './inbound.js';
 import { SmallMap } from './small-map.js';
 import type { LimitReporter } from './limit-reporter.js';
@@ -72,21 +72,6 @@ export interface CloseOptions {
 
 /** The queue of every connection with nothing queued (never mutated: the first frame replaces it). */
 const NO_FRAMES: Uint8Array[] = [];
-
-let counter = 0;
-let lastNow = -1;
-let lastNowText = '';
-/** Random per process (8 base-36 characters): ids of two nodes made in the same ms with the same counter still differ. */
-const PROCESS_SALT = randomBytes(6).readUIntBE(0, 6).toString(36).padStart(10, '0').slice(-8);
-/** A connection id unique across nodes (time, counter and the process's randomness); `now` is ms since the epoch. */
-export function newClientId(now: number): string {
-  counter = (counter + 1) % Number.MAX_SAFE_INTEGER;
-  if (now !== lastNow) {
-    lastNow = now;
-    lastNowText = now.toString(36); // the same for every id of one millisecond
-  }
-  return `c_${lastNowText}${counter.toString(36)}${PROCESS_SALT}`;
-}
 
 /**
  * One client connection: identity, subscriptions, a bounded send queue that batches the frames
@@ -444,26 +429,4 @@ export class Connection {
     this.closedWaiters = undefined;
     for (const resolve of waiters) resolve();
   }
-}
-
-/**
- * The positions of a queue after `relieve` (SSE needs them for its event ids): kept frames keep
- * theirs, a `skipped` notice moves its channel to the last skipped offset.
- */
-function positionsAfterRelief(
-  frames: Uint8Array[],
-  positions: Array<FramePosition | undefined>,
-  added: Uint8Array,
-  addedPosition: FramePosition | undefined,
-  relieved: { frames: Uint8Array[]; tags: QueueTag[] },
-): Array<FramePosition | undefined> {
-  const byFrame = new Map<Uint8Array, FramePosition | undefined>();
-  frames.forEach((frame, i) => byFrame.set(frame, positions[i]));
-  byFrame.set(added, addedPosition);
-  return relieved.frames.map((frame, i) => {
-    const tag = relieved.tags[i];
-    if (tag?.kind === 'skipped') return { channel: tag.data.channel, offset: tag.data.to, epoch: tag.data.epoch };
-    if (tag?.kind === 'publication') return { channel: tag.channel, offset: tag.offset, epoch: tag.epoch };
-    return byFrame.get(frame);
-  });
 }

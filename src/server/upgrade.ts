@@ -13,7 +13,7 @@ import { ChorusError, ErrorCode } from '../protocol/index.js';
 import type { ConnectionRegistry } from '../engines/types.js';
 import type { AdmissionPacer } from './admission.js';
 import type { Authenticator } from './auth.js';
-import { newClientId } from './connection.js';
+import { newClientId } from './client-id.js';
 import { invalidUpgrade, originAllowed, rejectUpgrade } from './handshake.js';
 import type { Hooks } from './hooks.js';
 import { safePath } from './logger.js';
