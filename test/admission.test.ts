@@ -157,6 +157,95 @@ describe('server-paced admission', () => {
     }
   });
 
+  test('a paced WebSocket client stays on the WebSocket: two 503s in a row are no reason to fall back', async () => {
+    let now = 1_800_000_000_000;
+    const s = await startServer({ clock: () => now, admission: { ratePerSecond: 1, burst: 1 } });
+    const client = new ChorusClient({
+      url: s.wsUrl,
+      WebSocket: WebSocket as any,
+      fetch: globalThis.fetch as any,
+      token: await signToken('ada', { expSeconds: null }),
+      random: () => 0,
+      minReconnectDelayMs: 60_000,
+      maxReconnectDelayMs: 120_000,
+    });
+    try {
+      assert.equal((await upgrade(`${s.url}/ws`, await signToken('bob', { expSeconds: null }))).status, 101); // takes the one token
+      const attempts: Array<{ transport: string; delayMs?: number }> = [];
+      client.on('disconnected', () => void attempts.push({ transport: client.transport }));
+      client.on('connecting', (d) => void (attempts.length > 0 && (attempts[attempts.length - 1]!.delayMs = d.delayMs)));
+      const connected = nextEvent(client, 'connected');
+      client.connect();
+      // The clock stands still: the retry after Retry-After (whole seconds, no jitter here) is paced again.
+      await until('two paced attempts', () => attempts.length >= 2 && attempts[1]!.delayMs !== undefined, 10_000);
+      now += 1000;
+      await withTimeout(connected, 10_000, 'connected after two paced attempts');
+      assert.deepEqual(
+        attempts.slice(0, 2).map((a) => a.transport),
+        ['websocket', 'websocket'],
+      );
+      for (const { delayMs } of attempts.slice(0, 2)) assert.ok(delayMs !== undefined && delayMs >= 1000 && delayMs % 1000 === 0 && delayMs < 60_000, `paced by Retry-After, not the backoff: ${delayMs}`);
+      assert.equal(client.transport, 'websocket', 'still the WebSocket (two plain failures would have meant the fallback)');
+    } finally {
+      client.close();
+      await s.close();
+    }
+  });
+
+  test('the HTTP-streaming fallback is paced too: the client reads Retry-After from the refused stream', async () => {
+    let now = 1_800_000_000_000;
+    const s = await startServer({ clock: () => now, admission: { ratePerSecond: 1, burst: 1 } });
+    const client = new ChorusClient({
+      url: s.wsUrl,
+      transports: ['http-stream'],
+      fetch: globalThis.fetch as any,
+      token: await signToken('ada', { expSeconds: null }),
+      random: () => 0.25,
+      minReconnectDelayMs: 60_000,
+      maxReconnectDelayMs: 120_000,
+    });
+    try {
+      assert.equal((await upgrade(`${s.url}/ws`, await signToken('bob', { expSeconds: null }))).status, 101); // takes the one token
+      const errors: Error[] = [];
+      const connecting: ConnectingData[] = [];
+      client.on('error', (e) => void errors.push(e));
+      client.on('connecting', (d) => void connecting.push(d));
+      const connected = nextEvent(client, 'connected');
+      client.connect();
+      await until('the paced retry is scheduled', () => connecting.length >= 2, 5000);
+      assert.equal(connecting[1]!.delayMs, 1250, 'Retry-After 1 s + 0.25 s of jitter, not the 60 s backoff');
+      assert.match(errors[0]?.message ?? '', /Unexpected server response: 503 .*OVER_CAPACITY/);
+      now += 1000;
+      await withTimeout(connected, 5000, 'connected after Retry-After');
+      assert.equal(client.transport, 'http-stream');
+    } finally {
+      client.close();
+      await s.close();
+    }
+  });
+
+  test('refusals of /stream and /sse are readable cross-origin: the Origin echoed and Retry-After exposed', async () => {
+    const now = 1_800_000_000_000;
+    const s = await startServer({ clock: () => now, admission: { ratePerSecond: 1, burst: 1 } });
+    try {
+      const token = await signToken('ada', { expSeconds: null });
+      assert.equal((await upgrade(`${s.url}/ws`, token)).status, 101); // takes the one token
+      for (const path of [`/stream?token=${token}`, `/sse?channel=chat:a&token=${token}`]) {
+        const res = await new Promise<http.IncomingMessage>((resolve, reject) => {
+          http.get(`${s.url}${path}`, { headers: { origin: 'https://app.example' } }, resolve).on('error', reject);
+        });
+        res.resume();
+        assert.equal(res.statusCode, 503, path);
+        assert.match(String(res.headers['retry-after']), /^[1-9][0-9]*$/, path);
+        assert.equal(res.headers['access-control-allow-origin'], 'https://app.example', path);
+        assert.match(String(res.headers['access-control-expose-headers']), /Retry-After/i, path);
+        assert.equal(res.headers.vary, 'Origin', path);
+      }
+    } finally {
+      await s.close();
+    }
+  });
+
   test('SSE is paced the same way: 503 OVER_CAPACITY with Retry-After', async () => {
     const now = 1_800_000_000_000;
     const s = await startServer({ clock: () => now, admission: { ratePerSecond: 1, burst: 1 } });

@@ -78,7 +78,7 @@ export interface ChorusClientOptions {
    * before `expiresAt`, whichever is earlier.
    */
   getToken?: () => Promise<string>;
-  /** WebSocket constructor. Default `globalThis.WebSocket` (pass `WebSocket` from `ws` on Node < 22). */
+  /** WebSocket constructor. Default `globalThis.WebSocket` (pass `WebSocket` from `ws` on Node < 22). Not needed when `transports` leaves `websocket` out. */
   WebSocket?: WebSocketConstructor;
   /**
    * Wire format: `'json'` (text frames; binary travels as `{"$bin": base64}`) or `'msgpack'`
@@ -173,7 +173,8 @@ export class ChorusClient<
   readonly #url: string;
   readonly #token: string | undefined;
   readonly #getToken: (() => Promise<string>) | undefined;
-  readonly #WebSocket: WebSocketConstructor;
+  /** Undefined only when `transports` leaves the WebSocket out. */
+  readonly #WebSocket: WebSocketConstructor | undefined;
   readonly #codec: 'json' | 'msgpack';
   /** The MessagePack wire, loaded on the first MessagePack connection. */
   #msgpackWire: Wire | undefined;
@@ -218,9 +219,6 @@ export class ChorusClient<
     if (typeof options?.url !== 'string' || options.url.length === 0) throw new TypeError('options.url is required');
     const WebSocketImpl =
       options.WebSocket ?? (globalThis as { WebSocket?: WebSocketConstructor }).WebSocket;
-    if (WebSocketImpl === undefined) {
-      throw new TypeError('no WebSocket implementation: pass options.WebSocket (e.g. WebSocket from "ws")');
-    }
     this.#url = options.url;
     this.#Document = options.Document;
     this.#token = options.token;
@@ -233,6 +231,9 @@ export class ChorusClient<
     this.#fetch = options.fetch ?? (globalThis as { fetch?: FetchLike }).fetch?.bind(globalThis);
     const transports = options.transports ?? (this.#fetch ? ['websocket', 'http-stream'] : ['websocket']);
     if (transports.includes('http-stream') && !this.#fetch) throw new TypeError('the http-stream transport needs fetch: pass options.fetch');
+    if (transports.includes('websocket') && WebSocketImpl === undefined) {
+      throw new TypeError('no WebSocket implementation: pass options.WebSocket (e.g. WebSocket from "ws")');
+    }
     this.#chooser = new TransportChooser(transports, 2, positive('websocketRetryMs', options.websocketRetryMs ?? 300_000));
     this.#httpStreamUrl = options.httpStreamUrl ?? streamUrlOf(this.#url);
     this.#timeoutMs = positive('timeoutMs', options.timeoutMs ?? 10_000);
@@ -495,7 +496,7 @@ export class ChorusClient<
       } else {
         this.#activeWire = this.#codec === 'msgpack' ? this.#msgpackWire! : this.#jsonWire;
         const protocols = this.#activeWire.protocols;
-        socket = protocols ? new this.#WebSocket(withToken(this.#url, token), protocols) : new this.#WebSocket(withToken(this.#url, token));
+        socket = protocols ? new this.#WebSocket!(withToken(this.#url, token), protocols) : new this.#WebSocket!(withToken(this.#url, token));
         if (protocols) socket.binaryType = 'arraybuffer';
       }
     } catch (err) {
@@ -513,17 +514,18 @@ export class ChorusClient<
     };
     socket.onclose = (event: { code?: number; reason?: string }) => {
       if (this.#socket !== socket) return;
-      if (!this.#ready) this.#chooser.failedBeforeConnected();
+      // Server-paced admission: come back after Retry-After plus up to 1 s of jitter, on the same
+      // transport (the server answered over it: pacing is no sign of a blocked WebSocket).
+      const paced = refusal?.retryAfterMs !== undefined ? refusal.retryAfterMs + Math.floor(this.#random() * 1000) : undefined;
+      if (!this.#ready && paced === undefined) this.#chooser.failedBeforeConnected();
       const code = event.code ?? 1006;
       const frame = this.#disconnectFrame;
       const reconnect = shouldReconnect(code) && frame?.reconnect !== false;
-      // Server-paced admission: come back after Retry-After plus up to 1 s of jitter.
-      const paced = refusal?.retryAfterMs !== undefined ? refusal.retryAfterMs + Math.floor(this.#random() * 1000) : undefined;
       this.#disconnect(code, event.reason || frame?.reason || '', reconnect, frame?.retryAfterMs ?? paced);
     };
     socket.onerror = (event: { error?: unknown; message?: string }) => {
       if (this.#socket !== socket) return;
-      const refused = refusal ? new Error(`Unexpected server response: ${refusal.status}`) : undefined;
+      const refused = refusal ? new Error(`Unexpected server response: ${refusal.status}${refusal.detail ? ` ${refusal.detail}` : ''}`) : undefined;
       this.#emit('error', asError(refused ?? event?.error ?? new Error(event?.message ?? 'WebSocket error')));
     };
     this.#connectTimer = setTimeout(() => {

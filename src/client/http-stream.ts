@@ -5,6 +5,7 @@
  * `POST <stream URL>/<session>?seq=<n>`, one request at a time, batched. Isomorphic: uses the
  * standard `fetch` and streams.
  */
+import { refusalFrom, type Refusal, type ReportsRefusal } from './refusal.js';
 import type { WebSocketLike } from './types.js';
 
 /** The `fetch` surface used (the standard one). */
@@ -24,7 +25,7 @@ export const MAX_POST_BYTES = 16 * 1024;
 /** Attempts of one POST on network errors (same seq: the server drops repeats). */
 const POST_ATTEMPTS = 3;
 
-export class HttpStreamSocket implements WebSocketLike {
+export class HttpStreamSocket implements WebSocketLike, ReportsRefusal {
   readyState = 0;
   readonly protocol = '';
   binaryType?: string;
@@ -32,6 +33,8 @@ export class HttpStreamSocket implements WebSocketLike {
   onmessage: ((event: any) => void) | null = null;
   onclose: ((event: any) => void) | null = null;
   onerror: ((event: any) => void) | null = null;
+  /** Told when the server refuses to open the stream (its status and, on a 503, `Retry-After`), before `onerror`. */
+  onrefused: ((refusal: Refusal) => void) | null = null;
   readonly #abort = new AbortController();
   readonly #fetch: FetchLike;
   readonly #base: string;
@@ -68,6 +71,7 @@ export class HttpStreamSocket implements WebSocketLike {
       const session = res.headers.get('chorus-session');
       if (!res.ok || res.body === null || session === null) {
         const text = await res.text().catch(() => '');
+        if (!res.ok && this.readyState !== 3) this.onrefused?.({ ...refusalFrom(res.status, res.headers.get('retry-after')), detail: text.slice(0, 200) });
         return this.#fail(`HTTP ${res.status} ${text.slice(0, 200)}`);
       }
       this.#session = session;

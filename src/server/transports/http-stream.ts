@@ -15,6 +15,7 @@ import { originAllowed } from '../handshake.js';
 import { httpStatus, readBody } from '../http-body.js';
 import type { Transport, TransportListener } from '../transport.js';
 import type { AcceptTransport, Gate } from '../upgrade.js';
+import { refuseHttp } from './http-refusal.js';
 
 /** How far ahead of the next expected seq a POST may be (held until its turn); further: 400. */
 export const MAX_EARLY_MESSAGES = 64;
@@ -205,7 +206,7 @@ export class HttpStreamEndpoint {
     work.catch((err) => {
       const e = err instanceof ChorusError ? err : undefined;
       if (!e) this.host.logger.error({ err }, 'HTTP stream request failed');
-      if (!res.headersSent) reply(res, httpStatus(e?.code), e?.code ?? ErrorCode.INTERNAL, e?.message ?? 'internal error');
+      if (!res.headersSent) refuseHttp(req, res, httpStatus(e?.code), e?.code ?? ErrorCode.INTERNAL, e?.message ?? 'internal error');
       else res.destroy();
     });
   }
@@ -217,10 +218,10 @@ export class HttpStreamEndpoint {
 
   private async open(req: IncomingMessage, res: ServerResponse): Promise<void> {
     const admission = await this.gate.admit(req, (r) => (r.method === 'GET' ? undefined : 'open a stream with GET'));
-    if (!admission.ok) return reply(res, admission.status, admission.code, admission.message, admission.retryAfterSec);
+    if (!admission.ok) return refuseHttp(req, res, admission.status, admission.code, admission.message, admission.retryAfterSec);
     if (this.host.closing || res.destroyed || req.socket.destroyed) {
       admission.release();
-      if (!res.destroyed) reply(res, 503, ErrorCode.SHUTTING_DOWN, 'server is shutting down');
+      if (!res.destroyed) refuseHttp(req, res, 503, ErrorCode.SHUTTING_DOWN, 'server is shutting down');
       return;
     }
     const session = newSessionId(this.host.nodeId);
@@ -316,13 +317,3 @@ function preflight(req: IncomingMessage, res: ServerResponse, allowed: string[] 
   res.end();
 }
 
-function reply(res: ServerResponse, status: number, code: string, message: string, retryAfterSec?: number): void {
-  const body = JSON.stringify({ error: { code, message } });
-  res.writeHead(status, {
-    'content-type': 'application/json',
-    'content-length': Buffer.byteLength(body),
-    'cache-control': 'no-store',
-    ...(retryAfterSec !== undefined ? { 'retry-after': String(retryAfterSec) } : {}),
-  });
-  res.end(body);
-}

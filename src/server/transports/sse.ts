@@ -13,6 +13,7 @@ import { ErrorCode, JSON_CODEC, isValidChannelName, type StreamPosition } from '
 import type { FramePosition, Transport, TransportListener } from '../transport.js';
 import type { Admitted, Gate } from '../upgrade.js';
 import { channelListHash, decodeEventId, encodeEventId } from './sse-id.js';
+import { refuseHttp } from './http-refusal.js';
 
 /** Most `channel` parameters one stream may carry (keeps event ids bounded). */
 export const SSE_MAX_CHANNELS = 64;
@@ -145,7 +146,7 @@ export class SseEndpoint {
   handle(req: IncomingMessage, res: ServerResponse): void {
     this.open(req, res).catch((err) => {
       this.host.logger.error({ err }, 'SSE stream failed to open');
-      if (!res.headersSent) refuse(res, 500, ErrorCode.INTERNAL, 'internal error');
+      if (!res.headersSent) refuseHttp(req, res, 500, ErrorCode.INTERNAL, 'internal error');
       else res.destroy();
     });
   }
@@ -153,11 +154,11 @@ export class SseEndpoint {
   private async open(req: IncomingMessage, res: ServerResponse): Promise<void> {
     const parsed = parseStreamRequest(req);
     const admission = await this.gate.admit(req, () => ('error' in parsed ? parsed.error : undefined));
-    if (!admission.ok) return refuse(res, admission.status, admission.code, admission.message, admission.retryAfterSec);
+    if (!admission.ok) return refuseHttp(req, res, admission.status, admission.code, admission.message, admission.retryAfterSec);
     if (!('request' in parsed)) throw new Error('unreachable: a bad request is refused by admission');
     if (this.host.closing || res.destroyed || req.socket.destroyed) {
       admission.release();
-      if (!res.destroyed) refuse(res, 503, ErrorCode.SHUTTING_DOWN, 'server is shutting down');
+      if (!res.destroyed) refuseHttp(req, res, 503, ErrorCode.SHUTTING_DOWN, 'server is shutting down');
       return;
     }
     const headers: Record<string, string> = {
@@ -187,13 +188,3 @@ export class SseEndpoint {
   }
 }
 
-function refuse(res: ServerResponse, status: number, code: string, message: string, retryAfterSec?: number): void {
-  const body = JSON.stringify({ error: { code, message } });
-  res.writeHead(status, {
-    'content-type': 'application/json',
-    'content-length': Buffer.byteLength(body),
-    'cache-control': 'no-store',
-    ...(retryAfterSec !== undefined ? { 'retry-after': String(retryAfterSec) } : {}),
-  });
-  res.end(body);
-}
