@@ -8,7 +8,7 @@ import assert from 'node:assert/strict';
 import { after, before, describe, test } from 'node:test';
 import { build } from 'esbuild';
 import type { Browser, Page } from 'playwright-core';
-import { signToken } from './helpers.js';
+import { signToken, upgradeStatus } from './helpers.js';
 import { ARTIFACTS, chromiumMissing, launchChromium, startPageServer, type PageServer } from './page-helpers.js';
 
 const PAGE = `<!doctype html><meta charset="utf-8"><title>chat</title><ul id="log"></ul><script type="module">
@@ -24,6 +24,23 @@ const PAGE = `<!doctype html><meta charset="utf-8"><title>chat</title><ul id="lo
   room.on('message', (m) => { window.got.push(m.data.text); const li = document.createElement('li'); li.textContent = m.data.text; document.getElementById('log').append(li); });
   room.on('recovery-failed', () => window.recoveryFailed++);
   window.say = (text) => client.publish('chat:room', { text });
+  window.client = client;
+  client.connect();
+</script>`;
+
+/** A page on another origin than the server, on the HTTP-streaming transport only, recording its retries. */
+const PACED_PAGE = `<!doctype html><meta charset="utf-8"><title>paced</title><p id="state">connecting</p><script type="module">
+  import { ChorusClient } from '/client.js';
+  const params = new URLSearchParams(location.search);
+  window.delays = [];
+  window.errors = [];
+  const client = new ChorusClient({
+    url: params.get('ws'), token: params.get('token'), transports: ['http-stream'],
+    random: () => 0.25, minReconnectDelayMs: 60000, maxReconnectDelayMs: 120000, timeoutMs: 5000,
+  });
+  client.on('connecting', (d) => window.delays.push(d.delayMs));
+  client.on('error', (e) => window.errors.push(e.message));
+  client.on('connected', () => (document.getElementById('state').textContent = 'connected over ' + client.transport));
   window.client = client;
   client.connect();
 </script>`;
@@ -61,6 +78,36 @@ describe('the client in Chromium with the WebSocket blocked', { skip: chromiumMi
     await page.waitForFunction(() => (window as any).client?.state === 'connected', undefined, { timeout: 20_000 });
     return { page, errors };
   }
+
+  test('a page on another origin is paced by Retry-After on the HTTP-streaming transport (CORS exposes it)', async () => {
+    const pages = await startPageServer({
+      '/paced.html': { type: 'text/html', body: PACED_PAGE },
+      '/client.js': { type: 'text/javascript', body: () => bundle },
+    });
+    let now = 1_800_000_000_000;
+    const chorus = await startPageServer({}, { allowedOrigins: [pages.url], clock: () => now, admission: { ratePerSecond: 1, burst: 1 } });
+    const context = await browser.newContext();
+    try {
+      // Someone else takes the one handshake the clock allows.
+      const taken = await upgradeStatus(`${chorus.url.replace('http:', 'ws:')}/ws?token=${await signToken('bob', { expSeconds: null })}`);
+      assert.equal(taken.status, 101);
+      const page = await context.newPage();
+      const ws = `${chorus.url.replace('http:', 'ws:')}/ws`;
+      await page.goto(`${pages.url}/paced.html?ws=${encodeURIComponent(ws)}&token=${await signToken('ada', { expSeconds: null })}`);
+      await page.waitForFunction(() => (window as any).delays.length >= 2, undefined, { timeout: 10_000 });
+      // Retry-After: 1 -> 1000 ms + 0.25 * 1000 ms of jitter; without CORS the page could not read it and would back off 60 s.
+      assert.equal(await page.evaluate(() => (window as any).delays[1]), 1250);
+      assert.match(await page.evaluate(() => (window as any).errors[0]), /Unexpected server response: 503 .*OVER_CAPACITY/);
+      now += 1000;
+      await page.waitForFunction(() => (window as any).client.state === 'connected', undefined, { timeout: 10_000 });
+      assert.equal(await page.evaluate(() => (window as any).client.transport), 'http-stream');
+      await page.screenshot({ path: `${ARTIFACTS}/fallback-paced.png` });
+    } finally {
+      await context.close();
+      await chorus.close();
+      await pages.close();
+    }
+  });
 
   test('falls back to HTTP streaming, chats, and recovers after the stream is cut', async () => {
     const blocked = await open('ada', true);
