@@ -267,6 +267,7 @@ process.on('message', (message: ToServer) => {
     case 'cpu-read': {
       const used = process.cpuUsage(cpuMark);
       profileStop();
+      if (process.env.BENCH_CPU_SPLIT === '1') console.log(`${kind} cpu user ${(used.user / 1000).toFixed(0)} ms, system ${(used.system / 1000).toFixed(0)} ms`);
       send({ type: 'cpu', cpuMs: (used.user + used.system) / 1000 });
       break;
     }
