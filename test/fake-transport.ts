@@ -63,7 +63,7 @@ export function fakeConnection(limits: Partial<ConnectionHost['limits']> = {}, h
     ephemeralDropped: () => reports.push('ephemeralDropped'),
   };
   const connectionHost: ConnectionHost = {
-    limits: { maxQueuedBytes: 1000, maxMessageBytes: 1000, ratePerSecond: 50, rateBurst: 100, maxFaults: 10, faultWindowMs: 10000, ...limits },
+    limits: { maxQueuedBytes: 1000, maxMessageBytes: 1000, ratePerSecond: 50, rateBurst: 100, maxFaults: 10, faultWindowMs: 10000, maxPendingFrames: 256, resumePendingFrames: 32, ...limits },
     now: () => 1_000_000,
     flushes: { schedule: (c) => scheduled.push(c) },
     reporter,

@@ -5,8 +5,8 @@ import { describe, test } from 'node:test';
 import WebSocket from 'ws';
 import { MemoryEngine } from '../src/engines/memory/index.js';
 import { ChorusError } from '../src/protocol/index.js';
-import { MAX_PENDING_FRAMES } from '../src/server/inbound.js';
 import { signToken, startServer, TestSocket, upgradeStatus, until } from './helpers.js';
+import { DEFAULT_LIMITS } from '../src/server/options.js';
 
 describe('replies the client asked for are bounded by bytes, not treated as a slow consumer', () => {
   test('a history page stops at half the send queue; paging on gets the rest; the connection stays', async () => {
@@ -114,39 +114,42 @@ describe('replies the client asked for are bounded by bytes, not treated as a sl
 });
 
 describe('a flood behind a slow handler is paused, not buffered', () => {
-  test('exactly MAX_PENDING_FRAMES waiting frames do not pause; one more does; everything is answered once the handler frees up', async () => {
-    const s = await startServer({ limits: { ratePerSecond: 1_000_000, rateBurst: 1_000_000 } });
-    let release!: () => void;
-    const gate = new Promise<void>((r) => (release = r));
-    let entered!: () => void;
-    const handlerEntered = new Promise<void>((r) => (entered = r));
-    s.chorus.on('slow', async () => {
-      entered();
-      await gate;
-      return 'done';
+  for (const configured of [undefined, { maxPendingFrames: 8, resumePendingFrames: 2 }]) {
+    const max = configured?.maxPendingFrames ?? DEFAULT_LIMITS.maxPendingFrames;
+    const n = configured ? 60 : 1000;
+    test(`exactly ${max} waiting frames (${configured ? 'limits.maxPendingFrames' : 'the default'}) do not pause; one more does; everything is answered once the handler frees up`, async () => {
+      const s = await startServer({ limits: { ratePerSecond: 1_000_000, rateBurst: 1_000_000, ...configured } });
+      let release!: () => void;
+      const gate = new Promise<void>((r) => (release = r));
+      let entered!: () => void;
+      const handlerEntered = new Promise<void>((r) => (entered = r));
+      s.chorus.on('slow', async () => {
+        entered();
+        await gate;
+        return 'done';
+      });
+      try {
+        const a = await TestSocket.connect(s.wsUrl, await signToken('ada'));
+        const conn = [...s.chorus.connections][0]!;
+        const batch = (from: number, count: number) =>
+          Array.from({ length: count }, (_, i) => JSON.stringify({ event: 'slow', id: `s${from + i}` })).join('\n');
+        // One message: all of its frames are queued before the first handler runs.
+        a.send(batch(0, max));
+        await handlerEntered;
+        assert.equal((conn.ws as any).isPaused, false, `${max} waiting frames: still reading`);
+        a.send(batch(max, 1));
+        await until('socket paused', () => (conn.ws as any).isPaused === true);
+        a.send(batch(max + 1, n - max - 1));
+        release();
+        await a.find((f) => f.id === `s${n - 1}`, 10000);
+        assert.equal(a.frames.filter((f) => f.event === 'ack' && f.id?.startsWith('s')).length, n);
+        await until('socket resumed', () => (conn.ws as any).isPaused === false);
+        a.close();
+      } finally {
+        await s.close();
+      }
     });
-    try {
-      const a = await TestSocket.connect(s.wsUrl, await signToken('ada'));
-      const conn = [...s.chorus.connections][0]!;
-      const batch = (from: number, count: number) =>
-        Array.from({ length: count }, (_, i) => JSON.stringify({ event: 'slow', id: `s${from + i}` })).join('\n');
-      // One message: all of its frames are queued before the first handler runs.
-      a.send(batch(0, MAX_PENDING_FRAMES));
-      await handlerEntered;
-      assert.equal((conn.ws as any).isPaused, false, `${MAX_PENDING_FRAMES} waiting frames: still reading`);
-      a.send(batch(MAX_PENDING_FRAMES, 1));
-      await until('socket paused', () => (conn.ws as any).isPaused === true);
-      a.send(batch(MAX_PENDING_FRAMES + 1, 1000 - MAX_PENDING_FRAMES - 1));
-      const n = 1000;
-      release();
-      await a.find((f) => f.id === `s${n - 1}`, 10000);
-      assert.equal(a.frames.filter((f) => f.event === 'ack' && f.id?.startsWith('s')).length, n);
-      await until('socket resumed', () => (conn.ws as any).isPaused === false);
-      a.close();
-    } finally {
-      await s.close();
-    }
-  });
+  }
 });
 
 /** A memory engine whose operations can be made to fail, like a Redis outage would. */

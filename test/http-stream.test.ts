@@ -14,9 +14,9 @@ import { TestBus } from '../src/engines/bus/index.js';
 import { RedisEngine } from '../src/engines/redis/index.js';
 import type { Engine } from '../src/engines/types.js';
 import { RedisProcess } from './redis-helpers.js';
-import { MAX_HELD_MESSAGES, newSessionId, sessionNode, type HttpStreamTransport } from '../src/server/transports/http-stream.js';
-import { MAX_PENDING_FRAMES } from '../src/server/inbound.js';
+import { newSessionId, sessionNode, type HttpStreamTransport } from '../src/server/transports/http-stream.js';
 import { SECRET, signToken, startServer, until, withServer, withTimeout, type TestServer } from './helpers.js';
+import { DEFAULT_LIMITS, type Limits } from '../src/server/options.js';
 
 /** A raw HTTP streaming client: reads frames line by line, POSTs messages with seq numbers. */
 class StreamClient {
@@ -111,7 +111,7 @@ const NO_RATE_LIMIT = { limits: { ratePerSecond: 10_000, rateBurst: 10_000 } };
 
 /**
  * A session on `s` whose reading is paused (flood control): an extension holds a subscribe until
- * `release`, and MAX_PENDING_FRAMES pings queued behind it make one frame too many waiting.
+ * `release`, and `limits.maxPendingFrames` pings queued behind it make one frame too many waiting.
  */
 async function pausedSession(s: TestServer): Promise<{ client: StreamClient; transport: HttpStreamTransport; release: () => void }> {
   let release!: () => void;
@@ -119,7 +119,7 @@ async function pausedSession(s: TestServer): Promise<{ client: StreamClient; tra
   s.chorus.use({ name: 'hold-subscribe', onSubscribe: () => released });
   const client = await StreamClient.open(s.url, await signToken('ada'));
   await client.find((f) => f.event === 'connected');
-  const pings = Array.from({ length: MAX_PENDING_FRAMES }, (_, i) => ({ event: 'ping', id: `q${i}` }));
+  const pings = Array.from({ length: s.chorus.options.limits.maxPendingFrames }, (_, i) => ({ event: 'ping', id: `q${i}` }));
   assert.equal((await client.post([{ event: 'subscribe', id: 's', data: { channel: 'chat:held' } }, ...pings])).status, 204);
   const transport = [...s.chorus.connections][0]!.transport as HttpStreamTransport;
   assert.equal(transport.isPaused, true, 'reading paused');
@@ -215,24 +215,41 @@ describe('HTTP streaming', () => {
     });
   });
 
-  test('flood control: a POST to a session whose reading is paused is answered only once reading resumes', async () => {
-    await withServer(NO_RATE_LIMIT, async (s) => {
-      const { client, transport, release } = await pausedSession(s);
-      // The next request's body has been read by the server: it is waiting, not answered.
-      const arrived = new Promise<http.ServerResponse>((resolve) => s.http.once('request', (req, res) => req.once('end', () => resolve(res))));
-      let answered = false;
-      const posted = client.post([{ event: 'ping', id: 'after' }]).then((r) => ((answered = true), r));
-      const res = await withTimeout(arrived, 5000, 'the POST to arrive');
-      await new Promise((resolve) => setImmediate(resolve));
-      assert.equal(res.writableEnded, false, 'not answered while paused');
-      assert.equal(answered, false);
-      assert.equal(transport.isPaused, true);
-      release();
-      assert.equal((await withTimeout(posted, 10_000, 'the POST answer')).status, 204);
-      await client.find((f) => f.id === 'after');
-      assert.equal(transport.isPaused, false);
-      const expected = [...Array.from({ length: MAX_PENDING_FRAMES }, (_, i) => `q${i}`), 'after'];
-      assert.deepEqual(pingAcks(client), expected, 'applied after everything queued before it');
+  for (const configured of [undefined, { maxPendingFrames: 8, resumePendingFrames: 2 }]) {
+    test(`flood control${configured ? ' (limits.maxPendingFrames 8)' : ''}: a POST to a session whose reading is paused is answered only once reading resumes`, async () => {
+      await withServer({ limits: { ...NO_RATE_LIMIT.limits, ...configured } }, async (s) => {
+        const { client, transport, release } = await pausedSession(s);
+        // The next request's body has been read by the server: it is waiting, not answered.
+        const arrived = new Promise<http.ServerResponse>((resolve) => s.http.once('request', (req, res) => req.once('end', () => resolve(res))));
+        let answered = false;
+        const posted = client.post([{ event: 'ping', id: 'after' }]).then((r) => ((answered = true), r));
+        const res = await withTimeout(arrived, 5000, 'the POST to arrive');
+        await new Promise((resolve) => setImmediate(resolve));
+        assert.equal(res.writableEnded, false, 'not answered while paused');
+        assert.equal(answered, false);
+        assert.equal(transport.isPaused, true);
+        release();
+        assert.equal((await withTimeout(posted, 10_000, 'the POST answer')).status, 204);
+        await client.find((f) => f.id === 'after');
+        assert.equal(transport.isPaused, false);
+        const expected = [...Array.from({ length: s.chorus.options.limits.maxPendingFrames }, (_, i) => `q${i}`), 'after'];
+        assert.deepEqual(pingAcks(client), expected, 'applied after everything queued before it');
+        client.close();
+      });
+    });
+  }
+
+  test('limits.maxEarlyMessages: a POST that many past the next expected seq is 400; one less is held until its turn', async () => {
+    await withServer({ limits: { ...NO_RATE_LIMIT.limits, maxEarlyMessages: 4 } }, async (s) => {
+      const client = await StreamClient.open(s.url, await signToken('ada'));
+      await client.find((f) => f.event === 'connected');
+      const early = await client.post([{ event: 'ping', id: 'e4' }], 4);
+      assert.equal(early.status, 400);
+      assert.match(early.body, /BAD_REQUEST/);
+      assert.equal((await client.post([{ event: 'ping', id: 'e3' }], 3)).status, 204, 'held');
+      for (let seq = 0; seq < 3; seq++) assert.equal((await client.post([{ event: 'ping', id: `e${seq}` }], seq)).status, 204);
+      await client.find((f) => f.id === 'e3');
+      assert.deepEqual(pingAcks(client), ['e0', 'e1', 'e2', 'e3'], 'applied in seq order');
       client.close();
     });
   });
@@ -310,10 +327,10 @@ describe('HTTP streaming across a cluster without sticky sessions', () => {
   }
 
   /** Two nodes on a test bus, node a holding a paused session; POSTs to node b are forwarded to it. */
-  async function pausedOnA(): Promise<{ client: StreamClient; transport: HttpStreamTransport; release: () => void; b: TestServer }> {
+  async function pausedOnA(limits: Partial<Limits> = {}): Promise<{ client: StreamClient; transport: HttpStreamTransport; release: () => void; b: TestServer }> {
     bus = new TestBus();
     await bus.start();
-    nodes = await Promise.all(['a', 'b'].map((id) => startServer({ nodeId: id, engine: bus!.node(id), ...NO_RATE_LIMIT })));
+    nodes = await Promise.all(['a', 'b'].map((id) => startServer({ nodeId: id, engine: bus!.node(id), limits: { ...NO_RATE_LIMIT.limits, ...limits } })));
     const paused = await pausedSession(nodes[0]!);
     assert.equal(sessionNode(paused.client.session), 'a');
     return { ...paused, b: nodes[1]! };
@@ -327,34 +344,38 @@ describe('HTTP streaming across a cluster without sticky sessions', () => {
     }
   }
 
-  test(`messages forwarded while a session is paused: ${MAX_HELD_MESSAGES} are held, then applied in order once it reads again`, async () => {
-    const { client, transport, release, b } = await pausedOnA();
-    await forwardPings(client, b, MAX_HELD_MESSAGES);
-    // Forwarded messages reach node a in a microtask, before the POST's answer: all are held.
-    assert.equal(transport.isPaused, true);
-    assert.equal(client.frames.some((f) => f.event === 'disconnect'), false);
-    release();
-    await client.find((f) => f.id === `f${MAX_HELD_MESSAGES}`);
-    const expected = [
-      ...Array.from({ length: MAX_PENDING_FRAMES }, (_, i) => `q${i}`),
-      ...Array.from({ length: MAX_HELD_MESSAGES }, (_, i) => `f${i + 1}`),
-    ];
-    assert.deepEqual(pingAcks(client), expected);
-    assert.equal(client.frames.some((f) => f.event === 'disconnect'), false);
-    assert.equal(nodes[0]!.chorus.connections.size, 1, 'still open');
-    client.close();
-  });
+  for (const configured of [{}, { maxHeldMessages: 3 }]) {
+    const held = configured.maxHeldMessages ?? DEFAULT_LIMITS.maxHeldMessages;
+    const label = configured.maxHeldMessages ? ' (limits.maxHeldMessages)' : '';
+    test(`messages forwarded while a session is paused: ${held}${label} are held, then applied in order once it reads again`, async () => {
+      const { client, transport, release, b } = await pausedOnA(configured);
+      await forwardPings(client, b, held);
+      // Forwarded messages reach node a in a microtask, before the POST's answer: all are held.
+      assert.equal(transport.isPaused, true);
+      assert.equal(client.frames.some((f) => f.event === 'disconnect'), false);
+      release();
+      await client.find((f) => f.id === `f${held}`);
+      const expected = [
+        ...Array.from({ length: DEFAULT_LIMITS.maxPendingFrames }, (_, i) => `q${i}`),
+        ...Array.from({ length: held }, (_, i) => `f${i + 1}`),
+      ];
+      assert.deepEqual(pingAcks(client), expected);
+      assert.equal(client.frames.some((f) => f.event === 'disconnect'), false);
+      assert.equal(nodes[0]!.chorus.connections.size, 1, 'still open');
+      client.close();
+    });
 
-  test(`messages forwarded while a session is paused: one more than ${MAX_HELD_MESSAGES} closes it with 1008`, async () => {
-    const { client, release, b } = await pausedOnA();
-    await forwardPings(client, b, MAX_HELD_MESSAGES + 1);
-    const disconnect = await client.find((f) => f.event === 'disconnect');
-    assert.equal(disconnect.data.code, 1008);
-    await client.until('stream end', () => client.ended);
-    release();
-    await until('closed', () => nodes[0]!.chorus.connections.size === 0);
-    assert.equal(pingAcks(client).some((id) => id.startsWith('f')), false, 'no held message was applied');
-  });
+    test(`messages forwarded while a session is paused: one more than ${held}${label} closes it with 1008`, async () => {
+      const { client, release, b } = await pausedOnA(configured);
+      await forwardPings(client, b, held + 1);
+      const disconnect = await client.find((f) => f.event === 'disconnect');
+      assert.equal(disconnect.data.code, 1008);
+      await client.until('stream end', () => client.ended);
+      release();
+      await until('closed', () => nodes[0]!.chorus.connections.size === 0);
+      assert.equal(pingAcks(client).some((id) => id.startsWith('f')), false, 'no held message was applied');
+    });
+  }
 
   test('POSTs reaching the other node are forwarded to the node holding the stream (test bus)', async () => {
     bus = new TestBus();

@@ -198,7 +198,11 @@ const limitsSchema = numbers({
   faultWindowMs: 'Window for maxFaults, in ms. Default 10000',
   handshakeTimeoutMs: 'Longest authentication of an upgrade before HTTP 503, in ms. Default 10000',
   maxHistoryLimit: 'Largest limit of a history request. Default 100',
-});
+  maxPendingFrames: 'Frames of one connection waiting to be handled before the server stops reading from it (flood control). Default 256',
+  resumePendingFrames: 'Waiting frames at or below which a paused connection is read again; below maxPendingFrames. Default 32',
+  maxEarlyMessages: 'HTTP streaming: how far past the next expected seq a POST may arrive; further is 400. Default 64',
+  maxHeldMessages: 'HTTP streaming: forwarded messages held while a session is paused; one more closes it with 1008. Default 256',
+}, ['resumePendingFrames']);
 
 /** An integer in [min, max] (compression settings). */
 function intIn(min: number, max: number) {

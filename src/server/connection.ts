@@ -50,6 +50,8 @@ export interface ConnectionHost {
     rateBurst: number;
     maxFaults: number;
     faultWindowMs: number;
+    maxPendingFrames: number;
+    resumePendingFrames: number;
   };
   now(): number;
   /** Asked to call `connection.flush()` soon once the queue gets its first frame. */
@@ -143,7 +145,7 @@ export class Connection {
    * paused reading, or reading stopped for abuse.
    */
   get inbound(): InboundQueue {
-    return (this.inboundQueue ??= new InboundQueue(this.transport, this));
+    return (this.inboundQueue ??= new InboundQueue(this.transport, this.host.limits, this));
   }
 
   /** Whether reading stopped for good (too many faults; a 1008 close is queued). */

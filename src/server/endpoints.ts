@@ -10,7 +10,7 @@ import type { Broker, Publication } from '../engines/types.js';
 import { safePath } from './logger.js';
 import type { CompressionSettings } from './compression.js';
 import type { Transport } from './transport.js';
-import { HttpStreamEndpoint } from './transports/http-stream.js';
+import { HttpStreamEndpoint, type StreamLimits } from './transports/http-stream.js';
 import { SseEndpoint, type StreamRequest } from './transports/sse.js';
 import { WebSocketAcceptor } from './transports/websocket.js';
 import { WebSocketUpgrade, type Admitted, type Gate } from './upgrade.js';
@@ -26,7 +26,7 @@ export interface EndpointsHost {
     readonly streamPath: string | undefined;
     readonly allowedOrigins: string[] | undefined;
     readonly compression: CompressionSettings | undefined;
-    readonly limits: { readonly maxMessageBytes: number };
+    readonly limits: { readonly maxMessageBytes: number } & StreamLimits;
   };
   /** Make an admitted transport a connection. */
   accept(transport: Transport, admitted: Admitted): void;
@@ -61,6 +61,7 @@ export class Endpoints {
         nodeId: options.nodeId,
         allowedOrigins: options.allowedOrigins,
         maxMessageBytes: options.limits.maxMessageBytes,
+        limits: options.limits,
       },
       (transport, admitted) => host.accept(transport, admitted),
       async (node, session, seq, body) => {

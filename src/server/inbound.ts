@@ -1,9 +1,12 @@
 import type { Transport } from './transport.js';
 
-/** Frames waiting for their turn on one connection before its transport is paused. */
-export const MAX_PENDING_FRAMES = 256;
-/** Waiting frames below which a paused transport is resumed. */
-export const RESUME_PENDING_FRAMES = 32;
+/** When reading pauses and resumes (`limits.maxPendingFrames`, `limits.resumePendingFrames`). */
+export interface InboundLimits {
+  /** Frames waiting for their turn on one connection before its transport is paused. */
+  readonly maxPendingFrames: number;
+  /** Waiting frames at or below which a paused transport is resumed. */
+  readonly resumePendingFrames: number;
+}
 
 /** What holds an inbound queue (a connection), told when it has drained. */
 export interface InboundOwner {
@@ -12,9 +15,9 @@ export interface InboundOwner {
 
 /**
  * The inbound side of one connection: its frames run one at a time, in order. Past
- * MAX_PENDING_FRAMES waiting tasks (a slow handler or engine and a client that keeps sending)
+ * `maxPendingFrames` waiting tasks (a slow handler or engine and a client that keeps sending)
  * reading is paused, so memory stays bounded: TCP pushes back on the client until the queue
- * drains to RESUME_PENDING_FRAMES.
+ * drains to `resumePendingFrames`.
  */
 export class InboundQueue {
   /** The last task's promise while any task is pending (none kept on an idle connection). */
@@ -27,6 +30,7 @@ export class InboundQueue {
   /** @param owner told each time the last pending task has finished (it may drop the queue) */
   constructor(
     private readonly transport: Transport,
+    private readonly limits: InboundLimits,
     private readonly owner?: InboundOwner,
   ) {}
 
@@ -38,7 +42,7 @@ export class InboundQueue {
   /** Run `task` after the earlier ones; a failure goes to `failed` and the queue goes on. */
   enqueue(task: () => Promise<void>, failed: (err: unknown) => void): void {
     this.pending++;
-    if (this.pending > MAX_PENDING_FRAMES && !this.paused) {
+    if (this.pending > this.limits.maxPendingFrames && !this.paused) {
       this.paused = true;
       this.transport.pause();
     }
@@ -48,7 +52,7 @@ export class InboundQueue {
       .finally(() => {
         this.pending--;
         if (this.tail === tail) this.tail = undefined;
-        if (this.pending <= RESUME_PENDING_FRAMES && this.paused && !this.abusive) {
+        if (this.pending <= this.limits.resumePendingFrames && this.paused && !this.abusive) {
           this.paused = false;
           this.transport.resume();
         }

@@ -83,6 +83,18 @@ export interface Limits {
   handshakeTimeoutMs: number;
   /** Largest `limit` of a history request (and its default). Default 100. */
   maxHistoryLimit: number;
+  /**
+   * Frames of one connection waiting to be handled (a slow hook or engine and a client that keeps
+   * sending) before the server stops reading from it: TCP pushes back on a WebSocket, an HTTP
+   * streaming POST is answered only once reading resumes. Default 256.
+   */
+  maxPendingFrames: number;
+  /** Waiting frames at or below which a paused connection is read again; below `maxPendingFrames`. Default 32. */
+  resumePendingFrames: number;
+  /** HTTP streaming: how far past the next expected `seq` a POST may arrive (held until its turn); further is 400. Default 64. */
+  maxEarlyMessages: number;
+  /** HTTP streaming: messages forwarded from other nodes held while the session is paused; one more closes it with 1008. Default 256. */
+  maxHeldMessages: number;
 }
 
 export interface HeartbeatOptions {
@@ -229,6 +241,10 @@ export const DEFAULT_LIMITS: Limits = {
   faultWindowMs: 10000,
   handshakeTimeoutMs: 10000,
   maxHistoryLimit: 100,
+  maxPendingFrames: 256,
+  resumePendingFrames: 32,
+  maxEarlyMessages: 64,
+  maxHeldMessages: 256,
 };
 
 export const DEFAULT_HEARTBEAT: HeartbeatOptions = { intervalMs: 30000, timeoutMs: 90000 };
@@ -288,7 +304,8 @@ export function resolveOptions(options: ServerOptions = {}): ResolvedOptions {
   }
   const compression = resolveCompression(options.compression);
   const namespaces = (options.namespaces ?? DEFAULT_NAMESPACES).map((ns, i) => resolveNamespace(ns, `namespaces[${i}]`));
-  const limits = resolveNumbers('limits', options.limits, DEFAULT_LIMITS);
+  const limits = resolveNumbers('limits', options.limits, DEFAULT_LIMITS, new Set(['resumePendingFrames']));
+  if (limits.resumePendingFrames >= limits.maxPendingFrames) fail('limits.resumePendingFrames', `must be below limits.maxPendingFrames (${limits.maxPendingFrames})`);
   const heartbeat = resolveNumbers('heartbeat', options.heartbeat, DEFAULT_HEARTBEAT);
   if (heartbeat.timeoutMs <= heartbeat.intervalMs) {
     fail('heartbeat.timeoutMs', 'must be greater than heartbeat.intervalMs');

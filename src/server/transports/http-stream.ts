@@ -17,15 +17,18 @@ import type { Transport, TransportListener } from '../transport.js';
 import type { AcceptTransport, Gate } from '../upgrade.js';
 import { refuseHttp } from './http-refusal.js';
 
-/** How far ahead of the next expected seq a POST may be (held until its turn); further: 400. */
-export const MAX_EARLY_MESSAGES = 64;
-/**
- * Messages held while the session's reading is paused (flood control). A POST to a paused
- * session on its own node is answered only once reading resumes, so a client sending one POST
- * at a time never gets here; messages forwarded from other nodes beyond this close the session
- * with 1008.
- */
-export const MAX_HELD_MESSAGES = 256;
+/** A session's limits (`limits.maxEarlyMessages`, `limits.maxHeldMessages`). */
+export interface StreamLimits {
+  /** How far ahead of the next expected seq a POST may be (held until its turn); further: 400. */
+  readonly maxEarlyMessages: number;
+  /**
+   * Messages held while the session's reading is paused (flood control). A POST to a paused
+   * session on its own node is answered only once reading resumes, so a client sending one POST
+   * at a time never gets here; messages forwarded from other nodes beyond this close the session
+   * with 1008.
+   */
+  readonly maxHeldMessages: number;
+}
 
 const NEWLINE = Buffer.from('\n');
 
@@ -65,6 +68,7 @@ export class HttpStreamTransport implements Transport {
   constructor(
     readonly session: string,
     private readonly res: ServerResponse,
+    private readonly limits: StreamLimits,
   ) {}
 
   get isOpen(): boolean {
@@ -91,12 +95,12 @@ export class HttpStreamTransport implements Transport {
 
   /**
    * A message from the client with its sequence number. Returns false when it is too far ahead
-   * (MAX_EARLY_MESSAGES or more past the next expected seq). Repeats are dropped.
+   * (`maxEarlyMessages` or more past the next expected seq). Repeats are dropped.
    */
   receive(seq: number, body: Buffer): boolean {
     if (seq < this.nextSeq || this.early.has(seq)) return true;
     if (seq !== this.nextSeq) {
-      if (seq >= this.nextSeq + MAX_EARLY_MESSAGES) return false;
+      if (seq >= this.nextSeq + this.limits.maxEarlyMessages) return false;
       this.early.set(seq, body);
       return true;
     }
@@ -130,7 +134,7 @@ export class HttpStreamTransport implements Transport {
       this.listener.message(body, false);
       return;
     }
-    if (this.held.length >= MAX_HELD_MESSAGES) {
+    if (this.held.length >= this.limits.maxHeldMessages) {
       this.listener.error(new ChorusError(ErrorCode.RATE_LIMITED, 'messages kept coming while reading was paused'));
       this.send(JSON_CODEC.encode({ event: ServerEvent.DISCONNECT, data: disconnectData(Disconnect.abuse) }));
       this.close(Disconnect.abuse.code, Disconnect.abuse.reason);
@@ -190,6 +194,7 @@ export class HttpStreamEndpoint {
       readonly nodeId: string;
       readonly allowedOrigins: string[] | undefined;
       readonly maxMessageBytes: number;
+      readonly limits: StreamLimits;
     },
     private readonly accept: AcceptTransport,
     private readonly forward: HttpStreamForwarder,
@@ -239,7 +244,7 @@ export class HttpStreamEndpoint {
     }
     res.writeHead(200, headers);
     req.socket.setNoDelay(true);
-    const transport = new HttpStreamTransport(session, res);
+    const transport = new HttpStreamTransport(session, res, this.host.limits);
     this.sessions.set(session, transport);
     res.once('close', () => this.sessions.delete(session));
     try {
@@ -286,7 +291,7 @@ export class HttpStreamEndpoint {
     if (local) {
       // Flood control: a session that stopped reading answers once it reads again (TCP-like push back).
       await local.whenReading();
-      if (!local.receive(seq, body)) throw new ChorusError(ErrorCode.BAD_REQUEST, `seq ${seq} is too far ahead of ${MAX_EARLY_MESSAGES} missing messages`);
+      if (!local.receive(seq, body)) throw new ChorusError(ErrorCode.BAD_REQUEST, `seq ${seq} is ${this.host.limits.maxEarlyMessages} or more past the next expected one`);
     } else {
       try {
         await this.forward(node, session, seq, body.toString('utf8'));
