@@ -204,6 +204,10 @@ describe('loadConfig: precedence flags > env > file > defaults', () => {
       shutdown: { drainTimeoutMs: 500, reconnectSpreadMs: 0 },
       idempotencyWindowMs: 5000,
       nodeId: 'node-a',
+      ssePath: false,
+      streamPath: '/live',
+      cluster: { reportIntervalMs: 500 },
+      limits: { maxPendingFrames: 64, resumePendingFrames: 0, maxEarlyMessages: 8, maxHeldMessages: 16 },
     };
     const c = loadConfig([], { CHORUS_CONFIG: '/s.json' }, files({ '/s.json': JSON.stringify(cfg) }));
     assert.equal(c.server.path, '/realtime');
@@ -214,6 +218,10 @@ describe('loadConfig: precedence flags > env > file > defaults', () => {
     assert.equal(c.server.idempotencyWindowMs, 5000);
     assert.equal(c.server.nodeId, 'node-a');
     assert.equal(c.server.auth?.audience, 'chat');
+    assert.equal(c.server.ssePath, false);
+    assert.equal(c.server.streamPath, '/live');
+    assert.deepEqual(c.server.cluster, { reportIntervalMs: 500 });
+    assert.deepEqual(c.server.limits, cfg.limits);
   });
 
   it('reads redis.tls PEM files relative to the config file', () => {
@@ -369,6 +377,10 @@ describe('loadConfig: errors name the bad key', () => {
     ['bad redis.tls.servername', () => loadConfig(['--config', '/c.json'], {}, file({ redis: { tls: { servername: 1 } } })), /^invalid option redis\.tls\.servername: /],
     ['bad presenceTtlMs', () => loadConfig(['--config', '/c.json'], {}, file({ presenceTtlMs: -1 })), /^invalid option presenceTtlMs: /],
     ['bad personalChannel', () => loadConfig(['--config', '/c.json'], {}, file({ personalChannel: 'yes' })), /^invalid option personalChannel: /],
+    ['bad ssePath', () => loadConfig(['--config', '/c.json'], {}, file({ ssePath: 'sse' })), /^invalid option ssePath: must start with "\/" or be false/],
+    ['bad streamPath', () => loadConfig(['--config', '/c.json'], {}, file({ streamPath: true })), /^invalid option streamPath: must start with "\/" or be false/],
+    ['bad cluster', () => loadConfig(['--config', '/c.json'], {}, file({ cluster: { replyTimeoutMs: 0 } })), /^invalid option cluster\.replyTimeoutMs: /],
+    ['bad limits.maxHeldMessages', () => loadConfig(['--config', '/c.json'], {}, file({ limits: { maxHeldMessages: 0 } })), /^invalid option limits\.maxHeldMessages: /],
     ['bad heartbeat', () => loadConfig(['--config', '/c.json'], {}, file({ heartbeat: { intervalMs: 5000, timeoutMs: 1000 } })), /^invalid option heartbeat\.timeoutMs: /],
     ['config file is not an object', () => loadConfig(['--config', '/c.json'], {}, file([1, 2])), /^invalid option --config: .*must hold a JSON object/],
     [

@@ -229,6 +229,13 @@ const compressionSchema = z.union(
   { error: 'must be true, false or an object' },
 );
 
+/** An endpoint path; `alternative` names what else the key may be, in its errors. */
+const endpointPathOr = (alternative?: string) => {
+  const problem = alternative ? `must start with "/" or ${alternative}` : 'must start with "/"';
+  return z.string({ error: problem }).regex(/^\//, { error: problem });
+};
+const endpointPath = endpointPathOr();
+
 /** The whole config file. */
 export const configFileSchema = z
   .strictObject(
@@ -237,7 +244,15 @@ export const configFileSchema = z
       port: portSchema.optional().describe('TCP port; 0 picks a free one. Default 8080 (PORT, --port override it)'),
       host: hostSchema.optional().describe('Listen address. Default 0.0.0.0 (HOST, --host override it)'),
       logLevel: logLevelSchema.optional().describe('pino level. Default info (LOG_LEVEL, --log-level override it)'),
-      path: z.string({ error: 'must start with "/"' }).regex(/^\//, { error: 'must start with "/"' }).optional().describe('WebSocket endpoint path. Default /ws'),
+      path: endpointPath.optional().describe('WebSocket endpoint path. Default /ws'),
+      ssePath: z
+        .union([z.literal(false), endpointPathOr('be false')], { error: 'must start with "/" or be false' })
+        .optional()
+        .describe('Server-Sent Events endpoint path; false turns it off. Default /sse'),
+      streamPath: z
+        .union([z.literal(false), endpointPathOr('be false')], { error: 'must start with "/" or be false' })
+        .optional()
+        .describe('HTTP streaming (WebSocket fallback) endpoint path; false turns it off. Default /stream'),
       auth: authSchema.optional().describe('JWT verification (CHORUS_JWT_SECRET sets secret); none configured means demo mode'),
       apiKey: nonEmptyString.optional().describe('Bearer key for the HTTP API (CHORUS_API_KEY overrides it)'),
       compression: compressionSchema.optional().describe('permessage-deflate for WebSocket clients that offer it (CHORUS_COMPRESSION=on|off overrides it). Default off'),
@@ -267,6 +282,12 @@ export const configFileSchema = z
         },
         ['reconnectSpreadMs'],
       ).optional(),
+      cluster: numbers({
+        reportIntervalMs: "How often a node publishes its figures for the dashboard and admin console, in ms (a node's report expires after three). Default 2000",
+        replyTimeoutMs: "How long a cluster-wide command waits for the other nodes' answers, in ms. Default 1000",
+      })
+        .optional()
+        .describe('Cluster reporting (dashboard, admin console)'),
       idempotencyWindowMs: positiveInt.optional().describe('Window in which a retried publish is applied once, in ms. Default 120000'),
       presenceTtlMs: positiveInt.optional().describe('Lifetime of presence and connection entries in the engine, in ms. Default 60000'),
       processMetrics: trueOrFalse.optional().describe('Export Node process metrics. Default true'),
