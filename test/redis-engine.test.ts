@@ -93,4 +93,28 @@ describe('Redis engine: the requests of one event-loop turn go out batched', () 
       await Promise.all([batched.close(), single.close()]);
     }
   });
+
+  test('a batch holds at most 500 requests: 1,001 in one turn are three commands (500, 500, 1), every answer right', async () => {
+    const engine = new RedisEngine({ url: redis.url, prefix: 'cap' });
+    engine.setHandler(() => {});
+    await engine.start();
+    try {
+      await engine.connections.reserve('warm', 'w1', 1, 60000);
+      await engine.history.position('warm');
+      await engine.client.config('RESETSTAT');
+      // Users u0..u999 once each, and u0 again: at a cap of 1 the last (in the third batch) is refused.
+      const ids = Array.from({ length: 1001 }, (_, i) => (i < 1000 ? { user: `u${i}`, id: `c${i}` } : { user: 'u0', id: 'again' }));
+      const reserved = await Promise.all(ids.map(({ user, id }) => engine.connections.reserve(user, id, 1, 60000)));
+      assert.equal(reserved.filter(Boolean).length, 1000);
+      assert.equal(reserved[1000], false, 'the 1,001st, a second connection of u0, is over the cap');
+      assert.equal((await commandCalls(engine)).evalsha, 3);
+      await engine.client.config('RESETSTAT');
+      const positions = await Promise.all(Array.from({ length: 1001 }, (_, i) => engine.history.position(`cap:${i}`)));
+      assert.ok(positions.every((p) => p.offset === 0 && typeof p.epoch === 'string' && p.epoch.length > 0));
+      assert.equal(new Set(positions.map((p) => p.epoch)).size > 1, true, 'each stream has its own epoch');
+      assert.equal((await commandCalls(engine)).evalsha, 3);
+    } finally {
+      await engine.close();
+    }
+  });
 });
