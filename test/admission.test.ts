@@ -125,37 +125,42 @@ describe('server-paced admission', () => {
     }
   });
 
-  test('the client waits Retry-After plus its jitter after a 503 (not its backoff) and then connects', async () => {
-    let now = 1_800_000_000_000;
-    const s = await startServer({ clock: () => now, admission: { ratePerSecond: 1, burst: 1 } });
-    const token = await signToken('ada', { expSeconds: null });
-    const client = new ChorusClient({
-      url: s.wsUrl,
-      WebSocket: WebSocket as any,
-      token,
-      random: () => 0.25,
-      minReconnectDelayMs: 60_000,
-      maxReconnectDelayMs: 120_000,
+  // The WebSocket (Node's ws shows the client the response) and the HTTP-streaming fallback
+  // (it reads the refused stream's response itself) alike.
+  for (const transport of ['websocket', 'http-stream'] as const) {
+    test(`the client waits Retry-After plus its jitter after a 503 (not its backoff) and then connects: ${transport}`, async () => {
+      let now = 1_800_000_000_000;
+      const s = await startServer({ clock: () => now, admission: { ratePerSecond: 1, burst: 1 } });
+      const client = new ChorusClient({
+        url: s.wsUrl,
+        ...(transport === 'websocket' ? { WebSocket: WebSocket as any } : { transports: ['http-stream'], fetch: globalThis.fetch as any }),
+        token: await signToken('ada', { expSeconds: null }),
+        random: () => 0.25,
+        minReconnectDelayMs: 60_000,
+        maxReconnectDelayMs: 120_000,
+      });
+      try {
+        assert.equal((await upgrade(`${s.url}/ws`, await signToken('bob', { expSeconds: null }))).status, 101); // takes the one token
+        const errors: Error[] = [];
+        const connecting: ConnectingData[] = [];
+        client.on('error', (e) => void errors.push(e));
+        client.on('connecting', (d) => void connecting.push(d));
+        const connected = nextEvent(client, 'connected');
+        client.connect();
+        await until('the paced retry is scheduled', () => connecting.length >= 2, 5000);
+        // Retry-After: 1 -> 1000 ms + 0.25 * 1000 ms of jitter; the backoff (60 s minimum) was not used.
+        assert.equal(connecting[1]!.delayMs, 1250);
+        // Over HTTP streaming the client read the refusal's body too.
+        assert.match(errors[0]?.message ?? '', transport === 'websocket' ? /Unexpected server response: 503/ : /Unexpected server response: 503 .*OVER_CAPACITY/);
+        now += 1000; // a token is back by the time the client returns
+        await withTimeout(connected, 5000, 'connected after Retry-After');
+        assert.equal(client.transport, transport);
+      } finally {
+        client.close();
+        await s.close();
+      }
     });
-    try {
-      assert.equal((await upgrade(`${s.url}/ws`, await signToken('bob', { expSeconds: null }))).status, 101); // takes the one token
-      const errors: Error[] = [];
-      const connecting: ConnectingData[] = [];
-      client.on('error', (e) => void errors.push(e));
-      client.on('connecting', (d) => void connecting.push(d));
-      const connected = nextEvent(client, 'connected');
-      client.connect();
-      await until('the paced retry is scheduled', () => connecting.length >= 2, 5000);
-      // Retry-After: 1 -> 1000 ms + 0.25 * 1000 ms of jitter; the backoff (60 s minimum) was not used.
-      assert.equal(connecting[1]!.delayMs, 1250);
-      assert.match(errors[0]?.message ?? '', /Unexpected server response: 503/);
-      now += 1000; // a token is back by the time the client returns
-      await withTimeout(connected, 5000, 'connected after Retry-After');
-    } finally {
-      client.close();
-      await s.close();
-    }
-  });
+  }
 
   test('a paced WebSocket client stays on the WebSocket: two 503s in a row are no reason to fall back', async () => {
     let now = 1_800_000_000_000;
@@ -186,38 +191,6 @@ describe('server-paced admission', () => {
       );
       for (const { delayMs } of attempts.slice(0, 2)) assert.ok(delayMs !== undefined && delayMs >= 1000 && delayMs % 1000 === 0 && delayMs < 60_000, `paced by Retry-After, not the backoff: ${delayMs}`);
       assert.equal(client.transport, 'websocket', 'still the WebSocket (two plain failures would have meant the fallback)');
-    } finally {
-      client.close();
-      await s.close();
-    }
-  });
-
-  test('the HTTP-streaming fallback is paced too: the client reads Retry-After from the refused stream', async () => {
-    let now = 1_800_000_000_000;
-    const s = await startServer({ clock: () => now, admission: { ratePerSecond: 1, burst: 1 } });
-    const client = new ChorusClient({
-      url: s.wsUrl,
-      transports: ['http-stream'],
-      fetch: globalThis.fetch as any,
-      token: await signToken('ada', { expSeconds: null }),
-      random: () => 0.25,
-      minReconnectDelayMs: 60_000,
-      maxReconnectDelayMs: 120_000,
-    });
-    try {
-      assert.equal((await upgrade(`${s.url}/ws`, await signToken('bob', { expSeconds: null }))).status, 101); // takes the one token
-      const errors: Error[] = [];
-      const connecting: ConnectingData[] = [];
-      client.on('error', (e) => void errors.push(e));
-      client.on('connecting', (d) => void connecting.push(d));
-      const connected = nextEvent(client, 'connected');
-      client.connect();
-      await until('the paced retry is scheduled', () => connecting.length >= 2, 5000);
-      assert.equal(connecting[1]!.delayMs, 1250, 'Retry-After 1 s + 0.25 s of jitter, not the 60 s backoff');
-      assert.match(errors[0]?.message ?? '', /Unexpected server response: 503 .*OVER_CAPACITY/);
-      now += 1000;
-      await withTimeout(connected, 5000, 'connected after Retry-After');
-      assert.equal(client.transport, 'http-stream');
     } finally {
       client.close();
       await s.close();
