@@ -6,28 +6,11 @@
  * server replays the ticks missed meanwhile: the charts fill without a gap.
  */
 import { ChorusClient, Emitter, type ClientState, type MessageData, type Subscription } from '../../../src/client/index.js';
+import { DASHBOARD_CHANNEL, type NodeFigures } from '../../../src/cli/dashboard-figures.js';
 import { openChannelLog } from '../channel-log.js';
 
-/** Figures of one node at one tick (published by the server's src/cli/dashboard-feed.ts). */
-export interface NodeFigures {
-  node: string;
-  t: number;
-  connections: number;
-  subscriptions: number;
-  messagesIn: number;
-  messagesOut: number;
-  bytesIn: number;
-  bytesOut: number;
-  publications: number;
-  publishMeanMs: number;
-  publishP99Ms: number;
-  loopLagMs: number;
-  loopLagMaxMs: number;
-  rssMb: number;
-  heapMb: number;
-}
+export type { NodeFigures };
 
-export const DASHBOARD_CHANNEL = 'dash:nodes';
 /** Publications read on open (the namespace's history size). */
 const HISTORY = 600;
 
