@@ -154,7 +154,11 @@ export interface ServerOptions {
   compression?: boolean | CompressionOptions;
   /** Channel namespaces, first match wins. Default `DEFAULT_NAMESPACES` (`user:*` personal, `chat:*`, `doc:*` documents). */
   namespaces?: NamespaceOptions[];
-  /** Subscribe every connection to its personal channel `user:<sub>` on connect. Default `true`. */
+  /**
+   * Subscribe every connection to its personal channel `user:<sub>` on connect. Default `true`.
+   * On the Redis engine it is about a fifth of a handshake's cost (a SUBSCRIBE and a position
+   * read per connection, docs/PERFORMANCE.md): turn it off where nothing is sent to `user:<id>`.
+   */
   personalChannel?: boolean;
   /** Limits; each field has its own default. */
   limits?: Partial<Limits>;
