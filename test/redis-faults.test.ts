@@ -13,7 +13,7 @@ import { after, afterEach, before, describe, test } from 'node:test';
 import { RedisEngine } from '../src/engines/redis/index.js';
 import { ChorusError, ErrorCode } from '../src/protocol/index.js';
 import { FaultProxy } from './fault-proxy.js';
-import { signToken, startServer, TestSocket, until, type TestServer } from './helpers.js';
+import { signToken, startServer, TestSocket, until, upgradeStatus, type TestServer } from './helpers.js';
 import { RedisProcess } from './redis-helpers.js';
 
 /** Small budgets so faults show in well under a second; the bounds asserted are T and T + O. */
@@ -178,6 +178,19 @@ describe('bounded waits and no needless resync (real redis-server, fault proxy)'
     assert.ok(waited < T + T / 2, `answered after ${waited} ms (the bug answered after 2 × ${T})`);
     proxy.resume();
     await until('A answers again', async () => (await socket.request('subscribe', { channel: 'chat:stall' })).event === 'ack', 10000, 100);
+  });
+
+  test('a handshake during a stall is refused within one commandTimeoutMs (its reservation goes out in a turn batch)', async () => {
+    await startNodes();
+    proxy.freeze();
+    const started = Date.now();
+    const refused = await upgradeStatus(`${a.wsUrl}?token=${await signToken('stalled')}`);
+    const waited = Date.now() - started;
+    assert.equal(refused.status, 503);
+    assert.equal(JSON.parse(refused.body).error.code, ErrorCode.UNAVAILABLE);
+    assert.ok(waited < T + T / 2, `answered after ${waited} ms`);
+    proxy.resume();
+    await until('A admits again', async () => (await upgradeStatus(`${a.wsUrl}?token=${await signToken('stalled')}`)).status === 101, 10000, 100);
   });
 
   test('a frozen link resumes with a pub/sub backlog longer than history: the gap check declares nothing, all delivered', async () => {
