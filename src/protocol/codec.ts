@@ -43,6 +43,9 @@ const decoder = new TextDecoder('utf-8', { fatal: true });
 /** Node's Buffer where there is one (no import: this module also runs in browsers). */
 const NodeBuffer = (globalThis as { Buffer?: { from(text: string, encoding: 'utf8'): Uint8Array } }).Buffer;
 
+/** A frame as JSON text, binary as `{"$bin": base64}`. */
+const encodeText = (frame: Frame): string => JSON.stringify(binaryToJson(frame));
+
 /** UTF-8 bytes of a text: `Buffer.from` on Node (about 3× faster than TextEncoder for frame-sized texts), else TextEncoder. */
 const utf8: (text: string) => Uint8Array = NodeBuffer ? (text) => NodeBuffer.from(text, 'utf8') : (text) => encoder.encode(text);
 
@@ -66,8 +69,8 @@ export function createJsonCodec(options: JsonCodecOptions = {}): Codec {
     subprotocol: JSON_SUBPROTOCOL,
     binary: false,
     separator: encoder.encode(FRAME_SEPARATOR),
-    encode: (frame) => utf8(JSON.stringify(binaryToJson(frame))),
-    encodeText: (frame) => JSON.stringify(binaryToJson(frame)),
+    encode: (frame) => utf8(encodeText(frame)),
+    encodeText,
     decode(bytes) {
       const text = textOf(bytes);
       return finish(parseFrame(text), text);

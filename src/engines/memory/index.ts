@@ -154,8 +154,6 @@ export class MemoryEngine implements Engine, Broker, HistoryStore {
     return this.streams.position(channel);
   }
 
-
-
   private deliver(event: BrokerEvent): void {
     this.handler(event);
   }

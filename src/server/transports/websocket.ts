@@ -79,7 +79,7 @@ export class WebSocketTransport implements Transport {
     private readonly tcp?: Duplex,
   ) {
     this.codec = codecForSubprotocol(socket.protocol) ?? JSON_CODEC;
-    if (tcp && tcp.writableCorked > 0) this.hold(heldResponses);
+    if (tcp && tcp.writableCorked > 0) heldResponses.add(this);
   }
 
   get kind(): 'websocket' {
@@ -92,11 +92,6 @@ export class WebSocketTransport implements Transport {
 
   get bidirectional(): true {
     return true;
-  }
-
-  /** Register the corked socket for release (by the next write, or the group's shared timer). */
-  private hold(group: HeldSockets): void {
-    group.add(this);
   }
 
   /** Let what the corked TCP socket holds go out (idempotent). */
@@ -152,7 +147,7 @@ export class WebSocketTransport implements Transport {
     if (this.socket.readyState !== this.socket.OPEN) return;
     if (tcp && tcp.writableCorked === 0 && !tcp.destroyed) {
       tcp.cork();
-      this.hold(heldPings);
+      heldPings.add(this);
     }
     try {
       this.socket.ping();
